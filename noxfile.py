@@ -1,0 +1,49 @@
+"""Developer sessions: `nox -s tests`, `slow`, `lint`, `docs`, `notebooks`, `bench`."""
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.default_venv_backend = "venv"
+
+
+@nox.session
+def tests(session):
+    """The default suite, exactly as CI runs it (slow tests excluded)."""
+    session.install(".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def slow(session):
+    """Only the tests marked `slow`."""
+    session.install(".[test]")
+    session.run("pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session
+def lint(session):
+    session.install("ruff")
+    session.run("ruff", "check", "scarlet_like", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "scarlet_like", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def docs(session):
+    """Build the documentation site (strict: broken references fail the build)."""
+    session.install(".[docs]")
+    session.run("mkdocs", "build", "--strict")
+
+
+@nox.session
+def notebooks(session):
+    """Execute every tutorial notebook."""
+    session.install(".[test]", "ipykernel")
+    session.run("pytest", "--nbmake", "notebooks", "-p", "no:cacheprovider", "-o", "addopts=")
+
+
+@nox.session
+def bench(session):
+    """Run the benchmarks and print their ratios against hand-written JAX."""
+    session.install(".[test]")
+    for script in sorted(__import__("pathlib").Path("benchmarks").glob("bench_*.py")):
+        session.run("python", str(script))

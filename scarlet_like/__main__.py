@@ -1,0 +1,28 @@
+"""Command line: `python -m scarlet_like --version` and `python -m scarlet_like demo`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    import scarlet_like
+
+    parser = argparse.ArgumentParser(prog="python -m scarlet_like", description=scarlet_like.__doc__)
+    parser.add_argument("--version", action="version", version=f"scarlet_like {scarlet_like.__version__}")
+    commands = parser.add_subparsers(dest="command")
+    demo = commands.add_parser("demo", help="fit the bundled real HSC blend and report the result")
+    demo.add_argument("--steps", type=int, default=1500, help="optimizer steps (default 1500)")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        from .demo import run
+
+        run(steps=args.steps)
+        return 0
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

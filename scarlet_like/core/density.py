@@ -1,0 +1,161 @@
+"""`LogDensity`: the one log posterior that fitting, sampling and interop all use."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PyTree
+
+from .tree import Unravel, _has_parameters, entry_names, ravel, resolve, walk
+
+__all__ = ["LogDensity", "Likelihood"]
+
+
+class Likelihood(eqx.Module):
+    """A log-likelihood of a resolved model, built from what users pass as `likelihood`.
+
+    Accepted: a callable `resolved_model -> scalar`; an object with a `log_likelihood(model)` method
+    (e.g. an observation); or a list/tuple of those (their log-likelihoods add up). Any arrays the
+    likelihood holds (data, weights) are pytree leaves, not constants baked into compiled code.
+    """
+
+    terms: tuple[Any, ...]
+
+    def __init__(self, likelihood: Any):
+        if isinstance(likelihood, Likelihood):
+            self.terms = likelihood.terms
+            return
+        terms = tuple(likelihood) if isinstance(likelihood, Sequence) else (likelihood,)
+        if not terms:
+            raise TypeError("likelihood: got an empty list")
+        for term in terms:
+            if not (callable(term) or callable(getattr(term, "log_likelihood", None))):
+                raise TypeError(
+                    "likelihood must be a callable of the resolved model, an object with a "
+                    f"`log_likelihood(model)` method, or a list of those; got {type(term).__name__}"
+                )
+        self.terms = terms
+
+    def __call__(self, model: PyTree) -> Float[Array, ""]:
+        total = None
+        for term in self.terms:
+            method = getattr(term, "log_likelihood", None)
+            value = method(model) if callable(method) else term(model)
+            value = jnp.asarray(value)
+            if value.shape != ():
+                raise ValueError(
+                    f"the likelihood must return a scalar log-likelihood, got shape {value.shape} "
+                    f"from {type(term).__name__}"
+                )
+            total = value if total is None else total + value
+        return total
+
+
+class LogDensity(eqx.Module):
+    """Log posterior of a model, as a function of its flat unconstrained vector.
+
+    `density(x) = likelihood(resolved model) + sum of log priors at the constrained values
+    + sum of log|det J| of the constraints` (the last term can be left out for MAP fitting).
+
+    **Arguments:**
+
+    - `model`: any pytree holding [`scarlet_like.Parameter`][]s.
+    - `likelihood`: a callable of the resolved model returning a scalar, an object with a
+      `log_likelihood(model)` method (an observation), or a list of those.
+    - `jacobian`: include the constraints' log|det J|. Keep it for sampling (it makes the density of
+      the unconstrained vector the correct change of variables); MAP fitting in constrained space
+      leaves it out.
+
+    **Attributes:**
+
+    - `x0`: the model's current flat unconstrained vector.
+    - `names`: one readable name per entry of `x` (`sources[0].center[1]`).
+    - `unravel`: maps `x` back to a model (with Parameters).
+
+    A `LogDensity` is a pytree; `jax.jit(density)`, `jax.grad(density)` and `jax.vmap(density)` work,
+    and a jitted density traces once for any number of calls with new `x`.
+    """
+
+    unravel: Unravel
+    likelihood: Likelihood
+    x0: Float[Array, " n"]
+    names: tuple[str, ...] = eqx.field(static=True)
+    jacobian: bool = eqx.field(static=True)
+
+    def __init__(self, model: PyTree, likelihood: Any, *, jacobian: bool = True):
+        self.x0, self.unravel = ravel(model)
+        self.likelihood = Likelihood(likelihood)
+        self.names = entry_names(model)
+        self.jacobian = bool(jacobian)
+        out = jax.eval_shape(self.log_likelihood, self.x0)
+        if out.shape != ():
+            raise ValueError(f"the likelihood must return a scalar, got shape {out.shape}")
+
+    @property
+    def size(self) -> int:
+        """Number of entries of the flat vector."""
+        return self.unravel.size
+
+    def model(self, x: Float[Array, " n"]) -> PyTree:
+        """The model (with Parameters) at `x`."""
+        return self.unravel(x)
+
+    def log_likelihood(self, x: Float[Array, " n"]) -> Float[Array, ""]:
+        """The likelihood term alone."""
+        return self.likelihood(resolve(self.unravel(x)))
+
+    def log_prior(self, x: Float[Array, " n"]) -> Float[Array, ""]:
+        """Sum of the free parameters' log priors at their constrained values."""
+        return _sum(self._prior_terms(self.unravel(x)).values(), x)
+
+    def log_jacobian(self, x: Float[Array, " n"]) -> Float[Array, ""]:
+        """Sum of the constraints' log|det J| at `x` (included in `__call__` iff `jacobian`)."""
+        return _sum(self._jacobian_terms(x).values(), x)
+
+    def terms(self, x: Float[Array, " n"]) -> dict[str, Float[Array, ""]]:
+        """Every term of the density at `x`, by name: for finding which one is not finite.
+
+        **Returns:**
+
+        `{"likelihood": ..., "prior: <name>": ..., "jacobian: <name>": ...}`.
+        """
+        model = self.unravel(x)
+        out = {"likelihood": self.likelihood(resolve(model))}
+        out.update({f"prior: {k}": v for k, v in self._prior_terms(model).items()})
+        if self.jacobian:
+            out.update({f"jacobian: {k}": v for k, v in self._jacobian_terms(x).items()})
+        return out
+
+    def __call__(self, x: Float[Array, " n"]) -> Float[Array, ""]:
+        model = self.unravel(x)
+        total = self.likelihood(resolve(model)) + _sum(self._prior_terms(model).values(), x)
+        if self.jacobian:
+            total = total + self.log_jacobian(x)
+        return total
+
+    def _prior_terms(self, model: PyTree) -> dict[str, Array]:
+        # Free parameters' priors, plus those of fixed parameters whose prior depends on other
+        # parameters (observed nodes of a hierarchical model); plain fixed priors are constants.
+        return {
+            group.name: group.parameter.prior.log_prob(group.parameter.value)
+            for group in walk(model).groups
+            if group.parameter.prior is not None and (group.free or _has_parameters(group.parameter.prior))
+        }
+
+    def _jacobian_terms(self, x: Float[Array, " n"]) -> dict[str, Array]:
+        free = self.unravel.free(x)
+        constraints = {
+            group.name: group.parameter.constraint for group in walk(self.unravel.rest).groups if group.free
+        }
+        return {name: constraints[name].log_abs_det_jacobian(value) for name, value in free.items()}
+
+
+def _sum(values: Any, like: Array) -> Array:
+    total = jnp.zeros((), dtype=like.dtype)
+    for value in values:
+        total = total + value
+    return total

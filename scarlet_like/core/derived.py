@@ -1,0 +1,87 @@
+"""`Derived`: a value computed from other parts of a model, with no free entry of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+
+__all__ = ["Derived", "DerivedError", "Meta"]
+
+
+class DerivedError(ValueError):
+    """A derived value could not be computed; the message names it."""
+
+
+class Derived(eqx.Module):
+    """A value computed by `fn` from `inputs` each time the model is resolved.
+
+    **Arguments:**
+
+    - `fn`: a function of the resolved inputs (plain arrays, resolved modules).
+    - `*inputs`: Parameters, other `Derived` values, whole modules, arrays or any pytree. A module
+      passed here that is also used elsewhere in the model keeps its parameters shared.
+    - `name`: a display name for graphs and errors (default: the function's name).
+
+    ```python
+    curve = LightCurve(t0=..., width=..., peak=...)
+    flux_at_5 = sl.Derived(lambda curve: curve(5.0), curve)
+    ```
+
+    A `Derived` adds no entry to the flat vector; its inputs' parameters are found through it.
+    `fn` is static metadata compared by identity: define it once (not a fresh `lambda` per model) for
+    models that should share compiled code or be stacked.
+    """
+
+    fn: Callable[..., Any] = eqx.field(static=True)
+    inputs: tuple[Any, ...]
+    name: str | None = eqx.field(static=True)
+
+    def __init__(self, fn: Callable[..., Any], *inputs: Any, name: str | None = None):
+        if not callable(fn):
+            raise TypeError(f"Derived: the first argument must be a function, got {type(fn).__name__}")
+        self.fn = fn
+        self.inputs = tuple(inputs)
+        self.name = name
+
+    @property
+    def label(self) -> str:
+        return self.name or getattr(self.fn, "__name__", type(self.fn).__name__)
+
+
+class _Opaque:
+    """Holds an object as static metadata, hashed and compared by identity."""
+
+    __slots__ = ("content",)
+
+    def __init__(self, content: Any):
+        self.content = content
+
+    def __hash__(self) -> int:
+        return id(self.content)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Opaque) and other.content is self.content
+
+
+class Meta(eqx.Module):
+    """Attach an object to a model without making it part of the model's parameter space.
+
+    The object (a static field, a lookup table, another model used for reference) is invisible to
+    `partition`, `ravel`, `resolve` and transformations: its Parameters are neither free nor resolved,
+    and its arrays are constants. Access it as `.content`.
+
+    **Arguments:**
+
+    - `content`: anything.
+    """
+
+    _held: _Opaque = eqx.field(static=True)
+
+    def __init__(self, content: Any):
+        self._held = _Opaque(content)
+
+    @property
+    def content(self) -> Any:
+        return self._held.content

@@ -1,0 +1,27 @@
+import subprocess
+import sys
+
+import scarlet_like as sl
+from scarlet_like.__main__ import main
+
+
+def test_version_flag():
+    out = subprocess.run(
+        [sys.executable, "-m", "scarlet_like", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == f"scarlet_like {sl.__version__}"
+
+
+def test_demo_fits_the_real_blend(capsys):
+    from scarlet_like.demo import run
+
+    result = run(steps=300, progress=True)
+    # the fit must improve a lot on the starting point, on real data
+    assert result["chi2_end"] < 0.2 * result["chi2_start"]
+    out = capsys.readouterr().out
+    assert "HSC" in out and "chi^2/dof" in out
+
+
+def test_main_without_command_prints_help(capsys):
+    assert main([]) == 0
+    assert "demo" in capsys.readouterr().out
