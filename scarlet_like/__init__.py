@@ -37,6 +37,7 @@ from .core import (
     stack,
     unstack,
 )
+from .core.graph import graph, tree
 
 try:
     __version__ = version("scarlet_like")
@@ -65,6 +66,7 @@ __all__ = [
     "fix",
     "free",
     "get_values",
+    "graph",
     "is_parameter",
     "load",
     "parameters",
@@ -74,5 +76,6 @@ __all__ = [
     "save",
     "set_values",
     "stack",
+    "tree",
     "unstack",
 ]

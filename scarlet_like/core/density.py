@@ -95,6 +95,9 @@ class LogDensity(eqx.Module):
         if out.shape != ():
             raise ValueError(f"the likelihood must return a scalar, got shape {out.shape}")
 
+    # Hashed by identity so that `jax.jit(density)` works (its fields hold arrays).
+    __hash__ = object.__hash__
+
     @property
     def size(self) -> int:
         """Number of entries of the flat vector."""
@@ -141,7 +144,7 @@ class LogDensity(eqx.Module):
         # Free parameters' priors, plus those of fixed parameters whose prior depends on other
         # parameters (observed nodes of a hierarchical model); plain fixed priors are constants.
         return {
-            group.name: group.parameter.prior.log_prob(group.parameter.value)
+            group.name: group.log_prior()
             for group in walk(model).groups
             if group.parameter.prior is not None and (group.free or _has_parameters(group.parameter.prior))
         }

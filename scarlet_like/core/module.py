@@ -67,6 +67,11 @@ class Module(eqx.Module):
     [`scarlet_like.core.module.keep_parameters`][] receive `self` unchanged.
     """
 
+    def __repr__(self) -> str:
+        from .graph import tree
+
+        return tree(self)
+
     def __check_init__(self) -> None:
         # Parameter objects used in several spots of this module get their sharing token now, so
         # that the sharing survives any tree surgery done before the model reaches the framework.

@@ -114,23 +114,23 @@ def _label(name: str | None) -> str:
     return f" '{name}'" if name else ""
 
 
-def describe(parameter: Parameter, *, value: bool = False, path: str | None = None) -> str:
-    """Short human description: `Parameter 'r_half' (positive(), prior Normal(...))`."""
-    label = path or parameter.name
+def describe(parameter: Parameter, *, value: bool = False) -> str:
+    """`Parameter(1.5, positive(), prior=LogNormal(...), name='r_half')`; the value only if asked."""
     parts = []
-    if value and parameter.value is not None and _is_concrete(parameter.value):
-        parts.append(_short_value(parameter.value))
-    elif value and parameter.value is not None:
-        parts.append(f"{parameter.value.dtype}{list(parameter.value.shape)}")
-    if type(parameter.constraint).__name__ != "Real" and str(parameter.constraint) != "real()":
+    if value and parameter.value is not None:
+        if _is_concrete(parameter.value):
+            parts.append(_short_value(parameter.value))
+        else:
+            parts.append(f"{parameter.value.dtype}{list(parameter.value.shape)}")
+    if str(parameter.constraint) != "real()":
         parts.append(str(parameter.constraint))
     if parameter.prior is not None:
         parts.append(f"prior={parameter.prior!r}")
     if parameter.fixed:
-        parts.append("fixed")
-    inside = ", ".join(parts)
-    head = f"Parameter '{label}'" if label else "Parameter"
-    return f"{head}({inside})"
+        parts.append("fixed=True")
+    if parameter.name:
+        parts.append(f"name={parameter.name!r}")
+    return f"Parameter({', '.join(parts)})"
 
 
 def _check_value(value: Array, constraint: Constraint, prior: Prior | None, who: str) -> None:

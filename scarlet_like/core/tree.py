@@ -25,7 +25,7 @@ from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from .derived import Derived, DerivedError
 from .parameter import Parameter, ParameterError, _check_value, is_parameter, replace
-from .plate import Plate
+from .plate import Plate, _axes
 
 __all__ = [
     "partition",
@@ -65,6 +65,8 @@ class Spot:
     path: str  # display path; "[:]" marks the axis of each enclosing plate
     parameter: Parameter
     batch: tuple[int, ...]  # sizes of the plates this value is stacked over (outermost first)
+    # for each of those plates, the tokens of the parameters it shares unstacked among its members
+    shared: tuple[frozenset[str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,11 @@ class Group:
     spots: tuple[int, ...]  # indices into `Walk.spots`
     parameter: Parameter  # as found at the first spot
     batch: tuple[int, ...]
+    shared: tuple[frozenset[str], ...] = ()
+
+    def log_prior(self) -> Array:
+        """The prior's log density at the current value, each plate member's prior applied to it."""
+        return _batched_log_prob(self.parameter.prior, self.parameter.value, self.shared)
 
     @property
     def free(self) -> bool:
@@ -102,8 +109,19 @@ def _is_walk_node(node: Any) -> bool:
     return is_parameter(node) or isinstance(node, Plate)
 
 
+def _batched_log_prob(prior: Any, value: Array, shared: tuple[frozenset[str], ...]) -> Array:
+    if not shared:
+        return prior.log_prob(value)
+    inner = lambda prior, value: _batched_log_prob(prior, value, shared[1:])  # noqa: E731
+    per_member = jax.vmap(inner, in_axes=(_axes(prior, shared[0]), 0))(prior, value)
+    return jnp.sum(per_member)
+
+
 def _descend(
-    tree: PyTree, prefix: str, batch: tuple[int, ...], shared: frozenset[str]
+    tree: PyTree,
+    prefix: str,
+    batch: tuple[int, ...],
+    shared: tuple[frozenset[str], ...],
 ) -> tuple[list[Spot], Callable[[list[Parameter]], PyTree]]:
     """Spots of `tree` in flattening order (a Parameter before the Parameters of its prior)."""
     with_paths, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_walk_node)
@@ -114,10 +132,20 @@ def _descend(
         path = _join(prefix, path_to_name(key_path))
         if is_parameter(leaf):
             start = len(spots)
-            own_batch = () if leaf.token is not None and leaf.token in shared else batch
-            spots.append(Spot(path=path, parameter=leaf, batch=own_batch))
+            # A parameter shared by the members of a plate is not stacked over that plate (nor over
+            # the plates inside it).
+            depth = next(
+                (
+                    level
+                    for level, tokens in enumerate(shared)
+                    if leaf.token is not None and leaf.token in tokens
+                ),
+                len(shared),
+            )
+            own_batch, own_shared = batch[:depth], shared[:depth]
+            spots.append(Spot(path=path, parameter=leaf, batch=own_batch, shared=own_shared))
             if leaf.prior is not None and _has_parameters(leaf.prior):
-                inner, rebuild_prior = _descend(leaf.prior, path + ".prior", own_batch, shared)
+                inner, rebuild_prior = _descend(leaf.prior, path + ".prior", own_batch, own_shared)
                 spots.extend(inner)
                 plan.append(("parameter", start, len(inner), rebuild_prior, None))
             else:
@@ -125,7 +153,7 @@ def _descend(
         elif isinstance(leaf, Plate):
             start = len(spots)
             inner, rebuild_members = _descend(
-                leaf.members, path + "[:]", (*batch, leaf.size), shared | leaf.shared
+                leaf.members, path + "[:]", (*batch, leaf.size), (*shared, leaf.shared)
             )
             spots.extend(inner)
             plan.append(("plate", start, len(inner), rebuild_members, leaf))
@@ -144,8 +172,16 @@ def _descend(
                     parameter = replace(parameter, prior=prior)
                 leaves.append(parameter)
             else:
-                members = inner_rebuild(parameters[start : start + count])
-                leaves.append(Plate(members=members, size=node.size, shared=node.shared))
+                new_members = parameters[start : start + count]
+                members = inner_rebuild(new_members)
+                # tokens may have been renamed (stacking a plate of plates): keep `shared` in step
+                renamed = {
+                    old.parameter.token: new.token
+                    for old, new in zip(spots[start : start + count], new_members, strict=True)
+                    if old.parameter.token is not None
+                }
+                shared = frozenset(renamed.get(token, token) for token in node.shared)
+                leaves.append(Plate(members=members, size=node.size, shared=shared))
         return jax.tree_util.tree_unflatten(treedef, leaves)
 
     return spots, rebuild
@@ -167,7 +203,7 @@ def walk(model: PyTree) -> Walk:
     several spots is given a token, written into the object itself: from then on the sharing
     survives `tree_at`, copies, stacking and serialisation of any model that holds it.
     """
-    spots, rebuild = _descend(model, "", (), frozenset())
+    spots, rebuild = _descend(model, "", (), ())
     members: dict[Any, list[int]] = {}
     for index, spot in enumerate(spots):
         parameter = spot.parameter
@@ -180,7 +216,15 @@ def walk(model: PyTree) -> Walk:
             # Same object in several spots: annotate it (construction-time metadata, not state).
             object.__setattr__(first.parameter, "token", uuid.uuid4().hex)
         name = first.parameter.name or first.path or "value"
-        groups.append(Group(name=name, spots=tuple(indices), parameter=first.parameter, batch=first.batch))
+        groups.append(
+            Group(
+                name=name,
+                spots=tuple(indices),
+                parameter=first.parameter,
+                batch=first.batch,
+                shared=first.shared,
+            )
+        )
     groups.sort(key=lambda group: group.spots[0])
     _check_unique_names(groups)
     return Walk(spots=spots, groups=groups, rebuild=rebuild)
@@ -511,7 +555,7 @@ def _selected_groups(tree: Walk, model: PyTree, where: Where, caller: str) -> li
         nodes = selected if isinstance(selected, list | tuple) else [selected]
         chosen: list[Any] = []
         for node in nodes:
-            chosen.extend(spot.parameter for spot in _descend(node, "", (), frozenset())[0])
+            chosen.extend(spot.parameter for spot in _descend(node, "", (), ())[0])
         picked = [
             index
             for index, group in enumerate(tree.groups)

@@ -1,4 +1,4 @@
-"""Small models shared by the core tests."""
+"""Small models and helpers shared by the core tests."""
 
 import jax.numpy as jnp
 import numpyro.distributions as nd
@@ -29,3 +29,45 @@ def light_curve(t0=-2.0, width=2.5, peak=0.2):
         width=sl.Parameter(width, constraint=sl.constraints.positive(), prior=nd.LogNormal(0.0, 1.0)),
         peak=sl.Parameter(peak, constraint=sl.constraints.interval(0.0, 1.0)),
     )
+
+
+class Blob(sl.Module):
+    """A round Gaussian of known total flux on a pixel grid."""
+
+    center: sl.Parameter
+    width: sl.Parameter
+    flux: object = 1.0
+
+    def __call__(self, grid):
+        squared = jnp.sum((grid - self.center[:, None, None]) ** 2, axis=0)
+        return self.flux * jnp.exp(-0.5 * squared / self.width**2) / (2 * jnp.pi * self.width**2)
+
+
+def pixel_grid(height, width):
+    rows, cols = jnp.meshgrid(jnp.arange(height, dtype=float), jnp.arange(width, dtype=float), indexing="ij")
+    return jnp.stack([rows, cols])
+
+
+def map_fit(density, steps=300):
+    """Maximise a log density with L-BFGS (optax), compiled as one scan. Returns the final vector."""
+    import jax
+    import optax
+
+    optimizer = optax.lbfgs()
+    loss = lambda x: -density(x)  # noqa: E731
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    @jax.jit
+    def run(x):
+        def step(carry, _):
+            x, state = carry
+            value, grad = value_and_grad(x, state=state)
+            updates, state = optimizer.update(grad, state, x, value=value, grad=grad, value_fn=loss)
+            return (optax.apply_updates(x, updates), state), value
+
+        # optax mixes integer counters with floats: run it under JAX's default promotion
+        with jax.numpy_dtype_promotion("standard"):
+            (x, _), values = jax.lax.scan(step, (x, optimizer.init(x)), None, length=steps)
+        return x, values
+
+    return run(density.x0)
