@@ -5,7 +5,26 @@ The public API is re-exported here: `import scarlet_like as sl`.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .astro import datasets
+from .astro import (
+    PSF,
+    ArrayPSF,
+    Frame,
+    FrameError,
+    GaussianMorphology,
+    GaussianPSF,
+    ImageMorphology,
+    Morphology,
+    Observation,
+    ObservationError,
+    PointMorphology,
+    PointSource,
+    PSFError,
+    Scene,
+    SceneError,
+    SersicMorphology,
+    Source,
+    datasets,
+)
 from .core import (
     Constraint,
     Derived,
@@ -45,6 +64,23 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "PSF",
+    "ArrayPSF",
+    "Frame",
+    "FrameError",
+    "GaussianMorphology",
+    "GaussianPSF",
+    "ImageMorphology",
+    "Morphology",
+    "Observation",
+    "ObservationError",
+    "PointMorphology",
+    "PointSource",
+    "PSFError",
+    "Scene",
+    "SceneError",
+    "SersicMorphology",
+    "Source",
     "Constraint",
     "Derived",
     "DerivedError",

@@ -1,5 +1,29 @@
-"""The astronomy layer: data sets now; frames, observations, PSFs and scenes to come."""
+"""The astronomy layer: frames, observations, PSFs, morphologies, sources, scenes and rendering."""
 
 from . import datasets
+from .frame import Frame, FrameError
+from .morphology import GaussianMorphology, ImageMorphology, Morphology, PointMorphology, SersicMorphology
+from .observation import Observation, ObservationError
+from .psf import PSF, ArrayPSF, GaussianPSF, PSFError
+from .scene import PointSource, Scene, SceneError, Source
 
-__all__ = ["datasets"]
+__all__ = [
+    "PSF",
+    "ArrayPSF",
+    "Frame",
+    "FrameError",
+    "GaussianMorphology",
+    "GaussianPSF",
+    "ImageMorphology",
+    "Morphology",
+    "Observation",
+    "ObservationError",
+    "PSFError",
+    "PointMorphology",
+    "PointSource",
+    "Scene",
+    "SceneError",
+    "SersicMorphology",
+    "Source",
+    "datasets",
+]

@@ -112,7 +112,8 @@ class LogDensity(eqx.Module):
         return self.likelihood(resolve(self.unravel(x)))
 
     def log_prior(self, x: Float[Array, " n"]) -> Float[Array, ""]:
-        """Sum of the free parameters' log priors at their constrained values."""
+        """Sum of the log priors at the constrained values: of the free parameters, plus of fixed
+        parameters whose prior depends on other parameters (observed nodes of a hierarchy)."""
         return _sum(self._prior_terms(self.unravel(x)).values(), x)
 
     def log_jacobian(self, x: Float[Array, " n"]) -> Float[Array, ""]:

@@ -25,8 +25,11 @@ class Derived(eqx.Module):
     - `name`: a display name for graphs and errors (default: the function's name).
 
     ```python
+    def flux_at(curve, time):
+        return curve(time)
+
     curve = LightCurve(t0=..., width=..., peak=...)
-    flux_at_5 = sl.Derived(lambda curve: curve(5.0), curve)
+    fluxes = [sl.Derived(flux_at, curve, time) for time in (0.0, 5.0, 10.0)]
     ```
 
     A `Derived` adds no entry to the flat vector; its inputs' parameters are found through it.
@@ -47,6 +50,7 @@ class Derived(eqx.Module):
 
     @property
     def label(self) -> str:
+        """The display name: `name`, else the function's name."""
         return self.name or getattr(self.fn, "__name__", type(self.fn).__name__)
 
 
@@ -84,4 +88,5 @@ class Meta(eqx.Module):
 
     @property
     def content(self) -> Any:
+        """The attached object, as given."""
         return self._held.content

@@ -51,7 +51,8 @@ class Module(eqx.Module):
 
     Declare fields as usual; any field may hold a [`scarlet_like.Parameter`][], a plain value, or
     another module. Inside `__call__`, public methods and properties, `self` is already resolved:
-    every Parameter is replaced by its value, so model code is plain JAX:
+    every Parameter is replaced by its value and every `Derived` by its result, so model code is
+    plain JAX:
 
     ```python
     class LightCurve(sl.Module):

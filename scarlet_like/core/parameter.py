@@ -155,8 +155,11 @@ def _check_value(value: Array, constraint: Constraint, prior: Prior | None, who:
 
 
 def _check_prior_shape(value_shape: tuple[int, ...], prior: Prior, who: str) -> None:
-    prior_shape = prior.shape
-    event_shape = prior.event_shape
+    try:
+        prior_shape = prior.shape
+        event_shape = prior.event_shape
+    except Exception as error:  # a hierarchical prior whose arguments do not fit its family
+        raise ParameterError(f"{who}: the prior {prior!r} cannot be built: {error}") from error
     if prior_shape is None or event_shape is None:
         return
     n_event = len(event_shape)

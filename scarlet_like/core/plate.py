@@ -28,7 +28,7 @@ class Plate(eqx.Module):
     [`scarlet_like.stack`][]; undo with [`scarlet_like.unstack`][].
 
     Calling a plate calls every member (vectorised with `vmap`) and stacks the results;
-    [`scarlet_like.core.plate.Plate.map`][] applies any function to every member. Names of the flat
+    [`scarlet_like.Plate.map`][] applies any function to every member. Names of the flat
     vector read `blobs[3].center`, with the plate's position in the model and the member index.
     """
 
@@ -116,7 +116,7 @@ def _describe_difference(a: Any, b: Any, path: str = "") -> str | None:
 
 
 def stack(models: Sequence[PyTree]) -> Plate:
-    """Stack same-structure models into a [`scarlet_like.core.plate.Plate`][].
+    """Stack same-structure models into a [`scarlet_like.Plate`][].
 
     **Arguments:**
 
@@ -126,7 +126,7 @@ def stack(models: Sequence[PyTree]) -> Plate:
 
     **Returns:**
 
-    The plate. Raises [`scarlet_like.core.plate.PlateError`][] naming the first field where two
+    The plate. Raises [`scarlet_like.PlateError`][] naming the first field where two
     models differ.
     """
     from .tree import walk

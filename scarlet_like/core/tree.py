@@ -357,7 +357,7 @@ def ravel(model: PyTree) -> tuple[Float[Array, " n"], Unravel]:
     **Returns:**
 
     `(x, unravel)`: the 1-D unconstrained vector (entries in the order of
-    [`scarlet_like.core.tree.entry_names`][]) and a callable mapping such a vector back to a model.
+    [`scarlet_like.entry_names`][]) and a callable mapping such a vector back to a model.
     """
     free_values, rest = partition(model)
     leaves = list(free_values.values())

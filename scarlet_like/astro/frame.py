@@ -1,0 +1,161 @@
+"""`Frame`: the model's pixel grid, channels and (narrow) model PSF."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import numpy as np
+
+from .psf import PSF, GaussianPSF
+from .render import FourierGrid
+
+__all__ = ["Frame", "FrameError", "MODEL_PSF_SIGMA"]
+
+# Width of the default model PSF, in model-frame pixels: narrow enough to stay below any observed
+# PSF, wide enough that the model cube is well sampled.
+MODEL_PSF_SIGMA = 0.8
+
+
+class FrameError(ValueError):
+    """Inconsistent frame or observation geometry; the message names the culprit."""
+
+
+class Frame(eqx.Module):
+    """The model frame: where source positions live and what `scene()` renders.
+
+    **Arguments:**
+
+    - `shape`: `(C, H, W)`.
+    - `channels`: the `C` channel (band) names; default `0 .. C-1`.
+    - `psf`: the model PSF (default a narrow Gaussian of sigma `MODEL_PSF_SIGMA` pixels).
+    - `wcs`: an astropy celestial WCS of the grid, used to place sources given as `SkyCoord` and to
+      map the frame onto observations with other pixel grids.
+
+    Positions are `(y, x)` pixel coordinates, pixel centres at integer indices.
+    """
+
+    shape: tuple[int, int, int] = eqx.field(static=True)
+    channels: tuple[str, ...] = eqx.field(static=True)
+    psf: PSF
+    wcs: Any = eqx.field(static=True)
+    grid: FourierGrid
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        channels: Sequence[Any] | None = None,
+        psf: PSF | None = None,
+        wcs: Any = None,
+    ):
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise FrameError(f"Frame: shape must be (C, H, W) with positive sizes, got {shape}")
+        self.shape = shape
+        channels = tuple(str(c) for c in (range(shape[0]) if channels is None else channels))
+        if len(channels) != shape[0]:
+            raise FrameError(f"Frame: {len(channels)} channel names for {shape[0]} channels")
+        if len(set(channels)) != len(channels):
+            raise FrameError(f"Frame: channel names must be unique, got {channels}")
+        self.channels = channels
+        self.psf = GaussianPSF(MODEL_PSF_SIGMA) if psf is None else psf
+        if self.psf.channels not in (1, shape[0]):
+            raise FrameError(f"Frame: the PSF has {self.psf.channels} channels, the frame {shape[0]}")
+        self.wcs = wcs
+        self.grid = FourierGrid(shape[1], shape[2], self.psf)
+
+    @property
+    def height(self) -> int:
+        return self.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.shape[2]
+
+    def contains(self, center: Any) -> bool:
+        """Whether a `(y, x)` position lies on the frame (within half a pixel of its edge pixels)."""
+        y, x = (float(v) for v in np.asarray(center))
+        return -0.5 <= y <= self.height - 0.5 and -0.5 <= x <= self.width - 0.5
+
+    def to_pixel(self, position: Any) -> np.ndarray:
+        """`(y, x)` of an astropy `SkyCoord` (needs the frame's WCS), or of a `(y, x)` pair."""
+        if _is_sky_coordinate(position):
+            if self.wcs is None:
+                raise FrameError("a position was given as a SkyCoord, but the frame has no WCS")
+            x, y = self.wcs.world_to_pixel(position)
+            return np.array([float(y), float(x)], dtype=np.float32)
+        return np.asarray(position, dtype=np.float32)
+
+    @classmethod
+    def from_observations(cls, observations: Any, psf: PSF | None = None) -> Frame:
+        """The model frame for one or several observations.
+
+        **Arguments:**
+
+        - `observations`: an Observation or a list of them.
+        - `psf`: the model PSF (default narrow Gaussian).
+
+        **Returns:**
+
+        A frame with every observation's channels (in order of appearance). With one observation, or
+        several on the same grid, it is that grid; with WCSs of different pixel scales, the finest
+        pixel scale over the union of the footprints.
+        """
+        observations = list(observations) if isinstance(observations, list | tuple) else [observations]
+        if not observations:
+            raise FrameError("Frame.from_observations: got no observation")
+        channels: list[str] = []
+        for observation in observations:
+            for channel in observation.channels:
+                if channel in channels:
+                    raise FrameError(
+                        f"Frame.from_observations: channel {channel!r} appears in two observations"
+                    )
+                channels.append(channel)
+        reference = observations[0]
+        same_grid = all(o.data.shape[1:] == reference.data.shape[1:] and o.wcs is None for o in observations)
+        if same_grid or reference.wcs is None:
+            for observation in observations[1:]:
+                if observation.data.shape[1:] != reference.data.shape[1:]:
+                    raise FrameError(
+                        f"Frame.from_observations: observations '{reference.name}' and '{observation.name}' "
+                        "have different pixel grids; give every observation a WCS"
+                    )
+            height, width = reference.data.shape[1:]
+            return cls((len(channels), height, width), channels, psf, reference.wcs)
+        return _frame_from_wcs(cls, observations, channels, psf)
+
+
+def _pixel_scale(wcs: Any) -> float:
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    return float(np.mean(proj_plane_pixel_scales(wcs.celestial)))
+
+
+def _frame_from_wcs(cls: type, observations: list, channels: list[str], psf: PSF | None) -> Frame:
+    if any(o.wcs is None for o in observations):
+        raise FrameError("Frame.from_observations: observations on different grids all need a WCS")
+    finest = min(observations, key=lambda o: _pixel_scale(o.wcs))
+    wcs = finest.wcs.celestial.deepcopy()
+    corners = []
+    for observation in observations:
+        height, width = observation.data.shape[1:]
+        xs = np.array([-0.5, width - 0.5, width - 0.5, -0.5])
+        ys = np.array([-0.5, -0.5, height - 0.5, height - 0.5])
+        world = observation.wcs.celestial.pixel_to_world(xs, ys)
+        corners.append(np.stack(wcs.world_to_pixel(world), axis=-1))
+    corners = np.concatenate(corners)
+    low = np.floor(corners.min(axis=0) + 0.5).astype(int)
+    high = np.ceil(corners.max(axis=0) - 0.5).astype(int)
+    wcs.wcs.crpix = wcs.wcs.crpix - low  # shift the origin to the union's corner
+    width, height = (high - low + 1).tolist()
+    return cls((len(channels), height, width), channels, psf, wcs)
+
+
+def _is_sky_coordinate(value: Any) -> bool:
+    try:
+        from astropy.coordinates import SkyCoord
+    except ImportError:  # pragma: no cover - astropy is a dependency
+        return False
+    return isinstance(value, SkyCoord)

@@ -1,0 +1,201 @@
+"""`Observation`: data, noise, mask and PSF of one instrument, and the likelihood of a scene."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+
+from ..core.tree import resolve
+from .frame import Frame, FrameError
+from .psf import PSF
+from .render import FourierGrid, render
+
+__all__ = ["Observation", "ObservationError"]
+
+
+class ObservationError(ValueError):
+    """Bad observation input; the message names the observation and what is wrong."""
+
+
+class Observation(eqx.Module):
+    """Multi-band images with their noise, mask and PSF.
+
+    **Arguments:**
+
+    - `data`: `(C, H, W)` images.
+    - `weights`: inverse variances, `(C, H, W)` (or anything broadcasting to it); default 1.
+    - `mask`: `(C, H, W)` (or broadcasting), non-zero / `True` where a pixel must be ignored.
+    - `psf`: an [`scarlet_like.ArrayPSF`][] (effective PSF images, one per channel) or
+      [`scarlet_like.GaussianPSF`][]; default: no PSF beyond the pixel (a Gaussian of tiny width).
+    - `channels`: the `C` channel names (default `0 .. C-1`); they tie the data to the model frame's
+      channels.
+    - `wcs`: an astropy celestial WCS, to place this observation relative to a model frame on another
+      pixel grid.
+    - `name`: used in error messages and plots.
+
+    An Observation is a likelihood: pass it (or a list of them) wherever a likelihood is accepted.
+    """
+
+    data: Float[Array, "C H W"]
+    weights: Float[Array, "C H W"]
+    psf: PSF
+    grid: FourierGrid
+    log_normalisation: Float[Array, ""]
+    channels: tuple[str, ...] = eqx.field(static=True)
+    wcs: Any = eqx.field(static=True)
+    name: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        data: ArrayLike,
+        weights: ArrayLike | None = None,
+        mask: ArrayLike | None = None,
+        psf: PSF | None = None,
+        channels: Sequence[Any] | None = None,
+        wcs: Any = None,
+        name: str = "observation",
+    ):
+        self.name = name
+        data = np.asarray(data, dtype=np.float64)
+        if data.ndim == 2:
+            data = data[None]
+        if data.ndim != 3:
+            raise ObservationError(f"Observation '{name}': data must be (C, H, W), got shape {data.shape}")
+        shape = data.shape
+        weights = self._broadcast("weights", 1.0 if weights is None else weights, shape, np.float64)
+        bad = np.zeros(shape, bool) if mask is None else self._broadcast("mask", mask, shape, None) != 0
+        if np.any(~np.isfinite(weights)) or np.any(weights < 0):
+            channel = int(np.argwhere(~(np.isfinite(weights) & (weights >= 0)))[0, 0])
+            raise ObservationError(
+                f"Observation '{name}': weights must be finite and non-negative (channel {channel} "
+                "has negative or non-finite weights)"
+            )
+        used = (weights > 0) & ~bad
+        non_finite = used & ~np.isfinite(data)
+        if np.any(non_finite):
+            per_channel = non_finite.sum(axis=(1, 2))
+            channel = int(np.flatnonzero(per_channel)[0])
+            raise ObservationError(
+                f"Observation '{name}': {int(per_channel.sum())} pixel(s) with NaN or infinite data have "
+                f"non-zero weight and no mask (first in channel {channel}); mask them or set their "
+                "weight to 0"
+            )
+        channels = tuple(str(c) for c in (range(shape[0]) if channels is None else channels))
+        if len(channels) != shape[0]:
+            raise ObservationError(
+                f"Observation '{name}': {len(channels)} channel names {channels} for data with "
+                f"{shape[0]} channels"
+            )
+        if len(set(channels)) != len(channels):
+            raise ObservationError(f"Observation '{name}': channel names must be unique, got {channels}")
+        self.channels = channels
+        if psf is None:
+            from .psf import GaussianPSF
+
+            psf = GaussianPSF(1e-3)
+        if psf.channels not in (1, shape[0]):
+            raise ObservationError(
+                f"Observation '{name}': the PSF has {psf.channels} channels but the data have {shape[0]}"
+            )
+        self.psf = psf
+        self.wcs = wcs
+        final_weights = np.where(used, weights, 0.0)
+        self.data = jnp.asarray(np.where(used, data, 0.0), dtype=jnp.float32)
+        self.weights = jnp.asarray(final_weights, dtype=jnp.float32)
+        positive = final_weights[final_weights > 0]
+        self.log_normalisation = jnp.asarray(0.5 * np.sum(np.log(positive / (2 * np.pi))), dtype=jnp.float32)
+        self.grid = FourierGrid(shape[1], shape[2], psf)
+
+    def _broadcast(self, what: str, value: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        array = np.asarray(value, dtype=dtype)
+        try:
+            return np.broadcast_to(array, shape).copy()
+        except ValueError:
+            raise ObservationError(
+                f"Observation '{self.name}': {what} of shape {array.shape} does not match the data's "
+                f"shape {shape}"
+            ) from None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.data.shape)
+
+    @property
+    def mask(self) -> Array:
+        """`True` where a pixel is ignored (masked, or zero weight)."""
+        return self.weights <= 0
+
+    def channel_index(self, frame: Frame) -> tuple[int, ...]:
+        """For each channel of this observation, its index among the model frame's channels."""
+        missing = [c for c in self.channels if c not in frame.channels]
+        if missing:
+            raise FrameError(
+                f"Observation '{self.name}': channel(s) {missing} are not in the model frame's channels "
+                f"{frame.channels}"
+            )
+        return tuple(frame.channels.index(c) for c in self.channels)
+
+    def to_pixels(self, frame: Frame) -> tuple[np.ndarray, np.ndarray] | None:
+        """The affine map `p = A q + b` from model-frame pixels `q` to this observation's pixels."""
+        if frame.wcs is None or self.wcs is None:
+            if self.data.shape[1:] != frame.shape[1:]:
+                raise FrameError(
+                    f"Observation '{self.name}' has a {self.data.shape[1]}x{self.data.shape[2]} grid and the "
+                    f"frame {frame.shape[1]}x{frame.shape[2]}: without WCSs they must be the same grid"
+                )
+            return None
+        # linearise the WCS mapping at the frame's centre
+        cy, cx = (frame.height - 1) / 2, (frame.width - 1) / 2
+        points = np.array([[cy, cx], [cy + 1, cx], [cy, cx + 1]])
+        world = frame.wcs.celestial.pixel_to_world(points[:, 1], points[:, 0])
+        x, y = self.wcs.celestial.world_to_pixel(world)
+        mapped = np.stack([y, x], axis=-1)
+        matrix = np.stack([mapped[1] - mapped[0], mapped[2] - mapped[0]], axis=-1)
+        offset = mapped[0] - matrix @ points[0]
+        return matrix, offset
+
+    def render(self, scene: Any) -> Float[Array, "C H W"]:
+        """The scene as this observation sees it.
+
+        **Arguments:**
+
+        - `scene`: a [`scarlet_like.Scene`][] (with Parameters or resolved).
+
+        **Returns:**
+
+        `(C, H, W)`: the continuous scene convolved with this observation's PSF and integrated over its
+        pixels, as GalSim's `drawImage` gives.
+        """
+        scene = resolve(scene)
+        frame = scene.frame
+        return render(scene.sources, self.grid, self.channel_index(frame), self.to_pixels(frame))
+
+    def log_likelihood(self, scene: Any) -> Float[Array, ""]:
+        """Gaussian log-likelihood of the data given the scene (masked pixels excluded)."""
+        residual = self.data - self.render(scene)
+        return -0.5 * jnp.sum(self.weights * residual**2) + self.log_normalisation
+
+    def chi2(self, scene: Any) -> Float[Array, ""]:
+        """Sum of weighted squared residuals over unmasked pixels."""
+        residual = self.data - self.render(scene)
+        return jnp.sum(self.weights * residual**2)
+
+    def goodness_of_fit(self, scene: Any) -> Float[Array, ""]:
+        """Chi-square per unmasked pixel value (1 for a model as good as the noise allows)."""
+        return self.chi2(scene) / jnp.sum(self.weights > 0)
+
+    def simulate(self, scene: Any, key: PRNGKeyArray) -> Float[Array, "C H W"]:
+        """Mock data: the rendered scene plus Gaussian noise of this observation's variance.
+
+        Masked (zero-weight) pixels get no noise. Works under `vmap` over keys.
+        """
+        model = self.render(scene)
+        safe = jnp.where(self.weights > 0, self.weights, 1.0)
+        noise = jax.random.normal(key, model.shape, dtype=model.dtype) / jnp.sqrt(safe)
+        return model + jnp.where(self.weights > 0, noise, 0.0)

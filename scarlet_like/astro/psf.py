@@ -1,0 +1,128 @@
+"""Point-spread functions, as seen by the Fourier-space renderer."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+__all__ = ["PSF", "ArrayPSF", "GaussianPSF", "PSFError"]
+
+
+def phasor(angle: Array) -> Array:
+    """`exp(-i angle)`, built from cos and sin so that it keeps the input's precision."""
+    return jax.lax.complex(jnp.cos(angle), -jnp.sin(angle))
+
+
+class PSFError(ValueError):
+    """A PSF that cannot be used; the message says why."""
+
+
+class PSF(eqx.Module):
+    """Interface of a PSF: its Fourier transform per channel.
+
+    `fourier(ky, kx)` returns the transform of the PSF of every channel, `(C, *k.shape)`, at angular
+    frequencies in radians per pixel of the PSF's own grid, normalised to 1 at k = 0.
+    `includes_pixel` says whether the PSF already contains the pixel response (an effective PSF, as
+    survey pipelines deliver) or is a continuous profile that the renderer must still integrate over
+    pixels.
+    """
+
+    includes_pixel: bool = eqx.field(static=True)
+
+    @property
+    def channels(self) -> int:
+        raise NotImplementedError
+
+    def fourier(self, ky: Array, kx: Array) -> Array:
+        raise NotImplementedError
+
+
+class ArrayPSF(PSF):
+    """Effective PSF images, one per channel, sampled at pixel centres.
+
+    **Arguments:**
+
+    - `images`: `(C, h, w)` (or `(h, w)` for one channel). Each image is normalised to unit sum; the
+      PSF's centre is the image's geometric centre (the central pixel for odd sizes, as pipelines
+      deliver them).
+
+    The images already include the pixel response, so rendering samples the convolved scene at pixel
+    centres, which is what a survey's effective PSF describes.
+    """
+
+    images: Float[Array, "C h w"]
+
+    def __init__(self, images: ArrayLike):
+        array = np.asarray(images, dtype=np.float64)
+        if array.ndim == 2:
+            array = array[None]
+        if array.ndim != 3:
+            raise PSFError(f"ArrayPSF: expected images of shape (C, h, w), got {array.shape}")
+        if not np.all(np.isfinite(array)):
+            bad = sorted({int(c) for c in np.argwhere(~np.isfinite(array))[:, 0]})
+            raise PSFError(f"ArrayPSF: the images of channel(s) {bad} contain NaN or infinite values")
+        totals = array.sum(axis=(1, 2))
+        if np.any(totals <= 0):
+            bad = [int(c) for c in np.flatnonzero(totals <= 0)]
+            raise PSFError(
+                f"ArrayPSF: the images of channel(s) {bad} sum to {totals[bad].tolist()}: "
+                "a PSF must have positive total to be normalised"
+            )
+        self.images = jnp.asarray(array / totals[:, None, None], dtype=jnp.float32)
+        self.includes_pixel = True
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[0]
+
+    def fourier(self, ky: Array, kx: Array) -> Array:
+        # A direct sum over the PSF pixels: exact at any frequency, separable in y and x, and cheap
+        # because PSF images are small.
+        height, width = self.images.shape[1:]
+        dy = jnp.arange(height, dtype=ky.dtype) - (height - 1) / 2
+        dx = jnp.arange(width, dtype=kx.dtype) - (width - 1) / 2
+        ky_flat, kx_flat = jnp.broadcast_arrays(ky, kx)
+        shape = ky_flat.shape
+        phase_y = phasor(ky_flat.reshape(-1)[:, None] * dy[None, :])  # (K, h)
+        phase_x = phasor(kx_flat.reshape(-1)[:, None] * dx[None, :])  # (K, w)
+        images = self.images.astype(phase_y.dtype)
+        values = jnp.einsum("kh,chw,kw->ck", phase_y, images, phase_x)
+        return values.reshape(self.channels, *shape)
+
+
+class GaussianPSF(PSF):
+    """A continuous circular Gaussian PSF.
+
+    **Arguments:**
+
+    - `sigma`: standard deviation in pixels; a scalar, or one per channel.
+    - `channels`: number of channels when `sigma` is a scalar (default 1; a scalar PSF is also
+      broadcast to any number of channels when rendering).
+    """
+
+    sigma: Float[Array, " C"]
+
+    def __init__(self, sigma: ArrayLike, channels: int | None = None):
+        array = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
+        if array.ndim != 1 or not np.all(np.isfinite(array)) or np.any(array <= 0):
+            raise PSFError(f"GaussianPSF: sigma must be positive and finite, got {sigma!r}")
+        if channels is not None and array.size == 1:
+            array = np.repeat(array, channels)
+        self.sigma = jnp.asarray(array, dtype=jnp.float32)
+        self.includes_pixel = False
+
+    @property
+    def channels(self) -> int:
+        return self.sigma.shape[0]
+
+    def fourier(self, ky: Array, kx: Array) -> Array:
+        squared = (ky**2 + kx**2)[None]
+        sigma = self.sigma.astype(squared.dtype).reshape(-1, *([1] * (squared.ndim - 1)))
+        return jnp.exp(-0.5 * sigma**2 * squared)
+
+    @property
+    def narrowest(self) -> float:
+        return float(np.min(np.asarray(self.sigma)))

@@ -1,0 +1,156 @@
+"""Building scenes and observations: the context manager, sources, and every bad input named."""
+
+import threading
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import scarlet_like as sl
+
+
+def observation(shape=(2, 20, 24), **kwargs):
+    kwargs.setdefault("psf", sl.GaussianPSF(1.2))
+    kwargs.setdefault("channels", ("g", "r")[: shape[0]])
+    return sl.Observation(np.zeros(shape), **kwargs)
+
+
+def galaxy(center=(10.0, 12.0), spectrum=(1.0, 2.0)):
+    return sl.Source(center, jnp.asarray(spectrum), sl.GaussianMorphology(1.5))
+
+
+def test_sources_join_the_scene_being_built():
+    frame = sl.Frame.from_observations(observation())
+    with sl.Scene(frame) as scene:
+        first = galaxy()
+        sl.PointSource((5.0, 5.0), jnp.array([3.0, 4.0]))
+    assert len(scene) == 2 and scene.sources[0] is first
+    with scene:  # re-entering adds sources
+        galaxy((14.0, 10.0))
+    assert len(scene) == 3
+    image = scene()
+    assert image.shape == (2, 20, 24)
+    np.testing.assert_allclose(image.sum(axis=(1, 2)), [1.0 + 3.0 + 1.0, 2.0 + 4.0 + 2.0], rtol=1e-3)
+    # an explicit list of existing sources works too
+    subset = sl.Scene(frame, sources=scene.sources[:2])
+    assert len(subset) == 2
+
+
+def test_nested_scenes_and_threads_are_independent():
+    frame = sl.Frame.from_observations(observation())
+    with sl.Scene(frame) as outer:
+        galaxy()
+        with sl.Scene(frame) as inner:
+            galaxy()
+            galaxy()
+        galaxy()
+    assert (len(outer), len(inner)) == (2, 2)
+    errors = []
+
+    def other_thread():
+        try:
+            galaxy()
+        except sl.SceneError as error:
+            errors.append(error)
+
+    with sl.Scene(frame):
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+    assert len(errors) == 1  # the scene being built here is not active in another thread
+
+
+def test_source_outside_any_scene():
+    with pytest.raises(sl.SceneError, match="outside any Scene"):
+        galaxy()
+
+
+def test_plain_values_become_fixed_parameters():
+    frame = sl.Frame.from_observations(observation())
+    with sl.Scene(frame) as scene:
+        sl.Source(
+            sl.Parameter(jnp.array([10.0, 12.0])),
+            sl.Parameter(jnp.array([1.0, 2.0]), constraint=sl.constraints.positive()),
+            sl.GaussianMorphology(sigma=2.0, ellipticity=(0.1, 0.0)),
+        )
+    assert list(sl.get_values(scene)) == ["sources[0].center", "sources[0].spectrum"]
+
+
+def test_bad_sources_are_named():
+    frame = sl.Frame.from_observations(observation())
+    with sl.Scene(frame) as scene:
+        galaxy()
+        with pytest.raises(
+            sl.SceneError, match=r"sources\[1\] \(Source\): spectrum has shape \(3,\).*2 channels"
+        ):
+            galaxy(spectrum=(1.0, 2.0, 3.0))
+        with pytest.raises(
+            sl.SceneError, match=r"sources\[1\] \(Source\): centred at .*\(40.0, 3.0\).*outside"
+        ):
+            galaxy(center=(40.0, 3.0))
+        with pytest.raises(sl.SceneError, match="morphology must be"):
+            sl.Source((1.0, 1.0), jnp.ones(2), morphology=None)
+    assert len(scene) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"weights": np.ones((2, 20, 23))}, r"weights of shape \(2, 20, 23\) does not match"),
+        ({"mask": np.zeros((3, 20, 24))}, r"mask of shape \(3, 20, 24\) does not match"),
+        ({"weights": -np.ones((2, 20, 24))}, "non-negative"),
+        ({"channels": ("g", "r", "i")}, r"3 channel names .* 2 channels"),
+        ({"psf": sl.GaussianPSF([1.0, 1.2, 1.4])}, "PSF has 3 channels but the data have 2"),
+    ],
+)
+def test_bad_observations_are_named(kwargs, message):
+    with pytest.raises(sl.ObservationError, match=f"'hsc'.*{message}"):
+        observation(name="hsc", **kwargs)
+
+
+def test_non_finite_data_must_be_masked():
+    data = np.zeros((2, 20, 24))
+    data[1, 3, 4] = np.nan
+    with pytest.raises(sl.ObservationError, match=r"1 pixel\(s\) with NaN.*channel 1"):
+        sl.Observation(data, psf=sl.GaussianPSF(1.0))
+    mask = np.zeros(data.shape, bool)
+    mask[1, 3, 4] = True
+    masked = sl.Observation(data, mask=mask, psf=sl.GaussianPSF(1.0))
+    assert bool(masked.mask[1, 3, 4]) and np.isfinite(np.asarray(masked.data)).all()
+    weights = np.ones(data.shape)
+    weights[1, 3, 4] = 0.0
+    assert bool(sl.Observation(data, weights=weights).mask[1, 3, 4])
+
+
+def test_psfs_must_be_normalisable():
+    with pytest.raises(sl.PSFError, match=r"channel\(s\) \[1\] sum to \[0.0\]"):
+        sl.ArrayPSF(np.stack([np.ones((5, 5)), np.zeros((5, 5))]))
+    with pytest.raises(sl.PSFError, match="NaN"):
+        sl.ArrayPSF(np.full((1, 5, 5), np.nan))
+    with pytest.raises(sl.PSFError, match="positive"):
+        sl.GaussianPSF(0.0)
+    psf = sl.ArrayPSF(2 * np.ones((1, 5, 5)))
+    np.testing.assert_allclose(np.asarray(psf.images).sum(), 1.0, rtol=1e-6)
+
+
+def test_channels_tie_observations_to_the_frame():
+    frame = sl.Frame((2, 20, 24), channels=("g", "r"))
+    with sl.Scene(frame) as scene:
+        galaxy()
+    other = observation(shape=(1, 20, 24), channels=("z",))
+    with pytest.raises(sl.FrameError, match=r"channel\(s\) \['z'\] are not in the model frame"):
+        other.render(scene)
+    # an observation of a subset of the frame's channels sees those channels
+    red = observation(shape=(1, 20, 24), channels=("r",))
+    np.testing.assert_allclose(red.render(scene).sum(), 2.0, rtol=1e-3)
+
+
+def test_frame_from_several_observations():
+    g = observation(shape=(1, 20, 24), channels=("g",))
+    r = observation(shape=(1, 20, 24), channels=("r",))
+    frame = sl.Frame.from_observations([g, r])
+    assert frame.channels == ("g", "r") and frame.shape == (2, 20, 24)
+    with pytest.raises(sl.FrameError, match="appears in two observations"):
+        sl.Frame.from_observations([g, g])
+    with pytest.raises(sl.FrameError, match="different pixel grids"):
+        sl.Frame.from_observations([g, observation(shape=(1, 10, 10), channels=("r",))])
