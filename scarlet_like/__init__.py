@@ -57,6 +57,7 @@ from .core import (
     unstack,
 )
 from .core.graph import graph, tree
+from .infer import FitResult, fit
 
 try:
     __version__ = version("scarlet_like")
@@ -64,6 +65,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "FitResult",
+    "fit",
     "PSF",
     "ArrayPSF",
     "Frame",

@@ -188,7 +188,8 @@ class Observation(eqx.Module):
 
     def goodness_of_fit(self, scene: Any) -> Float[Array, ""]:
         """Chi-square per unmasked pixel value (1 for a model as good as the noise allows)."""
-        return self.chi2(scene) / jnp.sum(self.weights > 0)
+        chi2 = self.chi2(scene)
+        return chi2 / jnp.sum(self.weights > 0).astype(chi2.dtype)
 
     def simulate(self, scene: Any, key: PRNGKeyArray) -> Float[Array, "C H W"]:
         """Mock data: the rendered scene plus Gaussian noise of this observation's variance.

@@ -69,7 +69,8 @@ class FourierGrid(eqx.Module):
                 extent = max(psf.images.shape[1:])
             elif isinstance(psf, GaussianPSF):
                 extent = int(math.ceil(8 * float(np.max(np.asarray(psf.sigma)))))
-            margin = extent + 16
+            # room for the PSF, and for the wings of sources near an edge not to wrap around
+            margin = max(extent, max(height, width) // 2) + 16
         self.padded = (_padded(self.height, margin), _padded(self.width, margin))
         ky = 2 * np.pi * np.fft.fftfreq(self.padded[0])
         kx = 2 * np.pi * np.fft.rfftfreq(self.padded[1])
@@ -78,7 +79,7 @@ class FourierGrid(eqx.Module):
         if psf.includes_pixel:
             self.aliases = ((0, 0),)
         else:
-            # fold the copies that are not negligible (a Gaussian PSF of sigma >= 2.5 px needs none)
+            # fold the copies that are not negligible (a Gaussian PSF of sigma above ~2 px needs none)
             sigma = float(np.min(np.asarray(psf.sigma))) if isinstance(psf, GaussianPSF) else 0.0
             reach = 0 if np.exp(-0.5 * (sigma * np.pi) ** 2) < 1e-9 else (1 if sigma > 0.6 else 2)
             self.aliases = tuple((i, j) for i in range(-reach, reach + 1) for j in range(-reach, reach + 1))
@@ -137,33 +138,34 @@ def render(
     else:
         matrix, offset = (np.asarray(part, dtype=np.float64) for part in to_pixels)
     channels = np.asarray(channel_index, dtype=np.int32)
-    kimage = jnp.zeros((len(channels), grid.padded[0], grid.kx.shape[1]), dtype=jnp.complex64)
-    groups = group_by_structure(sources)
-    for alias, (shift_y, shift_x) in enumerate(grid.aliases):
-        ky = grid.ky + 2 * np.pi * shift_y
-        kx = grid.kx + 2 * np.pi * shift_x
-        # A profile I(q) seen through p = A q + b has transform F(A^T k) exp(-i k . (A c + b)).
-        model_ky = matrix[0, 0] * ky + matrix[1, 0] * kx
-        model_kx = matrix[0, 1] * ky + matrix[1, 1] * kx
-        summed = jnp.zeros_like(kimage)
-        for stacked in groups:
+    # All aliased copies of the frequency grid at once, (A, Hp, 1) and (A, 1, Wr): one evaluation of
+    # each morphology per source, whatever the number of copies.
+    shifts = 2 * np.pi * np.asarray(grid.aliases, dtype=np.float64)
+    ky = grid.ky[None] + jnp.asarray(shifts[:, 0], grid.ky.dtype)[:, None, None]
+    kx = grid.kx[None] + jnp.asarray(shifts[:, 1], grid.kx.dtype)[:, None, None]
+    # A profile I(q) seen through p = A q + b has transform F(A^T k) exp(-i k . (A c + b)).
+    model_ky = matrix[0, 0] * ky + matrix[1, 0] * kx
+    model_kx = matrix[0, 1] * ky + matrix[1, 1] * kx
+    linear = jnp.asarray(matrix, grid.ky.dtype)
+    shift = jnp.asarray(offset, grid.ky.dtype)
 
-            def one(
-                source: Any,
-                ky: Array = ky,
-                kx: Array = kx,
-                model_ky: Array = model_ky,
-                model_kx: Array = model_kx,
-            ) -> Array:
-                center = jnp.asarray(matrix, source.center.dtype) @ source.center + jnp.asarray(
-                    offset, source.center.dtype
-                )
-                phase = phasor(ky * center[0] + kx * center[1])
-                return source.morphology.fourier(model_ky, model_kx).astype(phase.dtype) * phase
+    def one(source: Any) -> Array:
+        center = linear @ source.center.astype(linear.dtype) + shift
+        phase = phasor(ky * center[0] + kx * center[1])
+        return source.morphology.fourier(model_ky, model_kx).astype(phase.dtype) * phase
 
-            shapes = jax.vmap(one)(stacked)  # (K, Hp, Wr)
-            spectra = stacked.spectrum[:, channels].astype(shapes.dtype)  # (K, C)
-            summed = summed + jnp.einsum("kc,khw->chw", spectra, shapes)
-        kimage = kimage + summed * grid.psf_fourier[alias]
+    kimage = None
+    for stacked in group_by_structure(sources):
+        shapes = jax.vmap(one)(stacked)  # (K, A, Hp, Wr)
+        spectra = stacked.spectrum[:, channels].astype(shapes.dtype)  # (K, C)
+        summed = jnp.einsum("kc,kahw->cahw", spectra, shapes)
+        kimage = summed if kimage is None else kimage + summed
+    if kimage is None:
+        kimage = jnp.zeros(
+            (len(channels), len(grid.aliases), grid.padded[0], grid.kx.shape[1]), jnp.complex64
+        )
+    # the PSF multiplies once per channel, then the copies fold together
+    psf = jnp.moveaxis(grid.psf_fourier, 0, 1)  # (C or 1, A, Hp, Wr)
+    kimage = jnp.sum(kimage * psf, axis=1)
     image = jnp.fft.irfft2(kimage, s=grid.padded)
     return image[:, : grid.height, : grid.width]

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
@@ -91,7 +90,7 @@ class LogDensity(eqx.Module):
         self.likelihood = Likelihood(likelihood)
         self.names = entry_names(model)
         self.jacobian = bool(jacobian)
-        out = jax.eval_shape(self.log_likelihood, self.x0)
+        out = eqx.filter_eval_shape(_log_likelihood_at, self, self.x0)
         if out.shape != ():
             raise ValueError(f"the likelihood must return a scalar, got shape {out.shape}")
 
@@ -156,6 +155,10 @@ class LogDensity(eqx.Module):
             group.name: group.parameter.constraint for group in walk(self.unravel.rest).groups if group.free
         }
         return {name: constraints[name].log_abs_det_jacobian(value) for name, value in free.items()}
+
+
+def _log_likelihood_at(density: LogDensity, x: Array) -> Array:
+    return density.log_likelihood(x)
 
 
 def _sum(values: Any, like: Array) -> Array:

@@ -268,6 +268,8 @@ def _short_repr(distribution: Any) -> str:
 
 
 def _short_value(value: Any) -> str:
+    if isinstance(value, jax.core.Tracer):
+        return f"{value.dtype}{list(value.shape)}"
     array = np.asarray(value)
     if array.size == 1:
         return f"{array.item():.4g}"
