@@ -5,6 +5,7 @@ The public API is re-exported here: `import scarlet_like as sl`.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import plot  # noqa: E402  (after the layers it draws)
 from .astro import (
     PSF,
     ArrayPSF,
@@ -24,6 +25,8 @@ from .astro import (
     SersicMorphology,
     Source,
     datasets,
+    init,
+    measure,
 )
 from .core import (
     Constraint,
@@ -101,6 +104,9 @@ __all__ = [
     "combine",
     "constraints",
     "datasets",
+    "init",
+    "measure",
+    "plot",
     "entry_names",
     "fix",
     "free",

@@ -13,12 +13,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"scarlet_like {scarlet_like.__version__}")
     commands = parser.add_subparsers(dest="command")
     demo = commands.add_parser("demo", help="fit the bundled real HSC blend and report the result")
-    demo.add_argument("--steps", type=int, default=1500, help="optimizer steps (default 1500)")
+    demo.add_argument("--steps", type=int, default=1000, help="the most optimizer steps (default 1000)")
+    demo.add_argument("--output", default=".", help="folder for the picture (default: here)")
+    demo.add_argument("--no-plot", action="store_true", help="do not draw the picture")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
 
-        run(steps=args.steps)
+        run(
+            steps=args.steps,
+            progress=not args.no_progress,
+            output=None if args.no_plot else args.output,
+        )
         return 0
     parser.print_help()
     return 0

@@ -1,6 +1,6 @@
 """The astronomy layer: frames, observations, PSFs, morphologies, sources, scenes and rendering."""
 
-from . import datasets
+from . import datasets, init, measure
 from .frame import Frame, FrameError
 from .morphology import GaussianMorphology, ImageMorphology, Morphology, PointMorphology, SersicMorphology
 from .observation import Observation, ObservationError
@@ -26,4 +26,6 @@ __all__ = [
     "SersicMorphology",
     "Source",
     "datasets",
+    "init",
+    "measure",
 ]

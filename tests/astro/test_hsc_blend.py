@@ -1,35 +1,9 @@
 """The real HSC blend: seven detections (one star) modeled jointly, masks honoured."""
 
-import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as nd
 
 import scarlet_like as sl
-
-STAR = 0  # the compact detection at (33, 14)
-
-
-def hsc_scene(data, observation):
-    frame = sl.Frame.from_observations(observation)
-    with sl.Scene(frame) as scene:
-        for index, center in enumerate(data.centers):
-            row, col = (int(round(float(v))) for v in center)
-            spectrum = np.clip(data.images[:, row, col], 0.01, None) * 10
-            position = sl.Parameter(center, prior=nd.Normal(jnp.asarray(center), 1.0).to_event(1))
-            flux = sl.Parameter(spectrum, constraint=sl.constraints.positive())
-            if index == STAR:
-                sl.PointSource(position, flux)
-            else:
-                sl.Source(
-                    position,
-                    flux,
-                    sl.SersicMorphology(
-                        n=sl.Parameter(1.5, constraint=sl.constraints.interval(0.5, 6.0)),
-                        r_half=sl.Parameter(2.0, constraint=sl.constraints.interval(0.3, 30.0)),
-                        ellipticity=sl.Parameter(jnp.zeros(2), constraint=sl.constraints.unit_disk()),
-                    ),
-                )
-    return scene
+from scarlet_like.demo import STAR, build_scene
 
 
 def test_fit_the_real_hsc_blend():
@@ -41,7 +15,7 @@ def test_fit_the_real_hsc_blend():
         psf=sl.ArrayPSF(data.psfs),
         channels=data.channels,
     )
-    scene = hsc_scene(data, observation)
+    scene = build_scene(data, observation)
     assert len(scene) == 7 and isinstance(scene.sources[STAR], sl.PointSource)
     # masked pixels carry no weight, whatever their data
     assert int(np.sum(np.asarray(observation.weights) == 0)) >= int(data.mask.sum())

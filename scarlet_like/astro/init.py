@@ -1,0 +1,606 @@
+"""Starting values for sources, estimated from the data.
+
+```python
+spectrum = sl.init.pixel_spectrum(obs, center)          # (C,) flux of a point source at center
+guess = sl.init.moments(obs, center)                    # flux, centroid, size, ellipticity
+sl.SersicMorphology(n=1.0, r_half=guess.r_half, ellipticity=guess.ellipticity)
+```
+
+These run once, before fitting, in NumPy (not under `jit`), and are written for real data: masked,
+zero-weight and non-finite pixels are ignored and their neighbours stand in for them, pixels beyond
+the image edges are treated the same way, and every number returned is finite. Fluxes are floored at
+a small positive value set by the noise, so that they can start a Parameter with a `positive()`
+constraint; sizes are floored at `MIN_SIGMA`, ellipticities kept within `|g| <= MAX_SHEAR`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float
+
+from .frame import Frame
+from .measure import GAUSSIAN_R_HALF_PER_SIGMA, Moments, reduced_shear
+from .observation import Observation
+from .psf import PSF
+
+__all__ = ["pixel_spectrum", "moments", "Moments", "MIN_SIGMA", "MAX_SHEAR", "FLUX_FLOOR"]
+
+#: Smallest intrinsic size (Gaussian sigma, in pixels) `moments` returns: what is left of an
+#: unresolved source after the PSF is taken out.
+MIN_SIGMA = 0.3
+#: Largest |g| `moments` returns: flatter starting shapes rarely help a fit.
+MAX_SHEAR = 0.9
+#: Fluxes are floored at this fraction of the flux that one pixel's noise amounts to.
+FLUX_FLOOR = 0.1
+# How far (pixels) the adaptive centroid may wander from the centre it was given before it is pinned
+# there: further means it is following a neighbour or the noise.
+_MAX_SHIFT = 2.0
+# Half-widths of the windows searched for usable pixels around a source's centre pixel.
+_SEARCH_HALF_WIDTHS = (0, 1, 2, 3)
+
+
+# --------------------------------------------------------------------------------------
+# Pixels and PSFs
+# --------------------------------------------------------------------------------------
+
+
+def _usable_pixels(observation: Observation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Data, weights and the usable-pixel mask, as float64 NumPy arrays with unusable pixels zeroed."""
+    data = np.asarray(observation.data, dtype=np.float64)
+    weights = np.asarray(observation.weights, dtype=np.float64)
+    usable = (weights > 0) & np.isfinite(weights) & np.isfinite(data)
+    return np.where(usable, data, 0.0), np.where(usable, weights, 0.0), usable
+
+
+def _pixel_noise(weights: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Typical noise standard deviation of one pixel, per channel (NaN for a channel with no data)."""
+    noise = np.full(weights.shape[0], np.nan)
+    for channel in range(weights.shape[0]):
+        positive = weights[channel][usable[channel]]
+        if positive.size:
+            noise[channel] = 1.0 / math.sqrt(float(np.median(positive)))
+    return noise
+
+
+def _psf_size(psf: PSF) -> int:
+    """An odd image size that holds the PSF."""
+    images = getattr(psf, "images", None)
+    if images is not None:
+        size = max(images.shape[-2:])
+    elif getattr(psf, "sigma", None) is not None:
+        size = 2 * math.ceil(6 * float(np.max(np.asarray(psf.sigma))) + 2) + 1
+    else:
+        size = 41
+    return size + 1 - size % 2
+
+
+def _effective_psf(psf: PSF, channels: int) -> np.ndarray:
+    """`(channels, size, size)` effective PSF images, centred on the middle pixel, odd `size`.
+
+    Evaluated from the PSF's Fourier transform (times the pixel's, for a PSF that does not include
+    it), so any PSF is sampled the way the renderer sees it.
+    """
+    size = _psf_size(psf)
+    frequencies = 2 * np.pi * np.fft.fftfreq(size)
+    ky, kx = np.meshgrid(frequencies, frequencies, indexing="ij")
+    if psf.includes_pixel:
+        aliases = np.zeros((1, 2))
+    else:
+        # Sampling a continuous profile at pixel centres folds its transform back from beyond the
+        # Nyquist frequency; a pixel-integrated PSF has little left two periods out.
+        steps = np.arange(-2, 3)
+        aliases = 2 * np.pi * np.stack(np.meshgrid(steps, steps, indexing="ij"), axis=-1).reshape(-1, 2)
+    ky = ky[None] + aliases[:, 0, None, None]
+    kx = kx[None] + aliases[:, 1, None, None]
+    transform = np.asarray(
+        psf.fourier(jnp.asarray(ky, dtype=jnp.float32), jnp.asarray(kx, dtype=jnp.float32)),
+        dtype=np.complex128,
+    )  # (C, aliases, size, size)
+    if not psf.includes_pixel:
+        transform = transform * np.sinc(ky / (2 * np.pi)) * np.sinc(kx / (2 * np.pi))
+    transform = transform.sum(axis=1)
+    images = np.fft.fftshift(np.fft.ifft2(transform).real, axes=(-2, -1))
+    return np.broadcast_to(images, (channels, size, size)).copy()
+
+
+def _seen_through_psf(
+    psf_images: np.ndarray,
+    shape: tuple[int, int],
+    center: np.ndarray,
+    covariance: np.ndarray | None = None,
+) -> np.ndarray:
+    """`(C, *shape)` images of a unit-flux source at `center` seen through the PSF images.
+
+    The source is a point, or a Gaussian of `covariance`. The shift is applied in Fourier space, so it
+    is exact to sub-pixel precision (band-limited interpolation of the PSF).
+    """
+    size = psf_images.shape[-1]
+    margin = size
+    if covariance is not None:
+        margin += int(np.ceil(6 * np.sqrt(np.max(np.linalg.eigvalsh(covariance)))))
+    height, width = shape[0] + margin, shape[1] + margin
+    # the PSF's centre pixel goes to index (0, 0): the origin of the transform
+    canvas = np.zeros((psf_images.shape[0], height, width))
+    canvas[:, :size, :size] = psf_images
+    canvas = np.roll(canvas, (-(size // 2), -(size // 2)), axis=(-2, -1))
+    ky = 2 * np.pi * np.fft.fftfreq(height)[:, None]
+    kx = 2 * np.pi * np.fft.rfftfreq(width)[None, :]
+    factor = np.exp(-1j * (ky * center[0] + kx * center[1]))
+    if covariance is not None:
+        factor = factor * np.exp(
+            -0.5 * (covariance[0, 0] * ky**2 + 2 * covariance[0, 1] * ky * kx + covariance[1, 1] * kx**2)
+        )
+    images = np.fft.irfft2(np.fft.rfft2(canvas) * factor, s=(height, width))
+    return images[:, : shape[0], : shape[1]]
+
+
+def _to_observation_pixels(observation: Observation, center: Any, frame: Frame | None) -> np.ndarray:
+    if frame is None:
+        return np.asarray(center, dtype=np.float64).reshape(2)
+    position = np.asarray(frame.to_pixel(center), dtype=np.float64).reshape(2)
+    mapping = observation.to_pixels(frame)
+    if mapping is None:
+        return position
+    matrix, offset = mapping
+    return np.asarray(matrix, dtype=np.float64) @ position + np.asarray(offset, dtype=np.float64)
+
+
+def _on_image(position: np.ndarray, shape: tuple[int, ...]) -> bool:
+    height, width = shape[-2:]
+    return bool(-0.5 <= position[0] <= height - 0.5 and -0.5 <= position[1] <= width - 0.5)
+
+
+def _check_center(position: np.ndarray, who: str) -> None:
+    if position.shape != (2,) or not np.all(np.isfinite(position)):
+        raise ValueError(f"{who}: center must be a finite (y, x) pair, got {position.tolist()}")
+
+
+# --------------------------------------------------------------------------------------
+# pixel_spectrum
+# --------------------------------------------------------------------------------------
+
+
+def _point_fluxes(
+    observation: Observation, position: np.ndarray, correct_psf: bool, psf_images: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per channel: flux estimate (NaN where nothing usable), its variance, and the positive floor."""
+    data, weights, usable = _usable_pixels(observation)
+    channels, height, width = data.shape
+    if psf_images is None:
+        psf_images = _effective_psf(observation.psf, channels)
+    nearest = np.clip(np.rint(position).astype(int), 0, [height - 1, width - 1])
+    # The PSF centred on the source, as the pixels see it.
+    template = _seen_through_psf(psf_images, (height, width), position)
+    values = np.full(channels, np.nan)
+    variances = np.full(channels, np.inf)
+    for channel in range(channels):
+        for reach in _SEARCH_HALF_WIDTHS:
+            rows = slice(max(nearest[0] - reach, 0), min(nearest[0] + reach + 1, height))
+            cols = slice(max(nearest[1] - reach, 0), min(nearest[1] + reach + 1, width))
+            good = usable[channel, rows, cols]
+            shape = template[channel, rows, cols][good]
+            weight = weights[channel, rows, cols][good]
+            information = np.sum(weight * shape**2)
+            if not information > 0:
+                continue
+            # Least-squares amplitude of the PSF through the usable pixels; with the centre pixel
+            # usable that is just its value over the PSF's value there.
+            values[channel] = np.sum(weight * shape * data[channel, rows, cols][good]) / information
+            variances[channel] = 1.0 / information
+            if not correct_psf:
+                # the value the source has at its nearest pixel
+                scale = template[channel, nearest[0], nearest[1]]
+                values[channel] *= scale
+                variances[channel] *= scale**2
+            break
+    noise = _pixel_noise(weights, usable)
+    peak = np.max(psf_images, axis=(-2, -1))
+    floors = FLUX_FLOOR * noise / (peak if correct_psf else 1.0)
+    return values, variances, floors
+
+
+def _floored(values: np.ndarray, floors: np.ndarray) -> np.ndarray:
+    known = np.isfinite(floors) & (floors > 0)
+    fallback = np.min(floors[known]) if known.any() else 1e-6
+    floors = np.where(known, floors, fallback)
+    return np.where(np.isfinite(values), np.maximum(values, floors), floors)
+
+
+def pixel_spectrum(
+    observation: Observation | Sequence[Observation],
+    center: Any,
+    *,
+    correct_psf: bool = True,
+    frame: Frame | None = None,
+) -> Float[Array, " C"]:
+    """A source's flux per channel from the pixels at its centre.
+
+    **Arguments:**
+
+    - `observation`: an [`scarlet_like.Observation`][], or a list of them.
+    - `center`: `(y, x)` in pixels of the observation (of `frame`, if given; then also a `SkyCoord`).
+    - `correct_psf`: if `True`, the total flux of a point source with this value at the pixel: the
+      value divided by the PSF's value there (its peak, for a source centred on a pixel). If
+      `False`, the pixel value itself.
+    - `frame`: the model frame `center` is given in, for observations on other pixel grids (they need
+      WCSs); a source outside an observation's image is left out of that observation's estimate.
+
+    **Returns:**
+
+    `(C,)`, in the channel order of `frame` if given, else in order of appearance over the
+    observations. Each channel uses the pixel nearest to `center`; if that pixel is masked, has zero
+    weight or holds NaN, its nearest usable neighbours (up to 3 pixels away), fitted with the PSF's
+    shape. A channel seen by several observations gets the inverse-variance weighted mean. Every
+    value is at least `FLUX_FLOOR` times the flux of one pixel's noise (so it is positive), also
+    where no pixel near the centre is usable.
+
+    For an extended source the PSF-corrected value is below its total flux; it is the usual start for
+    a fit all the same, which gets the flux right quickly.
+    """
+    observations = list(observation) if isinstance(observation, list | tuple) else [observation]
+    if not observations:
+        raise ValueError("pixel_spectrum: got no observation")
+    estimates: dict[str, list[tuple[float, float]]] = {}
+    floors: dict[str, list[float]] = {}
+    for item in observations:
+        if not isinstance(item, Observation):
+            raise TypeError(f"pixel_spectrum: expected sl.Observation(s), got {type(item).__name__}")
+        position = _to_observation_pixels(item, center, frame)
+        _check_center(position, f"pixel_spectrum (observation '{item.name}')")
+        if not _on_image(position, item.data.shape):
+            if len(observations) == 1:
+                raise ValueError(
+                    f"pixel_spectrum: center (y, x) = {tuple(np.round(position, 2).tolist())} is outside "
+                    f"observation '{item.name}' of {item.data.shape[1]}x{item.data.shape[2]} pixels"
+                )
+            continue
+        values, variances, channel_floors = _point_fluxes(item, position, correct_psf)
+        for name, value, variance, floor in zip(
+            item.channels, values, variances, channel_floors, strict=True
+        ):
+            floors.setdefault(name, []).append(float(floor))
+            if np.isfinite(value) and np.isfinite(variance) and variance > 0:
+                estimates.setdefault(name, []).append((float(value), float(variance)))
+    if not floors:
+        raise ValueError("pixel_spectrum: the center is outside every observation")
+    if frame is not None:
+        order = list(frame.channels)
+        missing = [name for name in order if name not in floors]
+        if missing:
+            raise ValueError(f"pixel_spectrum: no observation covers channel(s) {missing} at this center")
+    else:
+        order = list(floors)
+    combined = np.full(len(order), np.nan)
+    for index, name in enumerate(order):
+        pairs = estimates.get(name)
+        if pairs:
+            values, variances = np.array(pairs).T
+            combined[index] = np.sum(values / variances) / np.sum(1.0 / variances)
+    channel_floors = np.array(
+        [np.nanmin(floors[name]) if np.isfinite(floors[name]).any() else np.nan for name in order]
+    )
+    return jnp.asarray(_floored(combined, channel_floors), dtype=jnp.float32)
+
+
+# --------------------------------------------------------------------------------------
+# moments
+# --------------------------------------------------------------------------------------
+
+
+def _adaptive(
+    image: np.ndarray,
+    usable: np.ndarray,
+    start: np.ndarray,
+    covariance: np.ndarray,
+    *,
+    largest_variance: float,
+    move_center: bool,
+    iterations: int = 200,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Adaptive (Gaussian-weighted) moments: the centroid and the covariance of the matched Gaussian.
+
+    Iterates to the fixed point where the weight has the object's own covariance (exact for a
+    Gaussian). Unusable pixels are filled with the current Gaussian model, so that masks and edges
+    bias neither the centre nor the size. Returns `None` when there is nothing positive to measure.
+    """
+    y, x = np.indices(image.shape, dtype=np.float64)
+    center = start.astype(np.float64)
+    smallest_variance = 0.05
+    previous = None
+    for iteration in range(iterations):
+        inverse = np.linalg.inv(covariance)
+        dy, dx = y - center[0], x - center[1]
+        weight = np.exp(-0.5 * (inverse[0, 0] * dy**2 + 2 * inverse[0, 1] * dy * dx + inverse[1, 1] * dx**2))
+        fitted_weight = np.sum(weight**2 * usable)
+        if fitted_weight <= 0:
+            return None
+        amplitude = np.sum(weight * image * usable) / fitted_weight
+        if not amplitude > 0:
+            return None
+        filled = np.where(usable, image, amplitude * weight)
+        total = np.sum(weight * filled)
+        if not total > 0:
+            return None
+        if move_center:
+            step = np.array([np.sum(weight * filled * y), np.sum(weight * filled * x)]) / total
+            offset = step - start
+            distance = math.hypot(*offset)
+            if distance > _MAX_SHIFT:
+                return None
+            new_center = step
+        else:
+            new_center = center
+        dy, dx = y - new_center[0], x - new_center[1]
+        second = (
+            np.array(
+                [
+                    [np.sum(weight * filled * dy * dy), np.sum(weight * filled * dy * dx)],
+                    [np.sum(weight * filled * dy * dx), np.sum(weight * filled * dx * dx)],
+                ]
+            )
+            / total
+        )
+        # A Gaussian weight halves the covariance it sees at the fixed point: hence the factor 2.
+        eigenvalues, eigenvectors = np.linalg.eigh(2 * second)
+        if not np.all(np.isfinite(eigenvalues)) or eigenvalues.max() <= 0:
+            return None
+        eigenvalues = np.clip(eigenvalues, smallest_variance, largest_variance)
+        new_covariance = (eigenvectors * eigenvalues) @ eigenvectors.T
+        change = np.max(np.abs(new_covariance - covariance)) + np.max(np.abs(new_center - center))
+        if iteration > 50 and previous is not None and change > previous:
+            # oscillating rather than converging: settle halfway
+            new_covariance = 0.5 * (covariance + new_covariance)
+        center, covariance = new_center, new_covariance
+        if change < 1e-7:
+            break
+        previous = change
+    return center, covariance
+
+
+def _psf_covariance(image: np.ndarray) -> np.ndarray:
+    """Adaptive second moments of a PSF image centred at its middle pixel."""
+    size = image.shape[-1]
+    middle = np.array([size // 2, size // 2], dtype=np.float64)
+    result = _adaptive(
+        image,
+        np.ones(image.shape, bool),
+        middle,
+        2.0 * np.eye(2),
+        largest_variance=float(size) ** 2,
+        move_center=True,
+    )
+    if result is None:  # a PSF image with no positive core: treat it as the pixel alone
+        return np.eye(2) / 12
+    return result[1]
+
+
+def _smooth(image: np.ndarray, usable: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Gaussian-smoothed image, unusable pixels filled in from their neighbours (normalised convolution)."""
+    frequencies_y = 2 * np.pi * np.fft.fftfreq(image.shape[0])[:, None]
+    frequencies_x = 2 * np.pi * np.fft.rfftfreq(image.shape[1])[None, :]
+    kernel = np.exp(-0.5 * sigma**2 * (frequencies_y**2 + frequencies_x**2))
+    blur = lambda values: np.fft.irfft2(np.fft.rfft2(values) * kernel, s=image.shape)
+    coverage = blur(usable.astype(np.float64))
+    return blur(np.where(usable, image, 0.0)) / np.maximum(coverage, 1e-3)
+
+
+def _monotonic_footprint(
+    smoothed: np.ndarray, start: np.ndarray, region: np.ndarray, rise: float
+) -> np.ndarray:
+    """Pixels of `region` reached from `start` along a straight line on which the light never rises.
+
+    A rise of more than `rise` on the way out means the line has crossed a saddle into another
+    source's light: that pixel, and so everything beyond it, is not this source's. This is the
+    monotonicity scarlet imposes on its morphologies, used here only to choose pixels.
+    """
+    rows, cols = np.nonzero(region)
+    distance = np.hypot(rows - start[0], cols - start[1])
+    steps = int(np.ceil(2 * distance.max())) + 2 if distance.size else 2
+    fraction = np.linspace(0.0, 1.0, steps)
+    ray_y = start[0] + fraction[None, :] * (rows - start[0])[:, None]
+    ray_x = start[1] + fraction[None, :] * (cols - start[1])[:, None]
+    height, width = smoothed.shape
+    values = smoothed[
+        np.clip(np.rint(ray_y).astype(int), 0, height - 1), np.clip(np.rint(ray_x).astype(int), 0, width - 1)
+    ]
+    lowest_so_far = np.minimum.accumulate(values, axis=1)
+    footprint = np.zeros_like(region)
+    footprint[rows, cols] = np.all(values <= lowest_so_far + rise, axis=1)
+    return footprint
+
+
+def _floor_covariance(covariance: np.ndarray, smallest: float) -> np.ndarray:
+    eigenvalues, eigenvectors = np.linalg.eigh(0.5 * (covariance + covariance.T))
+    eigenvalues = np.maximum(eigenvalues, smallest)
+    return (eigenvectors * eigenvalues) @ eigenvectors.T
+
+
+def _limit_shear(covariance: np.ndarray) -> np.ndarray:
+    """The same covariance (same determinant and axes) with its reduced shear kept within MAX_SHEAR."""
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    small, large = eigenvalues
+    # For a sheared circle the axis ratio is b / a = (1 - |g|) / (1 + |g|).
+    smallest_ratio = (1 - MAX_SHEAR) / (1 + MAX_SHEAR)
+    ratio = math.sqrt(small / large)
+    if ratio >= smallest_ratio:
+        return covariance
+    area = math.sqrt(small * large)
+    eigenvalues = np.array([area * smallest_ratio, area / smallest_ratio])
+    return (eigenvectors * eigenvalues) @ eigenvectors.T
+
+
+def _detection_image(
+    data: np.ndarray, usable: np.ndarray, noise: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The channels' inverse-variance weighted mean, pixel by pixel over the channels usable there.
+
+    Returns the image, where it is usable, its noise-equivalent weight per pixel, and the channels'
+    weights.
+    """
+    known = np.isfinite(noise)
+    channel_weight = np.where(known, 1.0 / np.where(known, noise, 1.0) ** 2, 0.0)
+    pixel_weight = channel_weight[:, None, None] * usable
+    weight_sum = pixel_weight.sum(axis=0)
+    detection_usable = weight_sum > 0
+    detection = np.sum(pixel_weight * data, axis=0) / np.where(detection_usable, weight_sum, 1.0)
+    return detection, detection_usable, weight_sum, channel_weight
+
+
+def _source_region(
+    padded: np.ndarray,
+    padded_usable: np.ndarray,
+    start: np.ndarray,
+    radius: float,
+    neighbors: np.ndarray | None,
+    rise: float,
+) -> tuple[np.ndarray, float]:
+    """The pixels that belong to the source at `start`, and the largest variance its weight may have."""
+    y, x = np.indices(padded.shape, dtype=np.float64)
+    squared_distance = (y - start[0]) ** 2 + (x - start[1]) ** 2
+    region = squared_distance <= radius**2
+    nearest_neighbor = np.inf
+    if neighbors is not None:
+        others = neighbors[np.hypot(*(neighbors - start).T) > 1e-6]
+        for other in others:
+            region &= squared_distance <= (y - other[0]) ** 2 + (x - other[1]) ** 2
+        if others.size:
+            nearest_neighbor = float(np.min(np.hypot(*(others - start).T)))
+    # Keep to the pixels this source's light falls off towards: a blend's other sources beyond a
+    # saddle would otherwise pull the centroid and inflate the size.
+    region &= _monotonic_footprint(_smooth(padded, padded_usable), start, region, rise)
+    # A source is no wider than the patch of sky it dominates, nor than half the way to its nearest
+    # neighbour: this keeps a faint source lying on its neighbours' wings from taking their light for
+    # its own.
+    offsets = np.stack([y[region] - start[0], x[region] - start[1]])
+    spread = np.cov(offsets) if offsets.shape[1] > 2 else np.eye(2)
+    largest_variance = min(radius**2, float(np.max(np.linalg.eigvalsh(spread))), (nearest_neighbor / 2) ** 2)
+    return region, largest_variance
+
+
+def moments(
+    observation: Observation,
+    center: Float[ArrayLike, "2"],
+    *,
+    radius: float | None = None,
+    neighbors: Float[ArrayLike, "K 2"] | None = None,
+) -> Moments:
+    """Flux, centroid, size and ellipticity of a source, from adaptive second moments.
+
+    **Arguments:**
+
+    - `observation`: the [`scarlet_like.Observation`][].
+    - `center`: `(y, x)` of the source in the observation's pixels (e.g. from a detection catalog).
+    - `radius`: pixels further than this from `center` are not used (the Gaussian fitted to the
+      others stands in for them), and the measured size is kept below it. Default: eight times the
+      PSF's sigma, at least 10 pixels.
+    - `neighbors`: `(K, 2)` centres of the other sources of a blend; pixels closer to one of them than
+      to `center` are not used either, and the measured size (PSF included) is kept below half the
+      distance to the nearest one, so that neighbours do not inflate it. `center` itself may be
+      among them.
+
+    **Returns:**
+
+    A [`scarlet_like.astro.measure.Moments`][] with the source's intrinsic (PSF-corrected) shape:
+    `covariance` is the measured one minus the PSF's, floored at `MIN_SIGMA**2` along each axis;
+    `sigma` and `r_half` are its Gaussian-equivalent size (use `r_half` to start a
+    [`scarlet_like.SersicMorphology`][], `sigma` a [`scarlet_like.GaussianMorphology`][]);
+    `ellipticity` its reduced shear (GalSim's convention), `|g| <= MAX_SHEAR`. `flux` is, per
+    channel, the amplitude of that shape convolved with the channel's PSF fitted to the data: the
+    total flux for a Gaussian source, somewhat less for one with extended wings. Like
+    [`scarlet_like.init.pixel_spectrum`][], it is floored at a small positive value.
+
+    The moments are measured on the detection image (the channels' inverse-variance weighted
+    mean), with a Gaussian weight adapted to the source (Bernstein & Jarvis 2002), over the pixels
+    reached from `center` without the light rising on the way (beyond a saddle lies another source).
+    Unusable pixels (masked, zero weight, NaN, beyond the edges or another source's) are filled with
+    the fitted Gaussian. Where the iteration fails (a source too faint, negative, or drifting more
+    than 2 pixels), the centroid stays at `center`, and if that fails too the shape is that of a
+    point source: the result is always finite. A faint source on the wings of brighter ones may
+    still come out large; give `neighbors` for blends.
+    """
+    if isinstance(observation, list | tuple):
+        raise TypeError("init.moments: takes one observation; measure on the one with the best data")
+    if not isinstance(observation, Observation):
+        raise TypeError(f"init.moments: expected an sl.Observation, got {type(observation).__name__}")
+    position = np.asarray(center, dtype=np.float64).reshape(-1)
+    _check_center(position, "init.moments")
+    data, weights, usable = _usable_pixels(observation)
+    channels, height, width = data.shape
+    if not _on_image(position, data.shape):
+        raise ValueError(
+            f"init.moments: center (y, x) = {tuple(np.round(position, 2).tolist())} is outside observation "
+            f"'{observation.name}' of {height}x{width} pixels"
+        )
+    noise = _pixel_noise(weights, usable)
+    detection, detection_usable, weight_sum, channel_weight = _detection_image(data, usable, noise)
+
+    # The detection image's PSF: the channels' PSFs mixed as the source's light is.
+    psf_images = _effective_psf(observation.psf, channels)
+    point_flux, _, point_floor = _point_fluxes(observation, position, True, psf_images)
+    mixing = channel_weight * _floored(point_flux, point_floor)
+    mixing = mixing / mixing.sum() if mixing.sum() > 0 else np.full(channels, 1.0 / channels)
+    detection_psf = _psf_covariance(np.einsum("c,chw->hw", mixing, psf_images))
+
+    if radius is None:
+        radius = max(10.0, 8.0 * float(np.linalg.det(detection_psf) ** 0.25))
+    radius = float(radius)
+    if not radius > 0:
+        raise ValueError(f"init.moments: radius must be positive, got {radius}")
+
+    # Pad by the radius so that pixels beyond the edges are filled in like masked ones.
+    pad = int(math.ceil(radius)) + 1
+    padded, padded_usable = np.pad(detection, pad), np.pad(detection_usable, pad)
+    start = position + pad
+    typical_noise = (
+        float(np.median(1.0 / np.sqrt(weight_sum[detection_usable]))) if detection_usable.any() else 0.0
+    )
+    smoothing_noise = 1.0 / math.sqrt(4 * math.pi)  # the noise a unit-sigma Gaussian smoothing leaves
+    region, largest_variance = _source_region(
+        padded,
+        padded_usable,
+        start,
+        radius,
+        None if neighbors is None else np.asarray(neighbors, dtype=np.float64).reshape(-1, 2) + pad,
+        rise=3 * smoothing_noise * typical_noise,
+    )
+
+    first_guess = detection_psf + np.eye(2)
+    for move_center in (True, False):
+        result = _adaptive(
+            padded,
+            padded_usable & region,
+            start,
+            first_guess,
+            largest_variance=largest_variance,
+            move_center=move_center,
+        )
+        if result is not None:
+            break
+    centroid, observed = (start, detection_psf) if result is None else result
+    intrinsic = _limit_shear(_floor_covariance(observed - detection_psf, MIN_SIGMA**2))
+    centroid = centroid - pad
+
+    # Fluxes: the intrinsic Gaussian seen through each channel's PSF, fitted to that channel's pixels
+    # in the same region. The profiles have unit total flux, so the fitted amplitudes are total fluxes.
+    profiles = _seen_through_psf(psf_images, (height, width), centroid, intrinsic)
+    channel_usable = usable & region[None, pad:-pad, pad:-pad]
+    information = np.sum(np.where(channel_usable, profiles**2, 0.0), axis=(-2, -1))
+    projection = np.sum(np.where(channel_usable, profiles * data, 0.0), axis=(-2, -1))
+    fluxes = np.where(information > 0, projection / np.where(information > 0, information, 1.0), np.nan)
+    fluxes = _floored(fluxes, FLUX_FLOOR * noise / np.max(psf_images, axis=(-2, -1)))
+
+    sigma = float(np.linalg.det(intrinsic) ** 0.25)
+    as_float = lambda value: jnp.asarray(value, dtype=jnp.float32)
+    return Moments(
+        flux=as_float(fluxes),
+        centroid=as_float(centroid),
+        covariance=as_float(intrinsic),
+        sigma=as_float(sigma),
+        r_half=as_float(sigma * GAUSSIAN_R_HALF_PER_SIGMA),
+        ellipticity=as_float(reduced_shear(intrinsic)),
+    )

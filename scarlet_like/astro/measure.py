@@ -1,0 +1,198 @@
+"""Measurements on models: fluxes, centroids and second moments of rendered images.
+
+These functions work on noiseless model images (a scene rendered in the model frame or through an
+observation), so they use plain, unweighted moments. They are written in `jax.numpy`: they run under
+`jit` and `grad`, and can define a [`scarlet_like.Derived`][] quantity.
+
+```python
+image = sl.measure.source_image(fitted.model, 2, obs)   # source 2 alone, as the observation sees it
+sl.measure.moments(image).sigma                         # its size, PSF included
+```
+
+Conventions are those of the rest of the package: positions `(y, x)` in pixels with pixel centres at
+integer indices, ellipticities as reduced shears `(g1, g2)` (GalSim's convention: `g1 > 0` stretches
+along x).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float
+
+from ..core.tree import resolve
+from .scene import Scene, Source
+
+__all__ = ["Moments", "flux", "centroid", "moments", "source_image"]
+
+# Half-light radius of a circular Gaussian in units of its standard deviation, sqrt(2 ln 2).
+GAUSSIAN_R_HALF_PER_SIGMA = math.sqrt(2.0 * math.log(2.0))
+
+
+class Moments(NamedTuple):
+    """Flux, position, size and shape of a light profile.
+
+    **Fields:**
+
+    - `flux`: total flux, `(C,)` per channel (a scalar for a single image).
+    - `centroid`: `(y, x)` in pixels.
+    - `covariance`: the `2 x 2` second-moment matrix in `(y, x)` order, in pixels squared.
+    - `sigma`: size, `det(covariance)^(1/4)`: the standard deviation of the Gaussian with these
+      moments before shearing (the `sigma` of a [`scarlet_like.GaussianMorphology`][]).
+    - `r_half`: the half-light radius of that Gaussian, `sqrt(2 ln 2) sigma` (the `r_half` of a
+      [`scarlet_like.SersicMorphology`][] with `n = 0.5`).
+    - `ellipticity`: reduced shear `(g1, g2)` of the covariance, `|g| < 1`.
+
+    `sl.measure.moments` fills it with the moments of an image as it is (PSF and pixel included);
+    `sl.init.moments` with PSF-corrected estimates from data.
+    """
+
+    flux: Float[Array, "*C"]
+    centroid: Float[Array, "2"]
+    covariance: Float[Array, "2 2"]
+    sigma: Float[Array, ""]
+    r_half: Float[Array, ""]
+    ellipticity: Float[Array, "2"]
+
+
+def reduced_shear(covariance: Float[ArrayLike, "*batch 2 2"]) -> Float[Array, "*batch 2"]:
+    """The reduced shear `(g1, g2)` of a second-moment matrix in `(y, x)` order.
+
+    **Arguments:**
+
+    - `covariance`: symmetric positive (semi-)definite matrices, `(..., 2, 2)`.
+
+    **Returns:**
+
+    `(..., 2)`: `g = e / (1 + sqrt(1 - |e|^2))` with the distortion
+    `e = ((Ixx - Iyy), 2 Ixy) / (Ixx + Iyy)`, so that a circular profile sheared by GalSim's
+    `shear(g1=, g2=)` gives back `(g1, g2)`.
+    """
+    covariance = jnp.asarray(covariance)
+    yy, xx, xy = covariance[..., 0, 0], covariance[..., 1, 1], covariance[..., 0, 1]
+    trace = xx + yy
+    safe_trace = jnp.where(trace > 0, trace, jnp.ones_like(trace))
+    distortion = jnp.stack([(xx - yy) / safe_trace, 2 * xy / safe_trace], axis=-1)
+    distortion = jnp.where((trace > 0)[..., None], distortion, jnp.zeros_like(distortion))
+    squared = jnp.sum(distortion**2, axis=-1, keepdims=True)
+    # |e| can reach 1 only for a degenerate (line-like) covariance; the clip keeps the root real there.
+    return distortion / (1 + jnp.sqrt(jnp.clip(1 - squared, 0.0, 1.0)))
+
+
+def _as_float_image(image: ArrayLike) -> Array:
+    array = jnp.asarray(image)
+    if not jnp.issubdtype(array.dtype, jnp.floating):
+        array = array.astype(jnp.result_type(float))
+    if array.ndim not in (2, 3):
+        raise ValueError(f"expected an image (H, W) or a cube (C, H, W), got shape {array.shape}")
+    return array
+
+
+def flux(source_or_image: Source | Float[ArrayLike, "*C H W"]) -> Float[Array, "*C"]:
+    """Total flux of a source or an image.
+
+    **Arguments:**
+
+    - `source_or_image`: a [`scarlet_like.Source`][] (with Parameters or resolved), or an image
+      `(H, W)` or cube `(C, H, W)`.
+
+    **Returns:**
+
+    For a source, its spectrum (morphologies integrate to 1, so that is its total flux per channel,
+    all of it, also the part outside any image); for an image, the sum of its pixels per channel
+    (`(C,)`, or a scalar for `(H, W)`).
+    """
+    if isinstance(source_or_image, Source):
+        return jnp.asarray(resolve(source_or_image).spectrum)
+    return jnp.sum(_as_float_image(source_or_image), axis=(-2, -1))
+
+
+def _pixel_grid(image: Array) -> tuple[Array, Array]:
+    height, width = image.shape[-2:]
+    return jnp.arange(height, dtype=image.dtype)[:, None], jnp.arange(width, dtype=image.dtype)[None, :]
+
+
+def centroid(image: Float[ArrayLike, "*C H W"]) -> Float[Array, "2"]:
+    """Flux-weighted mean position `(y, x)` of an image (of all channels together, for a cube).
+
+    **Arguments:**
+
+    - `image`: `(H, W)` or `(C, H, W)`, pixel centres at integer indices.
+
+    **Returns:**
+
+    `(y, x)` in pixels.
+    """
+    image = _as_float_image(image)
+    summed = image.sum(axis=0) if image.ndim == 3 else image
+    y, x = _pixel_grid(summed)
+    total = summed.sum()
+    return jnp.stack([jnp.sum(summed * y), jnp.sum(summed * x)]) / total
+
+
+def moments(image: Float[ArrayLike, "*C H W"]) -> Moments:
+    """Unweighted moments of a (noiseless) model image.
+
+    **Arguments:**
+
+    - `image`: `(H, W)` or `(C, H, W)`; the position, covariance and shape are those of the sum over
+      channels.
+
+    **Returns:**
+
+    A [`scarlet_like.astro.measure.Moments`][]. These are the moments of the image as it is: for a
+    Gaussian of standard deviation `sigma` rendered through a Gaussian PSF `psf` and integrated over
+    pixels, `covariance` is `(sigma^2 + psf^2 + 1/12) I` (round case). Moments of an image that is cut
+    off by its edges are those of what is inside.
+    """
+    image = _as_float_image(image)
+    total_flux = image.sum(axis=(-2, -1))
+    summed = image.sum(axis=0) if image.ndim == 3 else image
+    y, x = _pixel_grid(summed)
+    total = summed.sum()
+    center = jnp.stack([jnp.sum(summed * y), jnp.sum(summed * x)]) / total
+    dy, dx = y - center[0], x - center[1]
+    yy = jnp.sum(summed * dy * dy) / total
+    xx = jnp.sum(summed * dx * dx) / total
+    xy = jnp.sum(summed * dy * dx) / total
+    covariance = jnp.stack([jnp.stack([yy, xy]), jnp.stack([xy, xx])])
+    determinant = yy * xx - xy * xy
+    sigma = jnp.sqrt(jnp.sqrt(jnp.maximum(determinant, jnp.zeros_like(determinant))))
+    return Moments(
+        flux=total_flux,
+        centroid=center,
+        covariance=covariance,
+        sigma=sigma,
+        r_half=sigma * GAUSSIAN_R_HALF_PER_SIGMA,
+        ellipticity=reduced_shear(covariance),
+    )
+
+
+def source_image(scene: Scene, index: int, observation: Any = None) -> Float[Array, "C H W"]:
+    """One source of a scene rendered alone.
+
+    **Arguments:**
+
+    - `scene`: a [`scarlet_like.Scene`][] (with Parameters or resolved, e.g. a fitted model).
+    - `index`: which source, as in `scene.sources[index]` (negative indices count from the end).
+    - `observation`: if given, render through it ([`scarlet_like.Observation.render`][]: its PSF,
+      pixel grid and channels); otherwise in the model frame at the model PSF, as `scene()` does.
+
+    **Returns:**
+
+    `(C, H, W)`. The images of all sources add up to the scene's.
+    """
+    if not isinstance(scene, Scene):
+        raise TypeError(f"source_image: expected an sl.Scene, got {type(scene).__name__}")
+    count = len(scene.sources)
+    if not -count <= index < count:
+        raise IndexError(f"source_image: the scene has {count} source(s), there is no sources[{index}]")
+    # Resolving first keeps the values of parameters shared with the other sources. `tree_at` makes
+    # the one-source scene without `Scene.__init__`'s checks on concrete values, so this also runs
+    # under `jit`.
+    resolved = resolve(scene)
+    alone = eqx.tree_at(lambda s: s.sources, resolved, [resolved.sources[index]])
+    return alone() if observation is None else observation.render(alone)

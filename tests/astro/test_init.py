@@ -1,0 +1,171 @@
+"""Starting values from data: simulated sources with known answers, masks and NaNs, the real HSC blend."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import scarlet_like as sl
+from scarlet_like.astro import init
+
+HEIGHT, WIDTH = 41, 45
+SPECTRUM = np.array([100.0, 200.0, 300.0], dtype=np.float32)
+PSF_SIGMA = 1.5
+TRUE_CENTER = (20.3, 22.6)
+CATALOG_CENTER = (20.0, 23.0)  # a detection catalog's integer guess
+
+
+def simulate(morphology, *, noise=0.01, mask=None, nan_where=None, seed=0, center=TRUE_CENTER):
+    """A 3-band source rendered through a Gaussian PSF (pixel-integrated), with Gaussian noise."""
+    frame = sl.Frame((3, HEIGHT, WIDTH))
+    with sl.Scene(frame) as scene:
+        sl.Source(np.asarray(center, dtype=np.float32), SPECTRUM, morphology)
+    psf = sl.GaussianPSF(PSF_SIGMA)
+    image = np.asarray(sl.Observation(np.zeros((3, HEIGHT, WIDTH)), psf=psf).render(scene), dtype=np.float64)
+    data = image + noise * np.random.default_rng(seed).normal(size=image.shape)
+    if nan_where is not None:
+        data[nan_where] = np.nan
+    weights = np.full(data.shape, 1 / noise**2)
+    return sl.Observation(data, weights=weights, mask=mask, psf=psf)
+
+
+@pytest.fixture(scope="module")
+def hsc():
+    data = sl.datasets.hsc_cosmos()
+    observation = sl.Observation(
+        data.images,
+        weights=1 / data.variance,
+        mask=data.mask,
+        psf=sl.ArrayPSF(data.psfs),
+        channels=data.channels,
+    )
+    return data, observation
+
+
+# --------------------------------------------------------------------------------------
+# pixel_spectrum
+# --------------------------------------------------------------------------------------
+
+
+def test_pixel_spectrum_of_a_point_source_is_its_flux():
+    observation = simulate(sl.PointMorphology())
+    spectrum = init.pixel_spectrum(observation, TRUE_CENTER)
+    assert spectrum.shape == (3,) and spectrum.dtype == jnp.float32
+    np.testing.assert_allclose(spectrum, SPECTRUM, rtol=0.1)
+    # without the PSF correction: the value at the nearest pixel
+    value = init.pixel_spectrum(observation, TRUE_CENTER, correct_psf=False)
+    np.testing.assert_allclose(value, np.asarray(observation.data)[:, 20, 23], rtol=1e-4)
+
+
+def test_pixel_spectrum_fills_a_masked_or_nan_centre_from_its_neighbours():
+    mask = np.zeros((3, HEIGHT, WIDTH), bool)
+    mask[:, 20, 23] = True
+    mask[1, 19:22, 22:25] = True  # channel 1: the whole 3x3 block around the centre
+    nan_where = (slice(None), slice(20, 21), slice(23, 24))
+    observation = simulate(sl.PointMorphology(), mask=mask, nan_where=nan_where)
+    spectrum = init.pixel_spectrum(observation, TRUE_CENTER)
+    assert np.all(np.isfinite(spectrum))
+    np.testing.assert_allclose(spectrum, SPECTRUM, rtol=0.1)
+
+
+def test_pixel_spectrum_is_floored_positive_where_there_is_nothing():
+    mask = np.zeros((3, HEIGHT, WIDTH), bool)
+    mask[2] = True  # a channel with no data at all
+    observation = simulate(sl.PointMorphology(), mask=mask)
+    empty_spot = (5.0, 5.0)  # only noise there: some channels come out negative before the floor
+    for spectrum in (
+        init.pixel_spectrum(observation, empty_spot),
+        init.pixel_spectrum(observation, TRUE_CENTER),
+    ):
+        assert np.all(np.isfinite(spectrum)) and np.all(spectrum > 0)
+    assert np.all(init.pixel_spectrum(observation, empty_spot) < 0.1)
+
+
+def test_pixel_spectrum_combines_observations_per_channel():
+    first = simulate(sl.PointMorphology(), seed=1)
+    second = simulate(sl.PointMorphology(), seed=2)
+    blue = sl.Observation(first.data[:2], weights=first.weights[:2], psf=first.psf, channels=("g", "r"))
+    red = sl.Observation(second.data[1:], weights=second.weights[1:], psf=second.psf, channels=("r", "i"))
+    spectrum = init.pixel_spectrum([blue, red], TRUE_CENTER)
+    assert spectrum.shape == (3,)  # g, r, i: r is seen twice and averaged
+    np.testing.assert_allclose(spectrum, SPECTRUM, rtol=0.1)
+    frame = sl.Frame((3, HEIGHT, WIDTH), channels=("g", "r", "i"))
+    np.testing.assert_allclose(
+        init.pixel_spectrum([blue, red], TRUE_CENTER, frame=frame), spectrum, rtol=1e-5
+    )
+
+
+def test_pixel_spectrum_names_bad_input():
+    observation = simulate(sl.PointMorphology())
+    with pytest.raises(ValueError, match="outside observation"):
+        init.pixel_spectrum(observation, (80.0, 3.0))
+    with pytest.raises(ValueError, match="finite"):
+        init.pixel_spectrum(observation, (np.nan, 3.0))
+
+
+# --------------------------------------------------------------------------------------
+# moments
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sigma, shear", [(2.0, (0.3, -0.2)), (3.0, (0.0, 0.4)), (1.5, (-0.2, 0.1))])
+def test_moments_recover_an_elliptical_gaussian(sigma, shear):
+    observation = simulate(sl.GaussianMorphology(sigma, np.asarray(shear, dtype=np.float32)))
+    result = init.moments(observation, CATALOG_CENTER)
+    np.testing.assert_allclose(result.flux, SPECTRUM, rtol=0.1)
+    np.testing.assert_allclose(result.centroid, TRUE_CENTER, atol=0.05)
+    np.testing.assert_allclose(result.sigma, sigma, rtol=0.1)
+    np.testing.assert_allclose(result.r_half, sigma * np.sqrt(2 * np.log(2)), rtol=0.1)
+    np.testing.assert_allclose(result.ellipticity, shear, atol=0.03)
+
+
+def test_moments_of_a_point_source_floor_the_size():
+    result = init.moments(simulate(sl.PointMorphology()), CATALOG_CENTER)
+    assert float(result.sigma) == pytest.approx(init.MIN_SIGMA, rel=1e-5)
+    np.testing.assert_allclose(result.ellipticity, 0.0, atol=1e-6)
+    np.testing.assert_allclose(result.flux, SPECTRUM, rtol=0.1)
+    np.testing.assert_allclose(result.centroid, TRUE_CENTER, atol=0.05)
+
+
+def test_moments_survive_a_masked_centre_and_nan_neighbours():
+    morphology = sl.GaussianMorphology(2.0, np.array([0.3, -0.2], dtype=np.float32))
+    mask = np.zeros((3, HEIGHT, WIDTH), bool)
+    mask[:, 20, 23] = True  # the peak pixel, in every channel
+    mask[:, 18:23, 25:27] = True  # a masked streak next to the source, holding NaN
+    nan_where = np.zeros_like(mask)
+    nan_where[:, 18:23, 25:27] = True
+    result = init.moments(simulate(morphology, mask=mask, nan_where=nan_where), CATALOG_CENTER)
+    for field in result:
+        assert np.all(np.isfinite(field))
+    np.testing.assert_allclose(result.flux, SPECTRUM, rtol=0.1)
+    np.testing.assert_allclose(result.centroid, TRUE_CENTER, atol=0.1)
+    np.testing.assert_allclose(result.sigma, 2.0, rtol=0.1)
+    np.testing.assert_allclose(result.ellipticity, (0.3, -0.2), atol=0.05)
+
+
+def test_moments_of_pure_noise_fall_back_to_finite_values():
+    observation = simulate(sl.PointMorphology(), center=(5.0, 5.0))
+    result = init.moments(observation, (30.0, 35.0))  # nothing there
+    for field in result:
+        assert np.all(np.isfinite(field))
+    assert float(result.sigma) >= init.MIN_SIGMA * (1 - 1e-6)
+    assert np.all(result.flux > 0) and float(jnp.hypot(*result.ellipticity)) <= init.MAX_SHEAR + 1e-6
+
+
+# --------------------------------------------------------------------------------------
+# The real HSC blend
+# --------------------------------------------------------------------------------------
+
+
+def test_every_hsc_detection_gets_finite_positive_starting_values(hsc):
+    data, observation = hsc
+    for index, center in enumerate(data.centers):
+        spectrum = np.asarray(init.pixel_spectrum(observation, center))
+        assert spectrum.shape == (5,) and np.all(np.isfinite(spectrum)) and np.all(spectrum > 0), index
+        for neighbors in (None, data.centers):
+            result = init.moments(observation, center, neighbors=neighbors)
+            for field in result:
+                assert np.all(np.isfinite(field)), (index, field)
+            assert np.all(result.flux > 0)
+            assert init.MIN_SIGMA * (1 - 1e-6) <= float(result.sigma) < 8.0, index
+            assert float(jnp.hypot(*result.ellipticity)) <= init.MAX_SHEAR + 1e-6
+            assert np.hypot(*(np.asarray(result.centroid) - center)) <= 2.0 + 1e-6
