@@ -5,6 +5,7 @@ import re
 
 import jax
 import numpy as np
+import pytest
 
 README = pathlib.Path(__file__).parents[1] / "README.md"
 
@@ -26,3 +27,14 @@ def test_readme_states_the_two_commands():
     text = README.read_text()
     assert "pip install . && python -m scarlet_like demo" in text
     assert 'pip install ".[test]" && pytest' in text
+
+
+@pytest.mark.slow
+def test_readme_blend_example_fits_the_real_data():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    namespace: dict = {}
+    with jax.numpy_dtype_promotion("standard"):
+        for block in blocks[:2]:
+            exec(compile(block, str(README), "exec"), namespace)
+    assert len(namespace["scene"]) == 7
+    assert float(namespace["obs"].goodness_of_fit(namespace["fitted"].model)) < 3.0
