@@ -250,6 +250,38 @@ def _replaced(tree: Walk, changes: dict[int, dict[str, Any]]) -> PyTree:
     return tree.rebuild(parameters)
 
 
+def canonical_tokens(tree: PyTree) -> tuple[PyTree, Callable[[PyTree], PyTree]]:
+    """Number the sharing tokens of `tree` by first appearance, and give the way back.
+
+    Sharing tokens are unique identifiers, so two models built the same way differ in them. Code that
+    needs one structure for both (a compile cache, a stack) works on the canonical form and maps its
+    results back, so that user-visible models never carry the numbered tokens (which would collide
+    between models).
+
+    **Returns:**
+
+    `(canonical_tree, restore)`, where `restore` maps any tree carrying the numbered tokens back to the
+    original ones.
+    """
+    found = walk(tree)
+    forward: dict[str, str] = {}
+    for group in found.groups:
+        if group.token is not None and group.token not in forward:
+            forward[group.token] = f"#{len(forward)}"
+    backward = {number: token for token, number in forward.items()}
+
+    def renamed(target: PyTree, mapping: dict[str, str]) -> PyTree:
+        target_walk = walk(target) if target is not tree else found
+        changes = {
+            index: {"token": mapping[group.token]}
+            for index, group in enumerate(target_walk.groups)
+            if group.token in mapping
+        }
+        return _replaced(target_walk, changes) if changes else target
+
+    return renamed(tree, forward), lambda other: renamed(other, backward)
+
+
 def parameters(model: PyTree, *, free_only: bool = False) -> dict[str, Parameter]:
     """The model's parameters by name (each shared parameter once).
 

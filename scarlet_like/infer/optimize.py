@@ -15,6 +15,7 @@ import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from ..core.density import LogDensity
+from ..core.tree import canonical_tokens
 
 __all__ = ["FitResult", "fit", "preconditioner"]
 
@@ -291,6 +292,8 @@ def fit(
     from tqdm.auto import tqdm
 
     _check_start(density)
+    # compile for the canonical structure: a model rebuilt the same way reuses the compiled loop
+    density, restore = canonical_tokens(density)
     state = _initial(density, optimizer, max_steps)
     with tqdm(total=max_steps, desc="fit", unit="step", leave=False) as bar:
         for index in range(chunks):
@@ -301,6 +304,7 @@ def fit(
             if bool(state.done) or int(state.step) >= max_steps:
                 break
     result = _result(density, state)
+    result = result._replace(model=restore(result.model))
     if bool(jnp.any(result.nonfinite)):
         names = [name for name, bad in zip(density.names, np.asarray(result.nonfinite), strict=True) if bad]
         warnings.warn(

@@ -166,3 +166,22 @@ def test_meta_attachment_is_outside_the_parameter_space():
     assert sl.entry_names(model) == ("first.slope",)
     assert sl.resolve(model).second.content is reference
     assert jax.jit(lambda m: m.first(2.0))(model) == 2.0
+
+
+def test_models_with_sharing_built_the_same_way_have_one_canonical_structure():
+    from scarlet_like.core.tree import canonical_tokens
+
+    def build():
+        shared = sl.Parameter(2.0)
+        return Pair(first=Line(slope=shared, intercept=0.0), second=Line(slope=shared, intercept=1.0))
+
+    first, second = build(), build()
+    # unique sharing identities per build (never merged by accident) ...
+    assert first.first.slope.token != second.first.slope.token
+    # ... one structure once numbered by first appearance, and the way back restores them
+    canonical, restore = canonical_tokens(first)
+    assert jax.tree_util.tree_structure(canonical) == jax.tree_util.tree_structure(
+        canonical_tokens(second)[0]
+    )
+    assert restore(canonical).first.slope.token == first.first.slope.token
+    assert sl.ravel(canonical)[0].shape == (1,)

@@ -138,3 +138,35 @@ def test_fluxes_from_one_to_a_hundred_thousand():
 def test_model_argument_types():
     with pytest.raises(TypeError):
         sl.fit(LightCurve(t0=sl.Parameter(0.0), width=1.0, peak=1.0), 3.0)
+
+
+def test_models_with_shared_parameters_rebuilt_do_not_recompile(caplog):
+    """Sharing tokens are unique per build; the fit compiles for their canonical numbering."""
+
+    def build(t0):
+        shared = sl.Parameter(2.5, constraint=sl.constraints.positive())
+        return [
+            LightCurve(
+                t0=sl.Parameter(t0),
+                width=shared,
+                peak=sl.Parameter(0.3, constraint=sl.constraints.positive()),
+            ),
+            LightCurve(
+                t0=sl.Parameter(t0 + 1.0),
+                width=shared,
+                peak=sl.Parameter(0.3, constraint=sl.constraints.positive()),
+            ),
+        ]
+
+    def likelihood(curves):
+        return -0.5 * jnp.sum(((curves[0](TIMES) + curves[1](TIMES) - 0.2) / NOISE) ** 2)
+
+    first = sl.fit(build(-1.0), likelihood, max_steps=50)
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        second = sl.fit(build(-2.0), likelihood, max_steps=50)
+    compiles = [r for r in caplog.records if "Compiling" in r.getMessage() and "_chunk" in r.getMessage()]
+    assert compiles == []
+    # the returned models keep their own (unique) sharing, one width for both curves
+    assert len(sl.entry_names(second.model)) == len(sl.entry_names(first.model)) == 5
+    tokens = {curve.width.token for curve in second.model}
+    assert len(tokens) == 1 and not next(iter(tokens)).startswith("#")
