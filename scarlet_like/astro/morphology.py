@@ -13,11 +13,11 @@ frequencies `(ky, kx)` in radians per model-frame pixel (arrays that broadcast t
 be [`scarlet_like.Parameter`][]s: inside `fourier` they are plain arrays.
 
 ```python
-class Ring(sl.Morphology):
-    radius: sl.Parameter
+class ExponentialDisk(sl.Morphology):
+    scale: sl.Parameter  # scale length in pixels
 
     def fourier(self, ky, kx):
-        return jax.scipy.special.j0(self.radius * jnp.hypot(ky, kx))  # a thin ring
+        return (1 + self.scale**2 * (ky**2 + kx**2)) ** -1.5
 ```
 """
 
@@ -48,7 +48,12 @@ def _as_parameter(value: ArrayLike | Parameter, **kwargs) -> Parameter:
 
 
 class Morphology(Module):
-    """Base class of morphologies: implement `fourier(ky, kx)` (see the module documentation)."""
+    """Base class of morphologies.
+
+    Implement `fourier(ky, kx)`: the transform `F(k) = ∫ I(x) exp(-i k·x) d²x` of the unit-flux
+    profile centred at the origin, at angular frequencies in radians per model-frame pixel (arrays that
+    broadcast together). Fields may be Parameters: inside `fourier` they are plain arrays.
+    """
 
     def fourier(self, ky: Array, kx: Array) -> Array:
         raise NotImplementedError
@@ -88,7 +93,8 @@ class SersicMorphology(Morphology):
 
     **Arguments:**
 
-    - `n`: Sérsic index (0.5 is a Gaussian, 1 exponential, 4 de Vaucouleurs); table range 0.5 to 6.
+    - `n`: Sérsic index (0.5 is a Gaussian, 1 exponential, 4 de Vaucouleurs); table range 0.5 to 6.2,
+      clamped outside.
     - `r_half`: half-light radius in pixels (of the circularised profile).
     - `ellipticity`: reduced shear `(g1, g2)`, as for [`scarlet_like.GaussianMorphology`][].
 

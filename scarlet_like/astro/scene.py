@@ -104,8 +104,8 @@ class Scene(Module):
         sl.Source(center, spectrum, morphology)
     ```
 
-    `scene()` is the model cube `(C, H, W)` at the frame's (narrow) model PSF. A scene is a likelihood
-    argument's model: `obs.log_likelihood(scene)`, `sl.LogDensity(scene, obs)`.
+    `scene()` is the model cube `(C, H, W)` at the frame's (narrow) model PSF. Pass a scene as the
+    model to `obs.log_likelihood(scene)`, `sl.LogDensity(scene, obs)` or `sl.fit(scene, obs)`.
     """
 
     frame: Frame

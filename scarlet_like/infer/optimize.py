@@ -132,7 +132,12 @@ def _run_steps(
 ) -> _State:
     """Up to `num_steps` optimizer steps, stopping early on convergence or a non-finite value."""
     loss_of_y = lambda y: -density(state.reference + state.scales * y)  # noqa: E731
-    value_and_grad = optax.value_and_grad_from_state(loss_of_y)
+    # L-BFGS keeps the value and gradient of its line search in its state; other optimizers do not.
+    if optimizer is _default_optimizer():
+        value_and_grad = optax.value_and_grad_from_state(loss_of_y)
+    else:
+        plain = jax.value_and_grad(loss_of_y)
+        value_and_grad = lambda y, state: plain(y)  # noqa: E731
     stop_at = jnp.minimum(state.step + num_steps, max_steps)
 
     def keep_going(state: _State) -> Array:
@@ -256,7 +261,9 @@ def fit(
       scaled by the curvature of each parameter (see [`scarlet_like.infer.optimize.preconditioner`][]), so
       no step size needs tuning.
     - `max_steps`: the most optimizer steps.
-    - `rtol`: converged when the relative change of the loss stays below this for 5 steps.
+    - `rtol`: converged when the relative change of the loss stays below this for 5 steps and the
+      gradient in the scaled coordinates is below 0.1 (or a whole stretch, with freshly measured
+      curvature, makes no progress: the float precision of the loss is reached).
     - `progress`: show a progress bar. With `progress=False` the whole fit is one pure JAX
       computation that can be `jit`-ed and `vmap`-ed.
     - `key`: for the random probes of the preconditioner on large models.

@@ -170,3 +170,14 @@ def test_models_with_shared_parameters_rebuilt_do_not_recompile(caplog):
     assert len(sl.entry_names(second.model)) == len(sl.entry_names(first.model)) == 5
     tokens = {curve.width.token for curve in second.model}
     assert len(tokens) == 1 and not next(iter(tokens)).startswith("#")
+
+
+def test_any_optax_optimizer_runs_preconditioned():
+    import optax
+
+    data = simulated(t0=-1.0, width=3.0, peak=0.3)
+    result = sl.fit(
+        light_curve(), gaussian_likelihood(data), optimizer=optax.adam(0.1), max_steps=1500, progress=False
+    )
+    values = sl.get_values(result.model)
+    assert abs(float(values["t0"]) + 1.0) < 0.2 and abs(float(values["width"]) - 3.0) < 0.2
