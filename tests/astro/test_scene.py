@@ -154,3 +154,27 @@ def test_frame_from_several_observations():
         sl.Frame.from_observations([g, g])
     with pytest.raises(sl.FrameError, match="different pixel grids"):
         sl.Frame.from_observations([g, observation(shape=(1, 10, 10), channels=("r",))])
+
+
+def test_image_morphology_renders_like_the_profile_it_samples():
+    """A pixelated Gaussian stamp is a Gaussian convolved with one pixel: variance + 1/12 per axis."""
+    sigma = 2.5
+    rows = np.arange(21) - 10.0
+    stamp = np.exp(-0.5 * (rows[:, None] ** 2 + rows[None, :] ** 2) / sigma**2)
+    psf = sl.GaussianPSF(1.5)
+    observation = sl.Observation(np.zeros((1, 40, 40)), psf=psf)
+    frame = sl.Frame((1, 40, 40))
+    with sl.Scene(frame) as pixelated:
+        sl.Source(
+            jnp.array([19.3, 20.6]),
+            jnp.array([50.0]),
+            sl.ImageMorphology(sl.Parameter(5 * stamp + 1e-6, constraint=sl.constraints.positive())),
+        )
+    with sl.Scene(frame) as smooth:
+        sl.Source(
+            jnp.array([19.3, 20.6]), jnp.array([50.0]), sl.GaussianMorphology(np.sqrt(sigma**2 + 1 / 12))
+        )
+    image, expected = observation.render(pixelated), observation.render(smooth)
+    np.testing.assert_allclose(float(image.sum()), 50.0, rtol=1e-4)  # normalised to unit flux
+    np.testing.assert_allclose(image, expected, atol=2e-3 * float(expected.max()))
+    assert sl.entry_names(pixelated)[0] == "sources[0].morphology.image[0, 0]"
