@@ -60,7 +60,17 @@ from .core import (
     unstack,
 )
 from .core.graph import graph, tree
-from .infer import FitResult, fit
+from .infer import (
+    FitResult,
+    ImproperPriorWarning,
+    Laplace,
+    Posterior,
+    fit,
+    fit_many,
+    laplace,
+    sample,
+    sample_prior,
+)
 
 try:
     __version__ = version("scarlet_like")
@@ -69,7 +79,14 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "FitResult",
+    "ImproperPriorWarning",
+    "Laplace",
+    "Posterior",
     "fit",
+    "fit_many",
+    "laplace",
+    "sample",
+    "sample_prior",
     "PSF",
     "ArrayPSF",
     "Frame",

@@ -3,6 +3,21 @@
 Nothing here knows about astronomy.
 """
 
+from .batch import fit_many
+from .laplace import Laplace, laplace
 from .optimize import FitResult, fit, preconditioner
+from .sample import ImproperPriorWarning, Posterior, sample
+from .simulate import sample_prior
 
-__all__ = ["FitResult", "fit", "preconditioner"]
+__all__ = [
+    "FitResult",
+    "ImproperPriorWarning",
+    "Laplace",
+    "Posterior",
+    "fit",
+    "fit_many",
+    "laplace",
+    "preconditioner",
+    "sample",
+    "sample_prior",
+]

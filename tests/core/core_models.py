@@ -71,27 +71,3 @@ def map_fit(density, steps=300):
         return x, values
 
     return run(density.x0)
-
-
-def nuts(density, key, num_warmup=500, num_samples=1000, num_chains=4):
-    """blackjax NUTS with window adaptation on a log density; returns draws of shape (chain, draw, n)."""
-    import blackjax
-    import jax
-
-    def one_chain(key, position):
-        warmup_key, sample_key = jax.random.split(key)
-        warmup = blackjax.window_adaptation(blackjax.nuts, density)
-        (state, parameters), _ = warmup.run(warmup_key, position, num_steps=num_warmup)
-        kernel = blackjax.nuts(density, **parameters).step
-
-        def step(state, key):
-            state, info = kernel(key, state)
-            return state, (state.position, info.is_divergent)
-
-        _, (positions, divergent) = jax.lax.scan(step, state, jax.random.split(sample_key, num_samples))
-        return positions, divergent
-
-    init_key, chain_key = jax.random.split(key)
-    starts = density.x0 + 0.5 * jax.random.normal(init_key, (num_chains, density.x0.shape[0]))
-    with jax.numpy_dtype_promotion("standard"):
-        return jax.jit(jax.vmap(one_chain))(jax.random.split(chain_key, num_chains), starts)

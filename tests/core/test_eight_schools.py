@@ -7,7 +7,6 @@ import numpy as np
 import numpyro
 import numpyro.distributions as nd
 import pytest
-from core_models import nuts
 from numpyro.diagnostics import effective_sample_size
 from numpyro.infer import MCMC, NUTS
 
@@ -71,10 +70,11 @@ def summary(draws):
 @pytest.mark.parametrize("parametrisation", ["non_centred", "centred"])
 def test_posterior_matches_numpyro(parametrisation):
     build = {"centred": centred, "non_centred": non_centred}[parametrisation]
-    density = sl.LogDensity(build(), log_likelihood)
-    assert density.size == 10
-    positions, divergent = nuts(density, jax.random.key(0), num_warmup=500, num_samples=1000)
-    resolved = jax.vmap(jax.vmap(lambda x: sl.resolve(density.model(x))))(positions)
+    assert sl.LogDensity(build(), log_likelihood).size == 10
+    posterior = sl.sample(
+        build(), log_likelihood, key=jax.random.key(0), num_warmup=500, num_samples=1000, progress=False
+    )
+    resolved = posterior.map(sl.resolve)
     ours = {"mu": resolved.mu, "tau": resolved.tau, "theta0": resolved.theta[..., 0]}
 
     with jax.numpy_dtype_promotion("standard"):
@@ -100,4 +100,4 @@ def test_posterior_matches_numpyro(parametrisation):
         ratio = np.std(ours[name]) / np.std(reference[name])
         assert 0.85 < ratio < 1.15, (name, ratio)
     if parametrisation == "non_centred":
-        assert int(divergent.sum()) < 20
+        assert int(posterior.divergences.sum()) < 20

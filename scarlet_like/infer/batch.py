@@ -1,0 +1,394 @@
+"""`sl.fit_many`: one compiled fit for many blends of the same structure, spread over the devices."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jaxtyping import Array, PyTree
+
+from ..core.density import LogDensity
+from ..core.parameter import replace
+from ..core.plate import Plate, PlateError, stack, unstack
+from ..core.tree import walk
+from .optimize import (
+    FitResult,
+    _default_optimizer,
+    _initial_state,
+    _result,
+    _run_steps,
+    _start_chunk,
+    _State,
+    fit,
+)
+
+__all__ = ["fit_many"]
+
+# The name of the mesh axis the blends are spread over.
+_AXIS = "blends"
+
+# What `fit_many` passes on to every `fit` (`progress` is its own: a bar over batches), with `fit`'s
+# defaults.
+_FIT_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(fit).parameters.items()
+    if name not in ("model", "likelihood", "progress")
+}
+
+
+def fit_many(
+    models: Sequence[PyTree],
+    likelihoods: Sequence[Any],
+    *,
+    batch_size: int | None = None,
+    vectorize: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = False,
+    unstack_results: bool = True,
+    **fit_kwargs: Any,
+) -> list[FitResult] | FitResult:
+    """Fit many blends of the same structure with one compiled computation, spread over the devices.
+
+    Blend `i` is `models[i]` fitted to `likelihoods[i]`, as `sl.fit(models[i], likelihoods[i],
+    progress=False, **fit_kwargs)` fits it (the same stages, steps and stopping rules; the results
+    agree to floating-point rounding). The blends are stacked along a new leading axis, which is
+    sharded over `devices`; each device fits its share of the blends.
+
+    **Arguments:**
+
+    - `models`: one model per blend. All must have the same structure: the same classes, fields,
+      constraints, prior forms and array shapes (for scenes: the same number and kinds of sources in
+      the same order, frames of the same shape). Values, the priors' parameters and data may differ.
+    - `likelihoods`: one likelihood per blend (an Observation, a list of them, or an `sl.Module`
+      holding its data), all of the same structure. A plain function closing over its data cannot
+      be batched; the *same* function (or object) for every blend can, since nothing in it varies.
+    - `batch_size`: fit this many blends per compiled call (default: all at once). Every batch has the
+      same shape, so only the first one compiles; smaller batches need less memory and let the
+      progress bar advance.
+    - `vectorize`: how many blends a device fits side by side as one vectorised (`vmap`) computation;
+      it works through its share of the batch in groups of that many, one group after the other.
+      Vectorised fits run until the slowest of the group has finished, and inside them every branch
+      of the line search is evaluated (about three density evaluations per step instead of one): this
+      pays where a single fit leaves most of the device idle, as on GPUs and TPUs with small blends.
+      Default: 1 on CPUs (one blend after the other on each device), all of a device's share
+      elsewhere.
+    - `devices`: the devices to shard the blends over (default `jax.local_devices()`). A batch is
+      padded with copies of its last blend up to a multiple of `len(devices) * vectorize`; the copies
+      are dropped from the results.
+    - `progress`: show a progress bar over the blends, advancing one batch at a time.
+    - `unstack_results`: return one [`scarlet_like.FitResult`][] per blend (default). With `False`,
+      return a single `FitResult` whose arrays carry a leading axis of blends and stay where the
+      devices left them (sharded), and whose `model` is a [`scarlet_like.Plate`][] of the fitted
+      models ([`scarlet_like.unstack`][] splits it).
+    - `fit_kwargs`: `optimizer`, `max_steps`, `rtol`, `key`, `chunks`, as for [`scarlet_like.fit`][];
+      the same for every blend.
+
+    **Returns:**
+
+    A list with one `FitResult` per blend, in the order of `models`. A fit that stopped on a non-finite
+    value says so in its `nonfinite` field (there is no warning, as there is none from `sl.fit`
+    with `progress=False`).
+
+    Raises [`scarlet_like.PlateError`][] naming the first blend whose model or likelihood differs in
+    structure from blend 0's (and where), and `ValueError` if there are not as many likelihoods as
+    models.
+
+    A second call with blends of the same structure and shapes (and the same `batch_size`,
+    `vectorize`, devices and `fit_kwargs`) reuses the compiled computation.
+
+    !!! info "Several hosts"
+
+        On a cluster, call `jax.distributed.initialize()` at the start of every process, then let each
+        process call `fit_many` on its own share of the blends (e.g. `blends[jax.process_index()::
+        jax.process_count()]`): they are fitted on that process's local devices, with no communication
+        between processes. Gather the results afterwards as you would any per-process output.
+    """
+    models, likelihoods = list(models), list(likelihoods)
+    if len(models) != len(likelihoods):
+        raise ValueError(
+            f"fit_many: got {len(models)} models but {len(likelihoods)} likelihoods; pass one likelihood "
+            "per model"
+        )
+    if not models:
+        raise ValueError("fit_many: got no models")
+    unknown = sorted(set(fit_kwargs) - set(_FIT_DEFAULTS))
+    if unknown:
+        raise TypeError(
+            f"fit_many: unknown option(s) {', '.join(unknown)}; the options passed on to fit are "
+            f"{', '.join(_FIT_DEFAULTS)}"
+        )
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("fit_many: got an empty list of devices")
+    count = len(models)
+    size = min(count, _positive("batch_size", count if batch_size is None else batch_size))
+    share = math.ceil(size / len(devices))  # blends per device and batch
+    if vectorize is None:
+        vectorize = 1 if devices[0].platform == "cpu" else share
+    group = min(share, _positive("vectorize", vectorize))
+    # Every batch is padded to one shape, so that they all share one compiled computation.
+    padded = math.ceil(share / group) * group * len(devices)
+
+    plate = _stack_models(models)
+    dynamic, static = _stack_likelihoods(likelihoods)
+    options = {**_FIT_DEFAULTS, **fit_kwargs}
+    key = options.pop("key")
+    key = jax.random.key(0) if key is None else key
+    mesh = Mesh(np.asarray(devices), (_AXIS,)) if len(devices) > 1 else None
+    axes = plate.in_axes()
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=count, desc="fit_many", unit="blend", leave=False)
+    outputs = []
+    try:
+        for start in range(0, count, size):
+            stop = min(start + size, count)
+            rows = lambda leaf, start=start, stop=stop: _rows(leaf, start, stop, padded)  # noqa: E731
+            members = _on_batched(axes, plate.members, rows)
+            data = _on_batched(0, dynamic, rows)
+            if mesh is not None:
+                # placed where they will be fitted, rather than copied there from the first device
+                members, data, key = _place(mesh, (members, data, key), (axes, 0, None))
+            batch = Plate(members=members, size=padded, shared=plate.shared)
+            outputs.append((_fit_batch(batch, data, key, static, options, mesh, group), stop - start))
+            if bar is not None:
+                bar.update(stop - start)
+    finally:
+        if bar is not None:
+            bar.close()
+    if unstack_results:
+        return [blend for result, used in outputs for blend in _split(result, used)]
+    return _join(outputs)
+
+
+def _positive(name: str, value: Any) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"fit_many: {name} must be a positive integer, got {value!r}")
+    return number
+
+
+@eqx.filter_jit
+def _fit_batch(
+    models: Plate,
+    data: PyTree,
+    key: Array,
+    static: PyTree,
+    options: dict[str, Any],
+    mesh: Mesh | None,
+    group: int,
+) -> FitResult:
+    """Fit one padded batch; a module-level compiled function, so its compilation is reused."""
+    axes = models.in_axes()
+    devices = 1 if mesh is None else mesh.size
+    local_count = models.size // devices
+
+    def local(members: PyTree, data: PyTree, key: Array) -> FitResult:
+        """The blends of one device, `group` at a time."""
+
+        def fit_group(start: Array) -> FitResult:
+            take = lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, start, group)  # noqa: E731
+            group_members = _on_batched(axes, members, take)
+            group_data = _on_batched(0, data, take)
+            if group == 1:
+                # a single blend: `fit` itself, whose branches (unlike those of a vmapped fit) are taken
+                # or skipped
+                single = lambda leaf: leaf[0]  # noqa: E731
+                likelihood = eqx.combine(_on_batched(0, group_data, single), static)
+                result = fit(
+                    _on_batched(axes, group_members, single), likelihood, progress=False, key=key, **options
+                )
+                return jax.tree_util.tree_map(lambda leaf: leaf[None], result)
+            return _vectorised_fit(group_members, group_data, axes, static, key, options)
+
+        starts = jnp.arange(0, local_count, group)
+        if starts.shape[0] == 1:
+            return fit_group(starts[0])
+        results = jax.lax.map(fit_group, starts)
+        return jax.tree_util.tree_map(lambda leaf: leaf.reshape(local_count, *leaf.shape[2:]), results)
+
+    if mesh is None:
+        return local(models.members, data, key)
+    batched, replicated = PartitionSpec(_AXIS), PartitionSpec()
+    specs = (
+        _on_axes(axes, models.members, lambda axis: batched if axis == 0 else replicated),
+        _on_axes(0, data, lambda axis: batched),
+        replicated,
+    )
+    return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=batched, check_vma=False)(
+        models.members, data, key
+    )
+
+
+def _vectorised_fit(
+    members: PyTree, data: PyTree, axes: PyTree, static: PyTree, key: Array, options: dict[str, Any]
+) -> FitResult:
+    """`fit` (pure path) of a group of blends at once, with `vmap`.
+
+    The same stages as `fit`, rearranged in one respect, for speed: the loop over stretches runs while
+    *any* blend of the group is still fitting. Under `vmap`, `fit`'s own loop would run every stretch
+    for every blend (a `cond` on a batched predicate computes both branches), measuring the curvature
+    for all stretches even after every blend had converged.
+    """
+    max_steps, rtol = int(options["max_steps"]), options["rtol"]
+    optimizer = options["optimizer"]
+    optimizer = _default_optimizer() if optimizer is None else optax.with_extra_args_support(optimizer)
+    chunks = max(1, min(int(options["chunks"]), max_steps))
+    per_chunk = math.ceil(max_steps / chunks)
+    keys = jax.random.split(key, chunks)
+    in_axes = (axes, eqx.if_array(0))
+
+    def density(member: PyTree, blend_data: PyTree) -> LogDensity:
+        return LogDensity(member, eqx.combine(blend_data, static), jacobian=False)
+
+    def initial(member: PyTree, blend_data: PyTree) -> _State:
+        return _initial_state(density(member, blend_data), optimizer, max_steps)
+
+    def stretch(member: PyTree, blend_data: PyTree, state: _State, index: Array) -> _State:
+        log_density = density(member, blend_data)
+
+        def run(state: _State) -> _State:
+            state = _start_chunk(log_density, optimizer, state, keys[index])
+            return _run_steps(log_density, optimizer, state, per_chunk, max_steps, rtol)
+
+        return jax.lax.cond(state.done, lambda s: s, run, state)
+
+    def result(member: PyTree, blend_data: PyTree, state: _State) -> FitResult:
+        return _result(density(member, blend_data), state)
+
+    batched_stretch = eqx.filter_vmap(stretch, in_axes=(*in_axes, 0, None))
+
+    def keep_going(carry: tuple[Array, _State]) -> Array:
+        index, state = carry
+        return (index < chunks) & ~jnp.all(state.done)
+
+    def body(carry: tuple[Array, _State]) -> tuple[Array, _State]:
+        index, state = carry
+        return index + 1, batched_stretch(members, data, state, index)
+
+    state = eqx.filter_vmap(initial, in_axes=in_axes)(members, data)
+    _, state = jax.lax.while_loop(keep_going, body, (jnp.zeros((), jnp.int32), state))
+    return eqx.filter_vmap(result, in_axes=(*in_axes, 0))(members, data, state)
+
+
+def _on_axes(axes: PyTree, tree: PyTree, fn: Callable[[Any], Any]) -> PyTree:
+    """`fn(axis)` for every array leaf of `tree`, where `axes` (a prefix of `tree`) says its axis."""
+
+    def on(axis: Any, subtree: Any) -> Any:
+        return jax.tree_util.tree_map(lambda leaf: fn(axis) if eqx.is_array(leaf) else leaf, subtree)
+
+    return jax.tree_util.tree_map(on, axes, tree, is_leaf=lambda node: node is None)
+
+
+def _on_batched(axes: PyTree, tree: PyTree, fn: Callable[[Array], Array]) -> PyTree:
+    """`fn(leaf)` for the array leaves of `tree` stacked over blends (axis 0); the rest unchanged."""
+
+    def on(axis: Any, subtree: Any) -> Any:
+        if axis is None:
+            return subtree
+        return jax.tree_util.tree_map(lambda leaf: fn(leaf) if eqx.is_array(leaf) else leaf, subtree)
+
+    return jax.tree_util.tree_map(on, axes, tree, is_leaf=lambda node: node is None)
+
+
+def _rows(leaf: Array, start: int, stop: int, padded: int) -> np.ndarray:
+    """Rows `start:stop`, padded to `padded` rows with copies of the last (a real blend: it converges
+    like the others and keeps the padding free of NaNs)."""
+    # on the host: eager slicing and padding on the device would compile a little function per shape
+    part = np.asarray(leaf)[start:stop]
+    extra = padded - (stop - start)
+    if extra:
+        part = np.concatenate([part, np.repeat(part[-1:], extra, axis=0)])
+    return part
+
+
+def _place(mesh: Mesh, tree: PyTree, axes: PyTree) -> PyTree:
+    batched = NamedSharding(mesh, PartitionSpec(_AXIS))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    shardings = _on_axes(axes, tree, lambda axis: batched if axis == 0 else replicated)
+    return jax.tree_util.tree_map(
+        lambda leaf, where: jax.device_put(leaf, where) if eqx.is_array(leaf) else leaf, tree, shardings
+    )
+
+
+def _stack_models(models: list[PyTree]) -> Plate:
+    """The models stacked into one plate, their sharing tokens renamed the same way at every call."""
+    try:
+        plate = stack(models)
+    except PlateError as error:
+        raise PlateError(f"fit_many: the blends' models differ in structure: {_in_blends(error)}") from None
+    # `stack` gives the parameters shared inside each blend fresh random tokens. Tokens are static
+    # metadata of the compiled computation: new ones at every call would mean a new compilation.
+    tree = walk(plate.members)
+    renamed: dict[str, str] = {}
+    for spot in tree.spots:
+        token = spot.parameter.token
+        if token is not None and token not in renamed:
+            renamed[token] = f"fit_many-{len(renamed)}"
+    parameters = [
+        replace(spot.parameter, token=renamed.get(spot.parameter.token, spot.parameter.token))
+        for spot in tree.spots
+    ]
+    shared = frozenset(renamed.get(token, token) for token in plate.shared)
+    return Plate(members=tree.rebuild(parameters), size=plate.size, shared=shared)
+
+
+def _stack_likelihoods(likelihoods: list[Any]) -> tuple[PyTree, PyTree]:
+    """`(stacked arrays, everything else)` of the likelihoods; everything else must agree across blends."""
+    parts = [eqx.partition(likelihood, eqx.is_array_like) for likelihood in likelihoods]
+    try:
+        dynamic = stack([arrays for arrays, _ in parts]).members
+    except PlateError as error:
+        raise PlateError(
+            f"fit_many: the blends' likelihoods differ in structure: {_in_blends(error)}"
+        ) from None
+    static = parts[0][1]
+    for index, (_, other) in enumerate(parts[1:], start=1):
+        if not eqx.tree_equal(static, other):
+            raise PlateError(
+                f"fit_many: the likelihoods of blend 0 and blend {index} differ in something that is not an "
+                "array (a function, a closure over data, a static field); only array data can differ "
+                "between blends: hold the data in an sl.Module or an Observation rather than a closure"
+            )
+    return dynamic, static
+
+
+def _in_blends(error: PlateError) -> str:
+    # `stack` counts models; here they are blends
+    return str(error).removeprefix("stack: ").replace("model ", "blend ")
+
+
+def _split(result: FitResult, used: int) -> list[FitResult]:
+    """One FitResult per blend, its arrays on the default device like those of `sl.fit`."""
+    # One transfer of the whole batch to the host, slicing there, and one transfer back: no device
+    # work per blend and array.
+    host = jax.device_get(result)
+    models = unstack(Plate(members=host.model, size=used, shared=frozenset()))
+    blends = [FitResult(model, *(field[index] for field in host[1:])) for index, model in enumerate(models)]
+    return jax.device_put(blends)
+
+
+def _join(outputs: list[tuple[FitResult, int]]) -> FitResult:
+    """The batches' results as one FitResult with a leading axis of blends, the padding dropped."""
+    count = sum(used for _, used in outputs)
+    if len(outputs) == 1 and outputs[0][0].steps.shape[0] == count:
+        joined = outputs[0][0]
+    else:
+        joined = jax.tree_util.tree_map(
+            lambda *leaves: jnp.concatenate(
+                [leaf[:used] for leaf, (_, used) in zip(leaves, outputs, strict=True)]
+            ),
+            *(result for result, _ in outputs),
+        )
+    return joined._replace(model=Plate(members=joined.model, size=count, shared=frozenset()))

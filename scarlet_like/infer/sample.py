@@ -1,0 +1,845 @@
+"""`sl.sample`: the No-U-Turn sampler (blackjax) on any model, and the [`scarlet_like.Posterior`][] it
+returns.
+
+The sampler works on the flat unconstrained vector of [`scarlet_like.LogDensity`][], whose log
+density includes the constraints' log|det J|: draws of `x` are draws of the posterior of the
+unconstrained parameters, and mapping them through the constraints gives draws of the constrained
+ones. Warmup is Stan's windowed adaptation (dual averaging of the step size, a diagonal mass
+matrix from the draws of expanding windows), run chain by chain.
+
+**numpyro interop.** The same density drives numpyro's own NUTS, which is handy to cross-check a
+result or to use numpyro's tooling:
+
+```python
+density = sl.LogDensity(model, likelihood)
+mcmc = numpyro.infer.MCMC(
+    numpyro.infer.NUTS(potential_fn=lambda x: -density(x)), num_warmup=500, num_samples=1000
+)
+mcmc.run(jax.random.key(0), init_params=density.x0)
+draws = mcmc.get_samples()                           # (draw, n) flat unconstrained vectors
+models = jax.vmap(density.model)(draws)              # back to models, or sl.get_values(...)
+```
+
+(Under strict dtype promotion, run numpyro inside `jax.numpy_dtype_promotion("standard")`.)
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import math
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import blackjax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
+from blackjax.adaptation.step_size import dual_averaging_adaptation
+from blackjax.adaptation.window_adaptation import build_schedule
+from blackjax.mcmc.hmc import HMCState
+from jax.sharding import NamedSharding, PartitionSpec
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
+from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+from numpyro.distributions import constraints as numpyro_constraints
+
+from ..core import constraints as sl_constraints
+from ..core.density import LogDensity
+from ..core.tree import Unravel, entry_names, get_values, ravel, walk
+from .optimize import FitResult
+
+__all__ = ["ImproperPriorWarning", "Posterior", "sample"]
+
+# Stage of a step when sampling; warmup steps have blackjax's stages, 0 (adapt the step size only) and
+# 1 (the mass matrix too: Stan's "slow" windows).
+_SAMPLING = 2
+_FORMAT = 1
+_MAX_DOUBLINGS = 10
+
+
+class ImproperPriorWarning(UserWarning):
+    """A free parameter has neither a prior nor a bounded constraint: the posterior is proper along it
+    only if the likelihood alone pins it down. Silence it with
+    `warnings.filterwarnings("ignore", category=sl.ImproperPriorWarning)` when that is known."""
+
+
+# ------------------------------------------------------------------------------------------------
+# The compiled pieces. They live at module level and take the density as an argument, so that a
+# second run on data of the same shapes reuses the compiled code.
+# ------------------------------------------------------------------------------------------------
+
+
+class _Adaptation(NamedTuple):
+    step_size: Array
+    inverse_mass_matrix: Array
+    dual_averaging: Any
+    mass_matrix: Any
+
+
+class _Trace(NamedTuple):
+    """What is recorded of each draw; in the carry, buffers `(chain, draw, ...)` filled as sampling goes."""
+
+    position: Array
+    log_density: Array
+    divergent: Array
+    acceptance_rate: Array
+    num_integration_steps: Array
+    energy: Array
+
+
+class _Chains(NamedTuple):
+    """Everything carried from one chunk of steps to the next; every leaf has a leading chain axis."""
+
+    state: Any  # blackjax HMCState
+    adaptation: _Adaptation
+    records: _Trace
+
+
+class _Schedule(NamedTuple):
+    """What each step of a chunk does; every field has one entry per step."""
+
+    index: Int[Array, " steps"]  # global step number: with the chain's key, it seeds the step
+    slot: Int[Array, " steps"]  # where the draw is recorded; out of range (dropped) during warmup
+    stage: Int[Array, " steps"]
+    window_end: Bool[Array, " steps"]  # last step of a slow window: set the mass matrix
+    warmup_end: Bool[Array, " steps"]  # last warmup step: switch to the averaged step size
+    active: Bool[Array, " steps"]  # False for the padding after the last step
+
+
+def _strong(tree: PyTree) -> PyTree:
+    """Drop weak types: the carry going into and out of a chunk must have one signature (else the second
+    chunk compiles again)."""
+    return jax.tree_util.tree_map(lambda leaf: jnp.array(leaf, dtype=jnp.result_type(leaf)), tree)
+
+
+def _like(new: PyTree, old: PyTree) -> PyTree:
+    """`new` with the dtypes of `old` (blackjax re-initialises some states from Python numbers)."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, dtype=jnp.result_type(b)), new, old)
+
+
+def _initial_adaptation(size: int, dtype: Any) -> _Adaptation:
+    initial_step_size = jnp.ones((), dtype)
+    dual_averaging = dual_averaging_adaptation(0.8)[0](initial_step_size)
+    mass_matrix = mass_matrix_adaptation(True)[0](size)
+    adaptation = _Adaptation(initial_step_size, mass_matrix.inverse_mass_matrix, dual_averaging, mass_matrix)
+
+    def as_dtype(leaf: Any) -> Array:  # floats in the dtype of the positions, counters as they are
+        return jnp.asarray(leaf, dtype if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) else None)
+
+    return _strong(jax.tree_util.tree_map(as_dtype, adaptation))
+
+
+def _adapt(
+    adaptation: _Adaptation,
+    target: Array,
+    stage: Array,
+    window_end: Array,
+    warmup_end: Array,
+    position: Array,
+    acceptance_rate: Array,
+) -> _Adaptation:
+    """One step of Stan's windowed adaptation for one chain."""
+    da_init, da_update, da_final = dual_averaging_adaptation(target)
+    _, mm_update, mm_final = mass_matrix_adaptation(True)
+
+    def step_size_only(adaptation: _Adaptation) -> _Adaptation:
+        state = _like(da_update(adaptation.dual_averaging, acceptance_rate), adaptation.dual_averaging)
+        step_size = jnp.exp(state.log_step_size).astype(adaptation.step_size.dtype)
+        return adaptation._replace(dual_averaging=state, step_size=step_size)
+
+    def with_mass_matrix(adaptation: _Adaptation) -> _Adaptation:
+        adaptation = step_size_only(adaptation)
+        mass_matrix = _like(mm_update(adaptation.mass_matrix, position), adaptation.mass_matrix)
+        return adaptation._replace(mass_matrix=mass_matrix)
+
+    def frozen(adaptation: _Adaptation) -> _Adaptation:
+        return adaptation
+
+    def close_window(adaptation: _Adaptation) -> _Adaptation:
+        # Windows are memoryless: the mass matrix comes from this window's draws alone, and the step
+        # size adaptation restarts around the step size reached so far.
+        mass_matrix = _like(mm_final(adaptation.mass_matrix), adaptation.mass_matrix)
+        state = _like(da_init(da_final(adaptation.dual_averaging)), adaptation.dual_averaging)
+        step_size = jnp.exp(state.log_step_size).astype(adaptation.step_size.dtype)
+        return _Adaptation(step_size, mass_matrix.inverse_mass_matrix, state, mass_matrix)
+
+    def finish(adaptation: _Adaptation) -> _Adaptation:
+        step_size = da_final(adaptation.dual_averaging).astype(adaptation.step_size.dtype)
+        return adaptation._replace(step_size=step_size)
+
+    adaptation = jax.lax.switch(stage, (step_size_only, with_mass_matrix, frozen), adaptation)
+    adaptation = jax.lax.cond(window_end, close_window, frozen, adaptation)
+    return jax.lax.cond(warmup_end, finish, frozen, adaptation)
+
+
+def _run_steps(
+    density: LogDensity, chains: _Chains, chain_keys: PRNGKeyArray, schedule: _Schedule, target: Array
+) -> _Chains:
+    """The steps of one chunk, for the chains on this device."""
+    kernel = blackjax.nuts.build_kernel()
+
+    def one_chain(key, state, adaptation, stage, window_end, warmup_end, index):
+        state, info = kernel(
+            jax.random.fold_in(key, index),
+            state,
+            density,
+            adaptation.step_size,
+            adaptation.inverse_mass_matrix,
+            max_num_doublings=_MAX_DOUBLINGS,
+        )
+        adaptation = _adapt(
+            adaptation, target, stage, window_end, warmup_end, state.position, info.acceptance_rate
+        )
+        record = _Trace(
+            position=state.position,
+            log_density=state.logdensity,
+            divergent=info.is_divergent,
+            acceptance_rate=info.acceptance_rate,
+            num_integration_steps=info.num_integration_steps,
+            energy=info.energy,
+        )
+        return state, adaptation, record
+
+    # The stage flags are the same for every chain: under vmap, `switch` and `cond` stay branches.
+    all_chains = jax.vmap(one_chain, in_axes=(0, 0, 0, None, None, None, None))
+
+    def step(chains: _Chains, xs: _Schedule) -> tuple[_Chains, None]:
+        def run(chains: _Chains) -> _Chains:
+            state, adaptation, record = all_chains(
+                chain_keys, chains.state, chains.adaptation, xs.stage, xs.window_end, xs.warmup_end, xs.index
+            )
+            records = jax.tree_util.tree_map(
+                lambda buffer, new: buffer.at[:, xs.slot].set(new.astype(buffer.dtype), mode="drop"),
+                chains.records,
+                record,
+            )
+            return _Chains(state, adaptation, records)
+
+        return jax.lax.cond(xs.active, run, lambda chains: chains, chains), None
+
+    # blackjax mixes Python scalars and integer counters into its float arithmetic
+    with jax.numpy_dtype_promotion("standard"):
+        chains, _ = jax.lax.scan(step, chains, schedule)
+    return _strong(chains)
+
+
+def _on_each_device(fn: Any, mesh: Any, in_specs: Any, out_specs: Any) -> Any:
+    """`fn` on the chains held by each device (no communication between them), or `fn` itself."""
+    if mesh is None:
+        return fn
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+
+
+@eqx.filter_jit
+def _advance(
+    density: LogDensity,
+    chains: _Chains,
+    chain_keys: PRNGKeyArray,
+    schedule: _Schedule,
+    target: Array,
+    mesh: Any,
+) -> _Chains:
+    chain, replicated = PartitionSpec("chain"), PartitionSpec()
+    # Only arrays cross into the per-device function; the rest of the density (functions, Python
+    # numbers) is closed over.
+    arrays, others = eqx.partition(density, eqx.is_array)
+
+    def on_device(arrays, chains, chain_keys, schedule, target):
+        return _run_steps(eqx.combine(arrays, others), chains, chain_keys, schedule, target)
+
+    run = _on_each_device(
+        on_device,
+        mesh,
+        in_specs=(replicated, chain, chain, replicated, replicated),
+        out_specs=chain,
+    )
+    return run(arrays, chains, chain_keys, schedule, target)
+
+
+# Jitter sizes tried, largest first (unconstrained units); the last, 0, is the start itself.
+_JITTER_SCALES = (*(2.0**-k for k in range(0, 24, 2)), 0.0)
+
+
+@eqx.filter_jit
+def _start(
+    density: LogDensity,
+    positions: Float[Array, "chain n"],
+    key: PRNGKeyArray,
+    jitter: Bool[Array, ""],
+    num_samples: int,
+) -> tuple[_Chains, Float[Array, " chain"]]:
+    """Starting states (jittered if asked), empty records, and the log density at each unjittered start."""
+    chains, size = positions.shape
+    # Each chain moves along a random direction, by the largest of the scales that costs at most `size`
+    # in log density (about how far below the mode posterior draws lie): apart, but not in the tails.
+    # Gradients come along for every candidate: one batched evaluation, compiled once.
+    scales = jnp.asarray(_JITTER_SCALES, positions.dtype)
+    directions = jax.random.normal(key, positions.shape, positions.dtype)
+    candidates = positions[:, None, :] + scales[None, :, None] * directions[:, None, :]
+    values, gradients = jax.vmap(jax.vmap(jax.value_and_grad(density)))(candidates)
+    finite = jnp.isfinite(values) & jnp.all(jnp.isfinite(gradients), axis=-1)
+    good = finite & (values >= values[:, -1:] - size)
+    good = good.at[:, -1].set(True) & jnp.where(jitter, True, scales == 0)
+    chosen = jnp.argmax(good, axis=1)
+    pick = lambda a: a[jnp.arange(chains), chosen]  # noqa: E731
+    states = HMCState(pick(candidates), pick(values), pick(gradients))
+    adaptation = jax.vmap(lambda _: _initial_adaptation(size, positions.dtype))(positions)
+    dtype = positions.dtype
+    records = _Trace(
+        position=jnp.zeros((chains, num_samples, size), dtype),
+        log_density=jnp.zeros((chains, num_samples), dtype),
+        divergent=jnp.zeros((chains, num_samples), bool),
+        acceptance_rate=jnp.zeros((chains, num_samples), dtype),
+        num_integration_steps=jnp.zeros((chains, num_samples), jnp.int32),
+        energy=jnp.zeros((chains, num_samples), dtype),
+    )
+    return _strong(_Chains(states, adaptation, records)), values[:, -1]
+
+
+@eqx.filter_jit
+def _map_draws(fn: Callable[[PyTree], Any], unravel: Unravel, samples: Float[Array, "chain draw n"]) -> Any:
+    return jax.vmap(jax.vmap(lambda x: fn(unravel(x))))(samples)
+
+
+@eqx.filter_jit
+def _constrained_values(unravel: Unravel, samples: Float[Array, "chain draw n"]) -> dict[str, Array]:
+    return jax.vmap(jax.vmap(lambda x: get_values(unravel(x))))(samples)
+
+
+# ------------------------------------------------------------------------------------------------
+# Checks of the input
+# ------------------------------------------------------------------------------------------------
+
+_BOUNDED_NUMPYRO_SUPPORTS = tuple(
+    getattr(numpyro_constraints, name)
+    for name in ("_Interval", "_Simplex", "_CorrCholesky", "_CorrMatrix")
+    if hasattr(numpyro_constraints, name)
+) + (type(sl_constraints.unit_disk_support),)
+
+
+def _is_bounded(constraint: Any) -> bool | None:
+    """Whether the support is bounded in every direction (None: cannot tell)."""
+    if isinstance(constraint, sl_constraints.Interval | sl_constraints.UnitDisk | sl_constraints.Simplex):
+        return True
+    if isinstance(
+        constraint,
+        sl_constraints.Real
+        | sl_constraints.Positive
+        | sl_constraints.GreaterThan
+        | sl_constraints.LessThan
+        | sl_constraints.Ordered,
+    ):
+        return False
+    if isinstance(constraint, sl_constraints.NumpyroConstraint):
+        return isinstance(constraint.constraint, _BOUNDED_NUMPYRO_SUPPORTS)
+    if isinstance(constraint, sl_constraints.NumpyroTransform):
+        return isinstance(constraint.transform.codomain, _BOUNDED_NUMPYRO_SUPPORTS)
+    return None
+
+
+def _improper_parameters(model: PyTree) -> list[str]:
+    """Free parameters along which the prior is improper: no prior and a support not bounded on every
+    side (`real()`, `positive()`, `greater_than()`, ...). The posterior is proper along them only if
+    the likelihood pins them down."""
+    return [
+        group.name
+        for group in walk(model).groups
+        if group.free and group.parameter.prior is None and _is_bounded(group.parameter.constraint) is False
+    ]
+
+
+def _starting_points(density: LogDensity, init: Any, num_chains: int) -> tuple[Array, bool]:
+    """`(positions (chain, n), jitter?)` from the `init` argument of `sample`."""
+    size = density.size
+    if init is None:
+        return jnp.broadcast_to(density.x0, (num_chains, size)), True
+    if isinstance(init, FitResult):
+        init = init.x
+    if eqx.is_array_like(init) and not isinstance(init, bool):
+        x = jnp.asarray(init, dtype=density.x0.dtype)
+        if x.shape == (size,):
+            return jnp.broadcast_to(x, (num_chains, size)), True
+        if x.shape == (num_chains, size):
+            return x, False
+        raise ValueError(
+            f"sample: `init` has shape {x.shape}; expected a flat vector ({size},) or one per chain "
+            f"({num_chains}, {size})"
+        )
+    x, unravel = ravel(init)
+    if unravel.names != density.unravel.names or unravel.shapes != density.unravel.shapes:
+        ours = dict(zip(density.unravel.names, density.unravel.shapes, strict=True))
+        theirs = dict(zip(unravel.names, unravel.shapes, strict=True))
+        differ = sorted(set(ours.items()) ^ set(theirs.items()))
+        raise ValueError(
+            "sample: `init` does not have the free parameters of the model; differing (name, shape): "
+            + ", ".join(map(str, differ[:6]))
+        )
+    return jnp.broadcast_to(x.astype(density.x0.dtype), (num_chains, size)), True
+
+
+def _check_start(density: LogDensity, positions: Array, values: Array, chains: _Chains) -> None:
+    """Named errors for starting points where the log density or its gradient is not finite."""
+    values = np.asarray(values)
+    for index in np.flatnonzero(~np.isfinite(values))[:1]:
+        terms = density.terms(positions[index])
+        bad = [name for name, term in terms.items() if not np.isfinite(np.asarray(term))]
+        raise FloatingPointError(
+            "sample: the log density is not finite at the starting point: "
+            + (", ".join(bad) if bad else "(every term is finite, but not their sum)")
+        )
+    bad_gradient = ~np.isfinite(np.asarray(chains.state.logdensity_grad)).all(axis=0)
+    if bad_gradient.any():
+        names = [name for name, bad in zip(density.names, bad_gradient, strict=True) if bad]
+        raise FloatingPointError(
+            "sample: the gradient of the log density is not finite at the starting point for "
+            + ", ".join(names)
+        )
+
+
+def _chain_mesh(num_chains: int) -> Any:
+    """A one-axis mesh over as many devices as divide the number of chains (None for one device)."""
+    devices = jax.devices()
+    count = max(d for d in range(1, len(devices) + 1) if num_chains % d == 0)
+    if count == 1:
+        return None
+    return jax.sharding.Mesh(np.asarray(devices[:count]), ("chain",))
+
+
+def _full_schedule(num_warmup: int, num_samples: int, chunk: int, num_chunks: int) -> _Schedule:
+    length = chunk * num_chunks
+    stage = np.full(length, _SAMPLING, np.int32)
+    window_end = np.zeros(length, bool)
+    warmup_end = np.zeros(length, bool)
+    if num_warmup:
+        with jax.numpy_dtype_promotion("standard"):  # blackjax builds it from a list of (int, bool)
+            warmup = np.asarray(build_schedule(num_warmup)).reshape(num_warmup, 2)
+        stage[:num_warmup] = warmup[:, 0]
+        window_end[:num_warmup] = warmup[:, 1].astype(bool)
+        warmup_end[num_warmup - 1] = True
+    index = np.arange(length, dtype=np.int32)
+    active = index < num_warmup + num_samples
+    slot = np.where((index >= num_warmup) & active, index - num_warmup, num_samples).astype(np.int32)
+    return _Schedule(index, slot, stage, window_end, warmup_end, active)
+
+
+# ------------------------------------------------------------------------------------------------
+# sl.sample
+# ------------------------------------------------------------------------------------------------
+
+
+def sample(
+    model: PyTree,
+    likelihood: Any,
+    *,
+    num_warmup: int = 500,
+    num_samples: int = 1000,
+    num_chains: int = 4,
+    key: PRNGKeyArray,
+    progress: bool = True,
+    init: Any = None,
+    target_acceptance: float = 0.8,
+    chunks: int = 20,
+) -> Posterior:
+    """Draw from the posterior with the No-U-Turn sampler (blackjax), several chains at once.
+
+    **Arguments:**
+
+    - `model`: any model with free [`scarlet_like.Parameter`][]s.
+    - `likelihood`: an Observation, a list of them, or a callable of the resolved model.
+    - `num_warmup`: adaptation steps per chain (Stan's windowed adaptation of the step size and of a
+      diagonal mass matrix); their draws are discarded.
+    - `num_samples`: draws kept per chain.
+    - `num_chains`: chains, run together (`vmap`); with several devices, spread over them.
+    - `key`: a JAX random key.
+    - `progress`: show a progress bar over warmup and sampling.
+    - `init`: where the chains start: a model with the same free parameters (e.g. `fitted.model`), a
+      [`scarlet_like.FitResult`][], a flat unconstrained vector, or one vector per chain
+      `(num_chains, n)` (used as given). Default: the model's current values. A single starting point
+      is jittered per chain, along a random direction, by as much as costs at most `n` in log density
+      (about where posterior draws lie below the mode) and at most one unconstrained unit.
+    - `target_acceptance`: the mean acceptance probability aimed at by the step size adaptation;
+      raise it (0.9, 0.95) when there are divergences.
+    - `chunks`: the run is split into this many stretches of equal length (the progress bar advances
+      after each); all use the same compiled code.
+
+    **Returns:**
+
+    A [`scarlet_like.Posterior`][].
+
+    Warns ([`scarlet_like.ImproperPriorWarning`][]) when a free parameter has neither a prior nor a
+    bounded constraint, and raises `FloatingPointError` naming the terms at fault when the log density
+    (or its gradient) is not finite where the chains start.
+
+    Compiles once: a second call with a model and data of the same shapes and `num_chains` reuses the
+    compiled chunk of steps.
+    """
+    for label, value, least in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1)):
+        if int(value) != value or value < least:
+            raise ValueError(f"sample: `{label}` must be an integer >= {least}, got {value!r}")
+    if int(num_chains) != num_chains or num_chains < 1:
+        raise ValueError(f"sample: `num_chains` must be a positive integer, got {num_chains!r}")
+    if not 0.0 < float(target_acceptance) < 1.0:
+        raise ValueError(f"sample: `target_acceptance` must be in (0, 1), got {target_acceptance!r}")
+    num_warmup, num_samples, num_chains = int(num_warmup), int(num_samples), int(num_chains)
+
+    density = LogDensity(model, likelihood)
+    if density.size == 0:
+        raise ValueError("sample: the model has no free parameters")
+    improper = _improper_parameters(model)
+    if improper:
+        warnings.warn(
+            "sample: these free parameters have neither a prior nor a bounded constraint, so the posterior "
+            f"is improper along them unless the likelihood alone pins them down: {', '.join(improper)}",
+            ImproperPriorWarning,
+            stacklevel=2,
+        )
+
+    positions, jitter = _starting_points(density, init, num_chains)
+    start_key, chain_key = jax.random.split(key)
+    chains, start_values = _start(density, positions, start_key, jnp.asarray(jitter), num_samples)
+    _check_start(density, positions, start_values, chains)
+    chain_keys = jax.random.split(chain_key, num_chains)
+
+    mesh = _chain_mesh(num_chains)
+    if mesh is not None:
+        by_chain = NamedSharding(mesh, PartitionSpec("chain"))
+        chains = jax.device_put(chains, by_chain)
+        chain_keys = jax.device_put(chain_keys, by_chain)
+        everywhere = NamedSharding(mesh, PartitionSpec())
+        # only the arrays: other leaves (Python numbers a model may use as static sizes) stay as they are
+        density = jax.tree_util.tree_map(
+            lambda leaf: jax.device_put(leaf, everywhere) if eqx.is_array(leaf) else leaf, density
+        )
+
+    total = num_warmup + num_samples
+    chunk = math.ceil(total / max(1, min(int(chunks), total)))
+    num_chunks = math.ceil(total / chunk)
+    schedule = _full_schedule(num_warmup, num_samples, chunk, num_chunks)
+    target = jnp.asarray(target_acceptance, positions.dtype)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="warmup" if num_warmup else "sample", unit="step", leave=False)
+    try:
+        for index in range(num_chunks):
+            begin = index * chunk
+            part = _Schedule(*(steps[begin : begin + chunk] for steps in schedule))
+            chains = _advance(density, chains, chain_keys, part, target, mesh)
+            if bar is not None:
+                bar.set_description("warmup" if begin + chunk <= num_warmup else "sample")
+                step_size = np.asarray(chains.adaptation.step_size)
+                divergences = int(np.asarray(chains.records.divergent).sum())
+                bar.set_postfix(step_size=f"{float(step_size.mean()):.3g}", divergences=divergences)
+                bar.update(min(chunk, total - begin))
+    finally:
+        if bar is not None:
+            bar.close()
+
+    records = chains.records
+    return Posterior(
+        samples=records.position,
+        log_density=records.log_density,
+        divergences=records.divergent,
+        acceptance_rate=records.acceptance_rate,
+        num_integration_steps=records.num_integration_steps,
+        energy=records.energy,
+        step_size=chains.adaptation.step_size,
+        inverse_mass_matrix=chains.adaptation.inverse_mass_matrix,
+        unravel=density.unravel,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Posterior
+# ------------------------------------------------------------------------------------------------
+
+
+def _element_names(name: str, shape: tuple[int, ...], plates: int) -> list[str]:
+    """`center` of shape (2,) -> `center[0]`, `center[1]`; the first `plates` axes fill the `[:]` marks of
+    a parameter stacked in plates (`blobs[:].flux` -> `blobs[3].flux`)."""
+    if shape == ():
+        return [name]
+    plates = min(plates, name.count("[:]"), len(shape))
+    names = []
+    for index in np.ndindex(*shape):
+        text = name
+        for i in index[:plates]:
+            text = text.replace("[:]", f"[{i}]", 1)
+        rest = index[plates:]
+        names.append(text + ("[" + ", ".join(map(str, rest)) + "]" if rest else ""))
+    return names
+
+
+def _rank_normal(draws: np.ndarray) -> np.ndarray:
+    """Rank-normalised draws (chain, draw, k): normal scores of the ranks over all chains and draws."""
+    chains, count = draws.shape[:2]
+    flat = draws.reshape(chains * count, -1)
+    ranks = np.empty_like(flat)
+    order = np.argsort(flat, axis=0, kind="stable")
+    np.put_along_axis(ranks, order, np.arange(1, flat.shape[0] + 1, dtype=flat.dtype)[:, None], axis=0)
+    probabilities = (ranks - 0.375) / (flat.shape[0] + 0.25)
+    scores = np.asarray(jax.scipy.special.ndtri(jnp.asarray(probabilities, jnp.float32)), np.float64)
+    return scores.reshape(draws.shape)
+
+
+def _split_chains(draws: np.ndarray) -> np.ndarray:
+    half = draws.shape[1] // 2
+    return np.concatenate([draws[:, :half], draws[:, draws.shape[1] - half :]], axis=0)
+
+
+def _ess(draws: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(effective_sample_size(draws), np.float64)
+
+
+def _diagnostics(draws: np.ndarray) -> dict[str, np.ndarray]:
+    """Summary statistics of draws (chain, draw, k), each of shape (k,)."""
+    flat = draws.reshape(-1, draws.shape[-1])
+    quantiles = np.quantile(flat, [0.05, 0.5, 0.95], axis=0)
+    nan = np.full(draws.shape[-1], np.nan)
+    out = {
+        "mean": flat.mean(axis=0),
+        "sd": flat.std(axis=0, ddof=1) if flat.shape[0] > 1 else nan,
+        "5%": quantiles[0],
+        "50%": quantiles[1],
+        "95%": quantiles[2],
+    }
+    if draws.shape[1] < 4:  # too short to split chains
+        out.update(mcse=nan, ess_bulk=nan, ess_tail=nan, r_hat=nan)
+        return out
+    split = _split_chains(draws)
+    ess_mean = _ess(split)
+    tail = np.minimum(
+        _ess((split <= quantiles[0]).astype(np.float64)), _ess((split <= quantiles[2]).astype(np.float64))
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["mcse"] = out["sd"] / np.sqrt(ess_mean)
+        out["ess_bulk"] = _ess(_rank_normal(split))
+        out["ess_tail"] = tail
+        out["r_hat"] = np.asarray(split_gelman_rubin(draws), np.float64)
+    return out
+
+
+class Posterior(eqx.Module):
+    """Draws of the posterior, as returned by [`scarlet_like.sample`][] (a pytree).
+
+    **Fields:**
+
+    - `samples`: `(chain, draw, n)` flat unconstrained draws (entries named by `names`).
+    - `log_density`: `(chain, draw)` log density at each draw (with the constraints' log|det J|).
+    - `divergences`: `(chain, draw)` True where the trajectory leading to the draw diverged.
+    - `acceptance_rate`: `(chain, draw)` mean acceptance probability of each trajectory.
+    - `num_integration_steps`: `(chain, draw)` leapfrog steps of each trajectory.
+    - `energy`: `(chain, draw)` Hamiltonian energy (for the E-BFMI diagnostic).
+    - `step_size`: `(chain,)` adapted step sizes.
+    - `inverse_mass_matrix`: `(chain, n)` adapted diagonal inverse mass matrices.
+    - `unravel`: maps a flat vector to a model.
+
+    Use `values` for constrained draws by parameter, `summary()` for a table, `model_at(chain, draw)`
+    for one model, `map(fn)` for any function of the model at every draw, `save` /
+    [`scarlet_like.Posterior.load`][] to keep them, `to_arviz()` for ArviZ.
+    """
+
+    samples: Float[Array, "chain draw n"]
+    log_density: Float[Array, "chain draw"]
+    divergences: Bool[Array, "chain draw"]
+    acceptance_rate: Float[Array, "chain draw"]
+    num_integration_steps: Int[Array, "chain draw"]
+    energy: Float[Array, "chain draw"]
+    step_size: Float[Array, " chain"]
+    inverse_mass_matrix: Float[Array, "chain n"]
+    unravel: Unravel
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Names of the entries of the flat vector (the last axis of `samples`), as `LogDensity.names`."""
+        return entry_names(self.unravel(self.samples[0, 0]))
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        """Names of the free parameters: the keys of `values`, as in [`scarlet_like.get_values`][]."""
+        return self.unravel.names
+
+    @property
+    def num_chains(self) -> int:
+        return self.samples.shape[0]
+
+    @property
+    def num_draws(self) -> int:
+        return self.samples.shape[1]
+
+    @property
+    def values(self) -> dict[str, Array]:
+        """`{name: (chain, draw, *shape)}` constrained draws of every free parameter (names as in
+        [`scarlet_like.get_values`][]). Computed on each access: keep the result."""
+        values = _constrained_values(self.unravel, self.samples)
+        # in flat-vector order (a dict coming out of `jit` has its keys sorted)
+        return {name: values[name] for name in self.unravel.names}
+
+    def model_at(self, chain: int, draw: int) -> PyTree:
+        """The model at one draw."""
+        return self.unravel(self.samples[chain, draw])
+
+    def map(self, fn: Callable[[PyTree], Any]) -> Any:
+        """`fn(model)` at every draw (vectorised and compiled), stacked with leading axes `(chain, draw)`.
+
+        E.g. derived quantities: `posterior.map(lambda m: sl.resolve(m).theta)`, or predictions:
+        `posterior.map(lambda m: sl.resolve(m)(times))`.
+        """
+        return _map_draws(fn, self.unravel, self.samples)
+
+    def summary(self, *, as_dict: bool = False) -> str | dict[str, dict[str, float]]:
+        """Per element of every free parameter (constrained): mean, sd, the 5 / 50 / 95 % quantiles,
+        the Monte-Carlo standard error of the mean, bulk and tail effective sample sizes, and split R-hat.
+
+        Bulk ESS is that of the rank-normalised draws of split chains; tail ESS the smaller of the ESS of
+        the indicators of the 5 % and 95 % quantiles (Vehtari et al. 2021); R-hat is numpyro's split
+        Gelman-Rubin statistic (near 1.00 when the chains agree; worry above 1.01-1.05).
+
+        **Arguments:**
+
+        - `as_dict`: return `{element name: {statistic: value}}` instead of a table.
+
+        **Returns:**
+
+        A printable table (with a line about divergences, step sizes and E-BFMI), or the dict.
+        """
+        names, columns = [], []
+        plates = {group.name: len(group.batch) for group in walk(self.unravel.rest).groups}
+        for name, value in self.values.items():
+            value = np.asarray(value, np.float64)
+            names.extend(_element_names(name, value.shape[2:], plates.get(name, 0)))
+            columns.append(value.reshape(*value.shape[:2], -1))
+        stats = _diagnostics(np.concatenate(columns, axis=-1))
+        table = {name: {k: float(v[i]) for k, v in stats.items()} for i, name in enumerate(names)}
+        if as_dict:
+            return table
+        return self._format(table)
+
+    def _format(self, table: dict[str, dict[str, float]]) -> str:
+        width = max(len("parameter"), *(len(name) for name in table))
+        header = ["mean", "sd", "5%", "50%", "95%", "mcse", "ess_bulk", "ess_tail", "r_hat"]
+        lines = [f"{'parameter':<{width}}" + "".join(f"{h:>11}" for h in header)]
+        for name, row in table.items():
+            cells = [f"{row[h]:>11.4g}" for h in header[:6]]
+            cells += [f"{row[h]:>11.0f}" if np.isfinite(row[h]) else f"{'nan':>11}" for h in header[6:8]]
+            cells.append(f"{row['r_hat']:>11.3f}")
+            lines.append(f"{name:<{width}}" + "".join(cells))
+        step_size = np.asarray(self.step_size)
+        lines.append(
+            f"{self.num_chains} chains x {self.num_draws} draws; "
+            f"{int(np.asarray(self.divergences).sum())} divergences; "
+            f"step size {step_size.min():.3g}-{step_size.max():.3g}; "
+            f"E-BFMI min {float(np.min(self.bfmi())):.2f}"
+        )
+        return "\n".join(lines)
+
+    def bfmi(self) -> np.ndarray:
+        """Energy Bayesian fraction of missing information per chain (below ~0.3: the momentum
+        resampling explores the energy poorly; a reparametrisation may help)."""
+        energy = np.asarray(self.energy, np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.sum(np.diff(energy, axis=1) ** 2, axis=1) / np.sum(
+                (energy - energy.mean(axis=1, keepdims=True)) ** 2, axis=1
+            )
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def to_arviz(self) -> Any:
+        """An `arviz.InferenceData` with the constrained draws (group `posterior`) and the sampler
+        statistics (`sample_stats`: `lp`, `diverging`, `acceptance_rate`, `n_steps`, `energy`,
+        `step_size`). Needs ArviZ (`pip install arviz`), an optional dependency."""
+        try:
+            import arviz
+        except ImportError as error:
+            raise ImportError(
+                "Posterior.to_arviz needs ArviZ, an optional dependency of scarlet_like: pip install arviz"
+            ) from error
+        posterior = {name: np.asarray(value) for name, value in self.values.items()}
+        shape = self.samples.shape[:2]
+        stats = {
+            "lp": np.asarray(self.log_density),
+            "diverging": np.asarray(self.divergences),
+            "acceptance_rate": np.asarray(self.acceptance_rate),
+            "n_steps": np.asarray(self.num_integration_steps),
+            "energy": np.asarray(self.energy),
+            "step_size": np.broadcast_to(np.asarray(self.step_size)[:, None], shape),
+        }
+        if "sample_stats" in inspect.signature(arviz.from_dict).parameters:
+            return arviz.from_dict(posterior=posterior, sample_stats=stats)
+        return arviz.from_dict({"posterior": posterior, "sample_stats": stats})  # ArviZ >= 1.0
+
+    # -- saving and loading ---------------------------------------------------------------------
+
+    _ARRAYS = (
+        "samples",
+        "log_density",
+        "divergences",
+        "acceptance_rate",
+        "num_integration_steps",
+        "energy",
+        "step_size",
+        "inverse_mass_matrix",
+    )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the draws, the sampler statistics and the model's fixed values to an `.npz` file.
+
+        Only arrays and a JSON header are written (no pickled code); [`scarlet_like.Posterior.load`][]
+        needs a model of the same structure to read them back, bit for bit.
+        """
+        arrays = {name: np.asarray(getattr(self, name)) for name in self._ARRAYS}
+        rest = io.BytesIO()
+        eqx.tree_serialise_leaves(rest, self.unravel.rest)
+        header = {
+            "format": _FORMAT,
+            "parameters": list(self.unravel.names),
+            "shapes": [list(shape) for shape in self.unravel.shapes],
+        }
+        with open(path, "wb") as file:
+            np.savez(
+                file,
+                header=np.frombuffer(json.dumps(header).encode(), np.uint8),
+                rest=np.frombuffer(rest.getvalue(), np.uint8),
+                **arrays,
+            )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, like: PyTree) -> Posterior:
+        """Read a posterior written by `save`.
+
+        **Arguments:**
+
+        - `path`: the file.
+        - `like`: a model with the same free parameters and structure (e.g. built by the same code);
+          its values are not used.
+
+        **Returns:**
+
+        The posterior, equal to the saved one. Raises `ValueError` naming the parameters that differ
+        when `like` does not fit the file.
+        """
+        _, unravel = ravel(like)
+        with np.load(path, allow_pickle=False) as file:
+            header = json.loads(file["header"].tobytes().decode())
+            if header.get("format") != _FORMAT:
+                raise ValueError(f"{os.fspath(path)!r} is not a posterior written by Posterior.save")
+            saved = list(zip(header["parameters"], map(tuple, header["shapes"]), strict=True))
+            expected = list(zip(unravel.names, unravel.shapes, strict=True))
+            if saved != expected:
+                differ = sorted(set(saved) ^ set(expected))
+                raise ValueError(
+                    "Posterior.load: `like` does not have the saved free parameters; differing "
+                    f"(name, shape): {', '.join(map(str, differ[:6]))}"
+                )
+            arrays = {name: jnp.asarray(file[name]) for name in cls._ARRAYS}
+            rest = eqx.tree_deserialise_leaves(io.BytesIO(file["rest"].tobytes()), unravel.rest)
+        return cls(**arrays, unravel=Unravel(rest=rest, names=unravel.names, shapes=unravel.shapes))
