@@ -41,7 +41,7 @@ class Blend(NamedTuple):
 
 
 def hsc_cosmos() -> Blend:
-    """The bundled Hyper Suprime-Cam blend (COSMOS field, bands g r i z y, 58 rows x 48 columns, 7 detections).
+    """The bundled Hyper Suprime-Cam blend (COSMOS, bands g r i z y, 58 rows x 48 columns, 7 detections).
 
     **Returns:**
 
