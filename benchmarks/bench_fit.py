@@ -298,8 +298,8 @@ def main() -> None:
         report["many"] = numbers
         loop = numbers["loop of sl.fit"]["warm"]
         print(
-            f"\n{args.blends} simulated blends ({SIZE}x{SIZE} pixels, {len(BANDS)} bands, {SOURCES} elliptical "
-            f"Gaussian galaxies), median of {args.rounds} warm rounds"
+            f"\n{args.blends} simulated blends ({SIZE}x{SIZE} pixels, {len(BANDS)} bands, {SOURCES} "
+            f"elliptical Gaussian galaxies), median of {args.rounds} warm rounds"
         )
         print(f"  {'':42} {'cold (s)':>9} {'warm (s)':>9} {'blends/s':>9} {'vs loop':>8} converged")
         for name, entry in numbers.items():

@@ -57,10 +57,11 @@ def fit_many(
 ) -> list[FitResult] | FitResult:
     """Fit many blends of the same structure with one compiled computation, spread over the devices.
 
-    Blend `i` is `models[i]` fitted to `likelihoods[i]`, as `sl.fit(models[i], likelihoods[i],
-    progress=False, **fit_kwargs)` fits it (the same stages, steps and stopping rules; the results
-    agree to floating-point rounding). The blends are stacked along a new leading axis, which is
-    sharded over `devices`; each device fits its share of the blends.
+    Blend `i` is `models[i]` fitted to `likelihoods[i]` as `sl.fit(models[i], likelihoods[i],
+    progress=False, **fit_kwargs)` fits it: the same stages, steps and stopping rules. (The compiled
+    code differs, so float32 rounding may differ, and with it where exactly a fit stops: within its
+    convergence tolerance.) The blends are stacked along a new leading axis, which is sharded over
+    `devices`; each device fits its share of the blends.
 
     **Arguments:**
 
@@ -161,8 +162,11 @@ def fit_many(
                 # placed where they will be fitted, rather than copied there from the first device
                 members, data, key = _place(mesh, (members, data, key), (axes, 0, None))
             batch = Plate(members=members, size=padded, shared=plate.shared)
-            outputs.append((_fit_batch(batch, data, key, static, options, mesh, group), stop - start))
+            result = _fit_batch(batch, data, key, static, options, mesh, group)
+            outputs.append((result, stop - start))
             if bar is not None:
+                # without a bar, the next batch is prepared while the devices still work on this one
+                jax.block_until_ready(result)
                 bar.update(stop - start)
     finally:
         if bar is not None:

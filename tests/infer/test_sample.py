@@ -259,6 +259,7 @@ def test_improper_direction_warns_naming_the_parameters():
     assert issubclass(sl.ImproperPriorWarning, UserWarning)
 
 
+@pytest.mark.filterwarnings("ignore:Out-of-support values")  # numpyro, on the NaN data
 def test_non_finite_start_is_an_error_naming_the_terms(linear):
     broken = Data(jnp.full(TIMES.shape, jnp.nan))  # same shapes as in `linear`: nothing new to compile
     with pytest.raises(FloatingPointError, match="not finite at the starting point: likelihood$"):
