@@ -63,14 +63,7 @@ def run(
     `{"chi2_start", "chi2_end", "seconds", "steps"}` (chi^2 per unmasked pixel value).
     """
     data = sl.datasets.hsc_cosmos()
-    observation = sl.Observation(
-        data.images,
-        weights=1 / data.variance,
-        mask=data.mask,
-        psf=sl.ArrayPSF(data.psfs),
-        channels=data.channels,
-        name="HSC",
-    )
+    observation = data.observation(name="HSC")
     scene = build_scene(data, observation)
     chi2_start = float(observation.goodness_of_fit(scene))
     start = time.perf_counter()

@@ -19,14 +19,7 @@ from scarlet_like.astro import init  # noqa: E402
 @pytest.fixture(scope="module")
 def blend():
     data = sl.datasets.hsc_cosmos()
-    observation = sl.Observation(
-        data.images,
-        weights=1 / data.variance,
-        mask=data.mask,
-        psf=sl.ArrayPSF(data.psfs),
-        channels=data.channels,
-        name="HSC",
-    )
+    observation = data.observation(name="HSC")
     frame = sl.Frame.from_observations(observation)
     with sl.Scene(frame) as scene:
         for center in data.centers[:-1]:

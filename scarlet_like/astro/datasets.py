@@ -8,6 +8,9 @@ from typing import NamedTuple
 import numpy as np
 from jaxtyping import Bool, Float, Int
 
+from .observation import Observation
+from .psf import ArrayPSF
+
 __all__ = ["Blend", "hsc_cosmos", "HSC_BAD_PIXEL_BITS"]
 
 # HSC pipeline mask planes that make a pixel unusable: BAD, SAT, INTRP, CR, EDGE, NO_DATA. The file's
@@ -38,6 +41,23 @@ class Blend(NamedTuple):
     channels: tuple[str, ...]
     centers: Float[np.ndarray, "K 2"]
     attribution: str
+
+    def observation(self, name: str = "HSC") -> Observation:
+        """The blend as an [`scarlet_like.Observation`][]: weights `1 / variance`, the mask honoured, the
+        PSF images as an `ArrayPSF`.
+
+        **Arguments:**
+
+        - `name`: the observation's name in messages and plots.
+        """
+        return Observation(
+            self.images,
+            weights=1 / self.variance,
+            mask=self.mask,
+            psf=ArrayPSF(self.psfs),
+            channels=self.channels,
+            name=name,
+        )
 
 
 def hsc_cosmos() -> Blend:

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ..core.plate import Plate, Stacked
 from . import profiles
 from .psf import PSF, GaussianPSF, phasor
 
@@ -99,13 +100,21 @@ class FourierGrid(eqx.Module):
 
 
 def group_by_structure(sources: Sequence[Any]) -> list[Any]:
-    """Stack sources of the same structure: one `vmap`-able pytree per kind of source."""
+    """Stack sources of the same structure: one `vmap`-able pytree per kind of source.
+
+    Sources that come stacked already (resolved plates of a `Stacked` list, the layout `LogDensity`
+    computes with) are used as they are; the others are stacked here.
+    """
+    stacked: list[Any] = []
+    if isinstance(sources, Stacked):
+        stacked = [part.members for part in sources.parts if isinstance(part, Plate)]
+        sources = [part for part in sources.parts if not isinstance(part, Plate)]
     groups: dict[Any, list[Any]] = {}
     for source in sources:
         leaves, treedef = jax.tree_util.tree_flatten(source)
         key = (treedef, tuple((jnp.shape(leaf), jnp.result_type(leaf)) for leaf in leaves))
         groups.setdefault(key, []).append(source)
-    return [
+    return stacked + [
         jax.tree_util.tree_map(lambda *leaves: jnp.stack([jnp.asarray(x) for x in leaves]), *members)
         for members in groups.values()
     ]

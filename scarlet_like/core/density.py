@@ -9,6 +9,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
+from .layout import stacked_lists, unstacked_lists
 from .tree import Unravel, _has_parameters, entry_names, ravel, resolve, walk
 
 __all__ = ["LogDensity", "Likelihood"]
@@ -73,10 +74,16 @@ class LogDensity(eqx.Module):
 
     - `x0`: the model's current flat unconstrained vector.
     - `names`: one readable name per entry of `x` (`sources[0].center[1]`).
-    - `unravel`: maps `x` back to a model (with Parameters).
+    - `unravel`: maps `x` back to the model in the layout the density computes with.
 
     A `LogDensity` is a pytree; `jax.jit(density)`, `jax.grad(density)` and `jax.vmap(density)` work,
     and a jitted density traces once for any number of calls with new `x`.
+
+    **Layout.** The density computes with every list of like sub-models (the sources of a scene)
+    stacked into a plate (see `scarlet_like.core.layout`), so that its compiled program, and the
+    time to compile it, do not grow with their number. Entries of `x` follow that layout: the
+    centres of all like sources, then their spectra, and so on; `names` says which is which, and
+    `model(x)` gives the model back as it was written.
     """
 
     unravel: Unravel
@@ -86,6 +93,7 @@ class LogDensity(eqx.Module):
     jacobian: bool = eqx.field(static=True)
 
     def __init__(self, model: PyTree, likelihood: Any, *, jacobian: bool = True):
+        model = stacked_lists(model)
         self.x0, self.unravel = ravel(model)
         self.likelihood = Likelihood(likelihood)
         self.names = entry_names(model)
@@ -103,8 +111,8 @@ class LogDensity(eqx.Module):
         return self.unravel.size
 
     def model(self, x: Float[Array, " n"]) -> PyTree:
-        """The model (with Parameters) at `x`."""
-        return self.unravel(x)
+        """The model (with Parameters) at `x`, in the layout it was written in (lists as lists)."""
+        return unstacked_lists(self.unravel(x))
 
     def log_likelihood(self, x: Float[Array, " n"]) -> Float[Array, ""]:
         """The likelihood term alone."""

@@ -13,7 +13,7 @@ from jaxtyping import PyTree
 
 from .parameter import is_parameter, replace
 
-__all__ = ["Plate", "stack", "unstack", "PlateError"]
+__all__ = ["Plate", "Stacked", "stack", "unstack", "PlateError"]
 
 
 class PlateError(ValueError):
@@ -35,6 +35,8 @@ class Plate(eqx.Module):
     members: PyTree
     size: int = eqx.field(static=True)
     shared: frozenset[str] = eqx.field(static=True)
+    # positions of the members in the list they stand for, when the plate is part of a `Stacked` list
+    labels: tuple[int, ...] | None = eqx.field(static=True, default=None)
 
     def in_axes(self) -> PyTree:
         """The `vmap` axes of `members`: 0 for stacked arrays, `None` for shared parameters."""
@@ -51,6 +53,61 @@ class Plate(eqx.Module):
 
     def __len__(self) -> int:
         return self.size
+
+    @property
+    def marker(self) -> str:
+        """How the plate's axis appears in names: `[:]`, or its labels (`[0:4]`, `[1,3,7]`)."""
+        if self.labels is None:
+            return "[:]"
+        first, last = self.labels[0], self.labels[-1]
+        if self.labels == tuple(range(first, last + 1)):
+            return f"[{first}:{last + 1}]"
+        return "[" + ",".join(map(str, self.labels)) + "]"
+
+    def member(self, index: int) -> PyTree:
+        """Member `index` as a separate model, its sharing tokens as in the plate."""
+        axes = self.in_axes()
+        return jax.tree_util.tree_map(
+            lambda axis, leaf: leaf if axis is None else leaf[index],
+            axes,
+            self.members,
+            is_leaf=lambda x: x is None,
+        )
+
+
+class Stacked(eqx.Module):
+    """A list of models stored with its same-structure elements stacked into plates.
+
+    The layout the framework computes with: a list of K like sources becomes one
+    [`scarlet_like.Plate`][], so the compiled program does not grow with K. It reads like the list
+    (`len`, indexing, iteration give the elements), and names still say `sources[3].center`.
+    Made by `scarlet_like.core.layout.stacked_lists`; users normally never see one.
+
+    **Fields:**
+
+    - `parts`: plates (labelled with their elements' list positions) and lone elements.
+    - `order`: for each list position, `(part, member)`; `member` is -1 for a lone element.
+    """
+
+    parts: tuple[Any, ...]
+    order: tuple[tuple[int, int], ...] = eqx.field(static=True)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        part, member = self.order[index]
+        return self.parts[part] if member < 0 else self.parts[part].member(member)
+
+    def __iter__(self) -> Any:
+        return iter(self[i] for i in range(len(self)))
+
+    def to_list(self) -> list[Any]:
+        """The elements as a plain list, with the sharing inside each element given fresh identities."""
+        unstacked = [unstack(part) if isinstance(part, Plate) else None for part in self.parts]
+        return [self.parts[part] if member < 0 else unstacked[part][member] for part, member in self.order]
 
 
 def _axes(tree: PyTree, shared: frozenset[str]) -> PyTree:

@@ -25,7 +25,7 @@ from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from .derived import Derived, DerivedError
 from .parameter import Parameter, ParameterError, _check_value, is_parameter, replace
-from .plate import Plate, _axes
+from .plate import Plate, Stacked, _axes
 
 __all__ = [
     "partition",
@@ -67,6 +67,8 @@ class Spot:
     batch: tuple[int, ...]  # sizes of the plates this value is stacked over (outermost first)
     # for each of those plates, the tokens of the parameters it shares unstacked among its members
     shared: tuple[frozenset[str], ...] = ()
+    # for each of those plates, its mark in `path` and the index each member shows in names
+    marks: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Group:
     parameter: Parameter  # as found at the first spot
     batch: tuple[int, ...]
     shared: tuple[frozenset[str], ...] = ()
+    marks: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def log_prior(self) -> Array:
         """The prior's log density at the current value, each plate member's prior applied to it."""
@@ -106,7 +109,7 @@ def _has_parameters(tree: Any) -> bool:
 
 
 def _is_walk_node(node: Any) -> bool:
-    return is_parameter(node) or isinstance(node, Plate)
+    return is_parameter(node) or isinstance(node, Plate | Stacked)
 
 
 def _batched_log_prob(prior: Any, value: Array, shared: tuple[frozenset[str], ...]) -> Array:
@@ -122,6 +125,7 @@ def _descend(
     prefix: str,
     batch: tuple[int, ...],
     shared: tuple[frozenset[str], ...],
+    marks: tuple[tuple[str, tuple[int, ...]], ...] = (),
 ) -> tuple[list[Spot], Callable[[list[Parameter]], PyTree]]:
     """Spots of `tree` in flattening order (a Parameter before the Parameters of its prior)."""
     with_paths, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_walk_node)
@@ -142,21 +146,24 @@ def _descend(
                 ),
                 len(shared),
             )
-            own_batch, own_shared = batch[:depth], shared[:depth]
-            spots.append(Spot(path=path, parameter=leaf, batch=own_batch, shared=own_shared))
+            own_batch, own_shared, own_marks = batch[:depth], shared[:depth], marks[:depth]
+            spots.append(Spot(path=path, parameter=leaf, batch=own_batch, shared=own_shared, marks=own_marks))
             if leaf.prior is not None and _has_parameters(leaf.prior):
-                inner, rebuild_prior = _descend(leaf.prior, path + ".prior", own_batch, own_shared)
+                inner, rebuild_prior = _descend(leaf.prior, path + ".prior", own_batch, own_shared, own_marks)
                 spots.extend(inner)
                 plan.append(("parameter", start, len(inner), rebuild_prior, None))
             else:
                 plan.append(("parameter", start, 0, None, None))
         elif isinstance(leaf, Plate):
             start = len(spots)
-            inner, rebuild_members = _descend(
-                leaf.members, path + "[:]", (*batch, leaf.size), (*shared, leaf.shared)
-            )
+            inner, rebuild_members = _descend_plate(leaf, path, batch, shared, marks)
             spots.extend(inner)
             plan.append(("plate", start, len(inner), rebuild_members, leaf))
+        elif isinstance(leaf, Stacked):
+            start = len(spots)
+            inner, rebuild_parts = _descend_stacked(leaf, path, batch, shared, marks)
+            spots.extend(inner)
+            plan.append(("stacked", start, len(inner), rebuild_parts, leaf))
         else:
             plan.append(("leaf", 0, 0, None, leaf))
 
@@ -172,17 +179,63 @@ def _descend(
                     parameter = replace(parameter, prior=prior)
                 leaves.append(parameter)
             else:
-                new_members = parameters[start : start + count]
-                members = inner_rebuild(new_members)
-                # tokens may have been renamed (stacking a plate of plates): keep `shared` in step
-                renamed = {
-                    old.parameter.token: new.token
-                    for old, new in zip(spots[start : start + count], new_members, strict=True)
-                    if old.parameter.token is not None
-                }
-                shared = frozenset(renamed.get(token, token) for token in node.shared)
-                leaves.append(Plate(members=members, size=node.size, shared=shared))
+                leaves.append(inner_rebuild(parameters[start : start + count]))
         return jax.tree_util.tree_unflatten(treedef, leaves)
+
+    return spots, rebuild
+
+
+def _descend_plate(
+    plate: Plate,
+    path: str,
+    batch: tuple[int, ...],
+    shared: tuple[frozenset[str], ...],
+    marks: tuple[tuple[str, tuple[int, ...]], ...],
+) -> tuple[list[Spot], Callable[[list[Parameter]], Plate]]:
+    mark = plate.marker
+    labels = plate.labels if plate.labels is not None else tuple(range(plate.size))
+    spots, rebuild_members = _descend(
+        plate.members, path + mark, (*batch, plate.size), (*shared, plate.shared), (*marks, (mark, labels))
+    )
+
+    def rebuild(new_members: list[Parameter]) -> Plate:
+        members = rebuild_members(new_members)
+        # tokens may have been renamed (stacking a plate of plates): keep `shared` in step
+        renamed = {
+            old.parameter.token: new.token
+            for old, new in zip(spots, new_members, strict=True)
+            if old.parameter.token is not None
+        }
+        shared_tokens = frozenset(renamed.get(token, token) for token in plate.shared)
+        return Plate(members=members, size=plate.size, shared=shared_tokens, labels=plate.labels)
+
+    return spots, rebuild
+
+
+def _descend_stacked(
+    stacked: Stacked,
+    path: str,
+    batch: tuple[int, ...],
+    shared: tuple[frozenset[str], ...],
+    marks: tuple[tuple[str, tuple[int, ...]], ...],
+) -> tuple[list[Spot], Callable[[list[Parameter]], Stacked]]:
+    """A stacked list is named as the list it stands for: `sources[3]`, `sources[0:7]`."""
+    spots: list[Spot] = []
+    pieces = []
+    for index, part in enumerate(stacked.parts):
+        if isinstance(part, Plate):
+            inner, rebuild_part = _descend_plate(part, path, batch, shared, marks)
+        else:
+            position = next(p for p, (which, _) in enumerate(stacked.order) if which == index)
+            inner, rebuild_part = _descend(part, f"{path}[{position}]", batch, shared, marks)
+        pieces.append((len(spots), len(inner), rebuild_part))
+        spots.extend(inner)
+
+    def rebuild(parameters: list[Parameter]) -> Stacked:
+        parts = tuple(
+            rebuild_part(parameters[start : start + count]) for start, count, rebuild_part in pieces
+        )
+        return Stacked(parts=parts, order=stacked.order)
 
     return spots, rebuild
 
@@ -223,6 +276,7 @@ def walk(model: PyTree) -> Walk:
                 parameter=first.parameter,
                 batch=first.batch,
                 shared=first.shared,
+                marks=first.marks,
             )
         )
     groups.sort(key=lambda group: group.spots[0])
@@ -378,6 +432,16 @@ class Unravel(eqx.Module):
     def __call__(self, x: Float[Array, " n"]) -> PyTree:
         return combine(self.free(x), self.rest)
 
+    def value_names(self) -> tuple[str, ...]:
+        """The keys of [`scarlet_like.get_values`][] of the unravelled model, in order."""
+        shapes = dict(zip(self.names, self.shapes, strict=True))
+        names: list[str] = []
+        for group in walk(self.rest).groups:
+            if group.free:
+                shape = group.parameter.constraint.constrained_shape(shapes[group.name])
+                names.extend(split_labelled(group.name, np.zeros(shape, np.int8), group.marks))
+        return tuple(names)
+
 
 def ravel(model: PyTree) -> tuple[Float[Array, " n"], Unravel]:
     """Flatten a model's free parameters into one unconstrained vector.
@@ -410,13 +474,19 @@ def _entry_names(group: Group, shape: tuple[int, ...]) -> list[str]:
     """Names of the scalar entries of one group: plate axes fill its "[:]" marks, in order."""
     if shape == ():
         return [group.name]
-    n_plates = min(len(group.batch), group.name.count("[:]"))
+    # plates whose mark the name shows (a parameter given its own `name=` shows none)
+    marked, remaining = 0, group.name
+    for mark, _ in group.marks:
+        if mark not in remaining:
+            break
+        remaining = remaining.replace(mark, "", 1)
+        marked += 1
     names = []
     for index in np.ndindex(*shape):
         name = group.name
-        for i in index[:n_plates]:
-            name = name.replace("[:]", f"[{i}]", 1)
-        rest = index[n_plates:]
+        for (mark, labels), i in zip(group.marks[:marked], index[:marked], strict=True):
+            name = name.replace(mark, f"[{labels[i]}]", 1)
+        rest = index[marked:]
         names.append(name + ("[" + ", ".join(map(str, rest)) + "]" if rest else ""))
     return names
 
@@ -511,7 +581,7 @@ def _resolve_plate(plate: Plate, by_token: dict[str, Any]) -> Plate:
     # Shared (unstacked) values come from outside the vmap; the members' own values are mapped.
     outer = {token: value for token, value in by_token.items() if token in plate.shared}
     members = jax.vmap(lambda member: _resolve(member, outer), in_axes=(plate.in_axes(),))(plate.members)
-    return Plate(members=members, size=plate.size, shared=frozenset())
+    return Plate(members=members, size=plate.size, shared=frozenset(), labels=plate.labels)
 
 
 def get_values(model: PyTree) -> dict[str, Array]:
@@ -522,7 +592,33 @@ def get_values(model: PyTree) -> dict[str, Array]:
     `{name: value}` with one entry per free parameter (a shared parameter once), in flat-vector
     order. A parameter inside a plate is one entry (`blobs[:].center`) holding the stacked values.
     """
-    return {group.name: group.parameter.value for group in walk(model).groups if group.free}
+    values: dict[str, Array] = {}
+    for group in walk(model).groups:
+        if group.free:
+            values.update(split_labelled(group.name, group.parameter.value, group.marks))
+    return values
+
+
+def split_labelled(
+    name: str, value: Any, marks: tuple[tuple[str, tuple[int, ...]], ...], axis: int = 0
+) -> dict[str, Any]:
+    """`{name: value}`, with the axes of labelled plates (a stacked list) split into the list's elements.
+
+    `sources[0:3].center` of shape `(3, 2)` becomes `sources[0].center`, `sources[1].center` and
+    `sources[2].center`; the axes of ordinary plates stay (`blobs[:].center`).
+    """
+    for level, (mark, labels) in enumerate(marks):
+        if mark not in name:
+            break
+        if mark == "[:]":
+            axis += 1
+            continue
+        out: dict[str, Any] = {}
+        for index, label in enumerate(labels):
+            member = jnp.take(value, index, axis=axis)
+            out.update(split_labelled(name.replace(mark, f"[{label}]", 1), member, marks[level + 1 :], axis))
+        return out
+    return {name: value}
 
 
 def set_values(model: PyTree, values: dict[str, ArrayLike] | ArrayLike) -> PyTree:

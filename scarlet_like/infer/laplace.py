@@ -26,7 +26,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..core.density import LogDensity
-from ..core.tree import Unravel, walk
+from ..core.tree import Unravel, split_labelled, walk
 from .optimize import fit as fit_mode
 
 __all__ = ["Laplace", "laplace"]
@@ -104,6 +104,15 @@ def _constrained_std(unravel: Unravel, x: Array, covariance: Array) -> dict[str,
     return std
 
 
+def _split_std(unravel: Unravel, std: dict[str, Array]) -> dict[str, Array]:
+    """Per free parameter as the model is written (a stacked list's elements apart), in flat order."""
+    out: dict[str, Array] = {}
+    for group in walk(unravel.rest).groups:
+        if group.free:
+            out.update(split_labelled(group.name, std[group.name], group.marks))
+    return out
+
+
 def _covariance(precision: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     """Inverse of a precision matrix that must be positive definite; else a `ValueError` naming the
     entries along the directions that are not curved downwards."""
@@ -171,7 +180,7 @@ def laplace(model: PyTree, likelihood: Any, *, fit: bool = True) -> Laplace:
         x=density.x0,
         covariance=covariance,
         # in flat-vector order (a dict coming out of `jit` has its keys sorted)
-        std={name: std[name] for name in density.unravel.names},
+        std=_split_std(density.unravel, std),
         unravel=density.unravel,
         names=density.names,
     )

@@ -50,7 +50,8 @@ from numpyro.distributions import constraints as numpyro_constraints
 
 from ..core import constraints as sl_constraints
 from ..core.density import LogDensity
-from ..core.tree import Unravel, entry_names, get_values, ravel, walk
+from ..core.layout import stacked_lists, unstacked_lists
+from ..core.tree import Unravel, canonical_tokens, entry_names, get_values, ravel, walk
 from .optimize import FitResult
 
 __all__ = ["ImproperPriorWarning", "Posterior", "sample"]
@@ -370,7 +371,7 @@ def _starting_points(density: LogDensity, init: Any, num_chains: int) -> tuple[A
             f"sample: `init` has shape {x.shape}; expected a flat vector ({size},) or one per chain "
             f"({num_chains}, {size})"
         )
-    x, unravel = ravel(init)
+    x, unravel = ravel(stacked_lists(init))
     if unravel.names != density.unravel.names or unravel.shapes != density.unravel.shapes:
         ours = dict(zip(density.unravel.names, density.unravel.shapes, strict=True))
         theirs = dict(zip(unravel.names, unravel.shapes, strict=True))
@@ -416,7 +417,8 @@ def _full_schedule(num_warmup: int, num_samples: int, chunk: int, num_chunks: in
     window_end = np.zeros(length, bool)
     warmup_end = np.zeros(length, bool)
     if num_warmup:
-        with jax.numpy_dtype_promotion("standard"):  # blackjax builds it from a list of (int, bool)
+        # blackjax builds it with jnp from a list of (int, bool): evaluated now even under `jit`
+        with jax.numpy_dtype_promotion("standard"), jax.ensure_compile_time_eval():
             warmup = np.asarray(build_schedule(num_warmup)).reshape(num_warmup, 2)
         stage[:num_warmup] = warmup[:, 0]
         window_end[:num_warmup] = warmup[:, 1].astype(bool)
@@ -499,14 +501,24 @@ def sample(
             stacklevel=2,
         )
 
+    # The draws are mapped back to models with the model's own sharing tokens, but the sampler is
+    # compiled for their canonical numbering: a model rebuilt the same way (fresh tokens for its shared
+    # parameters) reuses the compiled steps.
+    unravel = density.unravel
+    density, _ = canonical_tokens(density)
+
     positions, jitter = _starting_points(density, init, num_chains)
     start_key, chain_key = jax.random.split(key)
     chains, start_values = _start(density, positions, start_key, jnp.asarray(jitter), num_samples)
-    _check_start(density, positions, start_values, chains)
+    # Under `jit` or `vmap` nothing is concrete: the start cannot be checked on the host, and the whole
+    # run is one scan (no stretches for a progress bar), a pure function of its inputs.
+    traced = isinstance(start_values, jax.core.Tracer)
+    if not traced:
+        _check_start(density, positions, start_values, chains)
     chain_keys = jax.random.split(chain_key, num_chains)
 
     mesh = _chain_mesh(num_chains)
-    if mesh is not None:
+    if mesh is not None and not traced:
         by_chain = NamedSharding(mesh, PartitionSpec("chain"))
         chains = jax.device_put(chains, by_chain)
         chain_keys = jax.device_put(chain_keys, by_chain)
@@ -517,13 +529,14 @@ def sample(
         )
 
     total = num_warmup + num_samples
-    chunk = math.ceil(total / max(1, min(int(chunks), total)))
+    stretches = 1 if traced else max(1, min(int(chunks), total))
+    chunk = math.ceil(total / stretches)
     num_chunks = math.ceil(total / chunk)
     schedule = _full_schedule(num_warmup, num_samples, chunk, num_chunks)
     target = jnp.asarray(target_acceptance, positions.dtype)
 
     bar = None
-    if progress:
+    if progress and not traced:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc="warmup" if num_warmup else "sample", unit="step", leave=False)
@@ -552,7 +565,7 @@ def sample(
         energy=records.energy,
         step_size=chains.adaptation.step_size,
         inverse_mass_matrix=chains.adaptation.inverse_mass_matrix,
-        unravel=density.unravel,
+        unravel=unravel,
     )
 
 
@@ -665,7 +678,7 @@ class Posterior(eqx.Module):
     @property
     def parameter_names(self) -> tuple[str, ...]:
         """Names of the free parameters: the keys of `values`, as in [`scarlet_like.get_values`][]."""
-        return self.unravel.names
+        return self.unravel.value_names()
 
     @property
     def num_chains(self) -> int:
@@ -681,11 +694,11 @@ class Posterior(eqx.Module):
         [`scarlet_like.get_values`][]). Computed on each access: keep the result."""
         values = _constrained_values(self.unravel, self.samples)
         # in flat-vector order (a dict coming out of `jit` has its keys sorted)
-        return {name: values[name] for name in self.unravel.names}
+        return {name: values[name] for name in self.unravel.value_names()}
 
     def model_at(self, chain: int, draw: int) -> PyTree:
         """The model at one draw."""
-        return self.unravel(self.samples[chain, draw])
+        return unstacked_lists(self.unravel(self.samples[chain, draw]))
 
     def map(self, fn: Callable[[PyTree], Any]) -> Any:
         """`fn(model)` at every draw (vectorised and compiled), stacked with leading axes `(chain, draw)`.
@@ -827,7 +840,7 @@ class Posterior(eqx.Module):
         The posterior, equal to the saved one. Raises `ValueError` naming the parameters that differ
         when `like` does not fit the file.
         """
-        _, unravel = ravel(like)
+        _, unravel = ravel(stacked_lists(like))
         with np.load(path, allow_pickle=False) as file:
             header = json.loads(file["header"].tobytes().decode())
             if header.get("format") != _FORMAT:

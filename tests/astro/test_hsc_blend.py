@@ -8,13 +8,7 @@ from scarlet_like.demo import STAR, build_scene
 
 def test_fit_the_real_hsc_blend():
     data = sl.datasets.hsc_cosmos()
-    observation = sl.Observation(
-        data.images,
-        weights=1 / data.variance,
-        mask=data.mask,
-        psf=sl.ArrayPSF(data.psfs),
-        channels=data.channels,
-    )
+    observation = data.observation()
     scene = build_scene(data, observation)
     assert len(scene) == 7 and isinstance(scene.sources[STAR], sl.PointSource)
     # masked pixels carry no weight, whatever their data

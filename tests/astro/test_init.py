@@ -31,13 +31,7 @@ def simulate(morphology, *, noise=0.01, mask=None, nan_where=None, seed=0, cente
 @pytest.fixture(scope="module")
 def hsc():
     data = sl.datasets.hsc_cosmos()
-    observation = sl.Observation(
-        data.images,
-        weights=1 / data.variance,
-        mask=data.mask,
-        psf=sl.ArrayPSF(data.psfs),
-        channels=data.channels,
-    )
+    observation = data.observation()
     return data, observation
 
 

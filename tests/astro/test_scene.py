@@ -2,6 +2,7 @@
 
 import threading
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -178,3 +179,50 @@ def test_image_morphology_renders_like_the_profile_it_samples():
     np.testing.assert_allclose(float(image.sum()), 50.0, rtol=1e-4)  # normalised to unit flux
     np.testing.assert_allclose(image, expected, atol=2e-3 * float(expected.max()))
     assert sl.entry_names(pixelated)[0] == "sources[0].morphology.image[0, 0]"
+
+
+def sersic_scene(count, seed=0):
+    """`count` free Sersic sources and a star on a 2-band 40x40 frame, with noisy data of the same."""
+    rng = np.random.default_rng(seed)
+    obs = sl.Observation(
+        rng.normal(0.0, 0.1, (2, 40, 40)).astype(np.float32),
+        weights=np.full((2, 40, 40), 100.0, np.float32),
+        psf=sl.GaussianPSF(np.array([1.2, 1.4], np.float32)),
+        channels=("g", "r"),
+    )
+    positive = sl.constraints.positive()
+    with sl.Scene(sl.Frame.from_observations(obs)) as scene:
+        for _ in range(count):
+            morphology = sl.SersicMorphology(
+                sl.Parameter(rng.uniform(1.0, 4.0), constraint=sl.constraints.interval(0.5, 6.0)),
+                sl.Parameter(rng.uniform(1.5, 3.0), constraint=positive),
+                sl.Parameter(rng.uniform(-0.2, 0.2, 2), constraint=sl.constraints.unit_disk()),
+            )
+            sl.Source(
+                sl.Parameter(rng.uniform(5.0, 35.0, 2)),
+                sl.Parameter(rng.uniform(1.0, 5.0, 2), constraint=positive),
+                morphology,
+            )
+        sl.PointSource(sl.Parameter(np.array([20.0, 20.0])), sl.Parameter(np.ones(2), constraint=positive))
+    return scene, obs
+
+
+def test_like_sources_are_computed_stacked_with_the_same_result():
+    scene, obs = sersic_scene(6)
+    density = sl.LogDensity(scene, obs, jacobian=False)
+    layout = density.unravel(density.x0).sources
+    assert [len(part) if isinstance(part, sl.Plate) else 1 for part in layout.parts] == [6, 1]
+    # the stacked computation gives the log-likelihood of the scene as written
+    np.testing.assert_allclose(density.log_likelihood(density.x0), obs.log_likelihood(scene), rtol=1e-5)
+    assert "sources[4].morphology.r_half" in density.names and "sources[6].center[1]" in density.names
+    back = density.model(density.x0)
+    assert isinstance(back.sources, list) and isinstance(back.sources[6], sl.PointSource)
+
+
+def test_scene_gradient_program_does_not_grow_with_sources():
+    def lines(count):
+        scene, obs = sersic_scene(count)
+        density = sl.LogDensity(scene, obs, jacobian=False)
+        return len(jax.jit(jax.value_and_grad(density)).lower(density.x0).as_text().splitlines())
+
+    assert lines(40) < 1.1 * lines(4)
