@@ -38,6 +38,10 @@ class Observation(eqx.Module):
     - `wcs`: an astropy celestial WCS, to place this observation relative to a model frame on another
       pixel grid.
     - `name`: used in error messages and plots.
+    - `margin`: padding in pixels of the FFT grid around the image (default: the PSF's size or half the
+      image, whichever is larger, plus 16). Light further than this beyond an edge wraps around onto
+      the opposite edge; enlarge it for very extended sources (large, high-n Sersic profiles) near the
+      edges, at the cost of larger FFTs.
 
     An Observation is a likelihood: pass it (or a list of them) wherever a likelihood is accepted.
     """
@@ -60,6 +64,7 @@ class Observation(eqx.Module):
         channels: Sequence[Any] | None = None,
         wcs: Any = None,
         name: str = "observation",
+        margin: int | None = None,
     ):
         self.name = name
         data = np.asarray(data, dtype=np.float64)
@@ -110,7 +115,11 @@ class Observation(eqx.Module):
         self.weights = jnp.asarray(final_weights, dtype=jnp.float32)
         positive = final_weights[final_weights > 0]
         self.log_normalisation = jnp.asarray(0.5 * np.sum(np.log(positive / (2 * np.pi))), dtype=jnp.float32)
-        self.grid = FourierGrid(shape[1], shape[2], psf)
+        if margin is not None and (int(margin) != margin or margin < 0):
+            raise ObservationError(
+                f"Observation '{name}': margin must be a non-negative integer, got {margin!r}"
+            )
+        self.grid = FourierGrid(shape[1], shape[2], psf, margin=None if margin is None else int(margin))
 
     def _broadcast(self, what: str, value: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         array = np.asarray(value, dtype=dtype)

@@ -102,6 +102,7 @@ def test_bad_sources_are_named():
         ({"weights": -np.ones((2, 20, 24))}, "non-negative"),
         ({"channels": ("g", "r", "i")}, r"3 channel names .* 2 channels"),
         ({"psf": sl.GaussianPSF([1.0, 1.2, 1.4])}, "PSF has 3 channels but the data have 2"),
+        ({"margin": -4}, "margin must be a non-negative integer"),
     ],
 )
 def test_bad_observations_are_named(kwargs, message):
