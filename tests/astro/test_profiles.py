@@ -274,3 +274,114 @@ def test_vmap_over_sources_matches_broadcasting():
     )
     broadcast = profiles.sersic_ft(ky, kx, n[:, None], r_half[:, None], g1[:, None], g2[:, None])
     np.testing.assert_allclose(mapped, broadcast, rtol=1e-6, atol=1e-7)
+
+
+# --------------------------------------------------------------------------------------
+# One n per call: the per-source spline in log q and its JVP rule
+# --------------------------------------------------------------------------------------
+
+# (n, r_half, g1, g2); n spans the table, the last one sits on its upper edge
+SERSIC_PARAMETERS = [
+    (1.3, 2.5, 0.2, -0.1),
+    (3.7, 1.2, -0.3, 0.25),
+    (0.62, 4.0, 0.05, 0.4),
+    (6.2, 0.9, 0.1, 0.0),
+]
+
+
+def _frequencies_across_the_table(seed: int, count: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Random frequencies, plus ones putting q below (k = 0, 1e-6) and above (1e5) the table."""
+    ky, kx = _random_frequencies(seed, count)
+    return np.concatenate([ky, [0.0, 1e-6, 3e4]]), np.concatenate([kx, [0.0, 0.0, 1e5]])
+
+
+def _sersic_loss(parameters, ky, kx, batched):
+    """A weighted sum of `sersic_ft`; `batched` passes n as shape (1,), which takes the general lookup."""
+    n, r_half, g1, g2 = parameters
+    if batched:
+        n = jnp.reshape(n, (1,))
+    weights = jnp.linspace(-1.0, 2.0, ky.size, dtype=ky.dtype)
+    return jnp.sum(weights * profiles.sersic_ft(ky, kx, n, r_half, g1, g2))
+
+
+@pytest.mark.parametrize("params", SERSIC_PARAMETERS)
+def test_scalar_n_path_matches_the_general_lookup(params):
+    ky, kx = _frequencies_across_the_table(7)
+    n, r_half, g1, g2 = params
+    scalar = np.asarray(profiles.sersic_ft(ky, kx, n, r_half, g1, g2))
+    general = np.asarray(profiles.sersic_ft(ky, kx, np.array([n]), r_half, g1, g2))
+    assert scalar.dtype == np.float32
+    np.testing.assert_allclose(scalar, general, rtol=0.0, atol=3e-7)
+
+
+@pytest.mark.parametrize("params", SERSIC_PARAMETERS)
+def test_scalar_n_path_derivatives_match_the_general_lookup(params):
+    """Gradient and Hessian in (n, r_half, g1, g2), in float64, against the broadcasting table lookup."""
+    ky, kx = _frequencies_across_the_table(8)
+    with jax.enable_x64(True):
+        ky, kx, parameters = jnp.asarray(ky), jnp.asarray(kx), jnp.asarray(params)
+        for derivative in (jax.grad, jax.hessian):
+            scalar = np.asarray(derivative(_sersic_loss)(parameters, ky, kx, False))
+            general = np.asarray(derivative(_sersic_loss)(parameters, ky, kx, True))
+            assert np.all(np.isfinite(scalar))
+            np.testing.assert_allclose(scalar, general, rtol=1e-9, atol=1e-9 * np.max(np.abs(general)))
+
+
+def _derivatives_with_n_or_k_held_fixed(ky, kx, batched: bool) -> list:
+    as_n = (lambda n: jnp.reshape(n, (1,))) if batched else (lambda n: n)
+
+    def by_size(r_half):  # n held fixed
+        return jnp.sum(profiles.sersic_ft(ky, kx, as_n(jnp.asarray(2.3)), r_half, 0.1, -0.2) ** 2)
+
+    def by_index(n):  # k, r_half and g held fixed
+        return jnp.sum(profiles.sersic_ft(0.7, 0.2, as_n(n), 2.0, 0.1, -0.2))
+
+    x = jnp.asarray(2.0)
+    return [derivative(f)(x) for f in (by_size, by_index) for derivative in (jax.grad, jax.hessian)]
+
+
+def test_scalar_n_path_with_n_or_k_held_fixed():
+    """The JVP rule skips the n derivative when n has no tangent (and the k one when only n moves)."""
+    ky, kx = _frequencies_across_the_table(9)
+    with jax.enable_x64(True):
+        ky, kx = jnp.asarray(ky), jnp.asarray(kx)
+        np.testing.assert_allclose(
+            _derivatives_with_n_or_k_held_fixed(ky, kx, batched=False),
+            _derivatives_with_n_or_k_held_fixed(ky, kx, batched=True),
+            rtol=1e-10,
+        )
+
+
+def test_sersic_spline_jvp_matches_finite_differences():
+    """The custom JVP of the per-source spline, and the second derivatives through it (float64)."""
+    rng = np.random.default_rng(10)
+    with jax.enable_x64(True):
+        # grid positions: n anywhere in the table, q across it (knots and both ends included)
+        q_positions = jnp.asarray(np.concatenate([rng.uniform(0.0, 320.0, 50), [0.0, 1.0, 160.0, 320.0]]))
+        weights = jnp.asarray(rng.normal(size=q_positions.size))
+
+        def spline(n_position, q_shift):
+            return profiles._sersic_spline(n_position, q_positions + q_shift)
+
+        def total(point):
+            return jnp.sum(weights * spline(point[0], point[1]))
+
+        step = 1e-5
+        for n_position in (0.0, 3.3, 47.5, 98.2, 99.0):
+            point = jnp.array([n_position, 0.0])
+            for direction in jnp.eye(2):
+                _, tangent = jax.jvp(lambda p: spline(p[0], p[1]), (point,), (direction,))
+                central = (spline(*(point + step * direction)) - spline(*(point - step * direction))) / (
+                    2.0 * step
+                )
+                # one-sided at the table's ends, where the spline stops
+                if n_position == 0.0 and direction[0] == 1.0:
+                    central = (spline(*(point + step * direction)) - spline(*point)) / step
+                np.testing.assert_allclose(tangent, central, rtol=1e-4, atol=1e-7)
+            if 0.0 < n_position < 99.0:
+                hessian = jax.hessian(total)(point)
+                gradient = jax.grad(total)
+                columns = [
+                    (gradient(point + step * e) - gradient(point - step * e)) / (2 * step) for e in jnp.eye(2)
+                ]
+                np.testing.assert_allclose(hessian, jnp.stack(columns, axis=1), rtol=1e-4, atol=1e-6)
