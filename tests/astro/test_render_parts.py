@@ -1,8 +1,9 @@
-"""The renderer's mixing of source transforms into bands (`render._mix_spectra`).
+"""The renderer's private fast paths: spectra mixing (`_mix_spectra`) and phases (`_phase`).
 
-It replaces `einsum("kc,kahw->cahw", spectra, shapes)` by real matrix products for speed (see its
-docstring); these tests hold it to the `einsum` in value and in every mode of differentiation, and check
-that forward-mode differentiation still goes through a whole scene.
+Each replaces a one-line expression (a complex `einsum`, a 2-D complex exponential) by matrix products
+that XLA:CPU compiles to a faster gradient (see their docstrings); these tests hold them to the
+expressions they replace, in value and in every mode of differentiation, and check that forward-mode
+differentiation still goes through a whole scene.
 """
 
 import jax
@@ -11,6 +12,7 @@ import numpy as np
 
 import scarlet_like as sl
 from scarlet_like.astro import render
+from scarlet_like.astro.psf import phasor
 
 
 def _complex(rng: np.random.Generator, shape: tuple[int, ...]) -> jax.Array:
@@ -72,3 +74,52 @@ def test_forward_mode_goes_through_a_scene():
     forward = jax.jit(jax.jacfwd(density))(density.x0)
     reverse = jax.jit(jax.grad(density))(density.x0)
     np.testing.assert_allclose(forward, reverse, rtol=1e-3, atol=1e-3 * float(jnp.max(jnp.abs(reverse))))
+
+
+def _frequency_grid(aliases: int = 3, height: int = 12, width: int = 7):
+    """`(A, Hp, 1)` and `(A, 1, Wr)` frequencies with aliased copies, as `render` builds them."""
+    shifts = 2.0 * np.pi * np.arange(aliases)[:, None, None]
+    ky = 2.0 * np.pi * np.fft.fftfreq(height)[None, :, None] + shifts
+    kx = 2.0 * np.pi * np.fft.rfftfreq(2 * width - 2)[None, None, :] - shifts
+    return ky, kx
+
+
+def _two_dimensional_phase(ky, kx, center):
+    return phasor(ky * center[0] + kx * center[1])
+
+
+def test_phase_is_the_two_dimensional_phase():
+    ky, kx = _frequency_grid()
+    for center in ([0.0, 0.0], [12.3, -4.7], [250.6, 97.1]):
+        with jax.enable_x64(True):
+            args = (jnp.asarray(ky), jnp.asarray(kx), jnp.asarray(center))
+            phase = render._phase(*args)
+            assert phase.shape == (3, 12, 7) and phase.dtype == jnp.complex128
+            np.testing.assert_allclose(phase, _two_dimensional_phase(*args), rtol=0.0, atol=1e-12)
+        # float32: both round their angles, by up to 6e-8 |k c| radians
+        args = tuple(jnp.asarray(x, jnp.float32) for x in (ky, kx, center))
+        phase = render._phase(*args)
+        assert phase.dtype == jnp.complex64
+        angle_rounding = 6e-8 * (np.abs(ky).max() * abs(center[0]) + np.abs(kx).max() * abs(center[1]))
+        np.testing.assert_allclose(
+            phase, _two_dimensional_phase(*args), rtol=0.0, atol=2.0 * angle_rounding + 1e-6
+        )
+
+
+def test_phase_derivatives_are_those_of_the_two_dimensional_phase():
+    ky, kx = _frequency_grid()
+    with jax.enable_x64(True):
+        ky, kx = jnp.asarray(ky), jnp.asarray(kx)
+        weights = _complex(np.random.default_rng(5), (3, 12, 7)).astype(jnp.complex128)
+
+        def loss(phase):
+            return lambda center: jnp.sum(jnp.real(weights * phase(ky, kx, center)))
+
+        center = jnp.array([12.3, -4.7])
+        for derivative in (jax.grad, jax.jacfwd, jax.hessian):
+            np.testing.assert_allclose(
+                derivative(loss(render._phase))(center),
+                derivative(loss(_two_dimensional_phase))(center),
+                rtol=1e-10,
+                atol=1e-10,
+            )
