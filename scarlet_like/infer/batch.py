@@ -18,7 +18,7 @@ from jaxtyping import Array, PyTree
 from ..core.density import LogDensity
 from ..core.parameter import replace
 from ..core.plate import Plate, PlateError, stack, unstack
-from ..core.tree import walk
+from ..core.tree import canonical_tokens, walk
 from .optimize import (
     FitResult,
     _default_optimizer,
@@ -161,6 +161,8 @@ def fit_many(
             if mesh is not None:
                 # placed where they will be fitted, rather than copied there from the first device
                 members, data, key = _place(mesh, (members, data, key), (axes, 0, None))
+            else:
+                members, data, key = _put_arrays((members, data, key), devices[0])
             batch = Plate(members=members, size=padded, shared=plate.shared)
             result = _fit_batch(batch, data, key, static, options, mesh, group)
             outputs.append((result, stop - start))
@@ -172,7 +174,10 @@ def fit_many(
         if bar is not None:
             bar.close()
     if unstack_results:
-        return [blend for result, used in outputs for blend in _split(result, used)]
+        results = [blend for result, used in outputs for blend in _split(result, used)]
+        if any(group.token is not None for group in walk(models[0]).groups):
+            results = [_with_tokens_of(model, result) for model, result in zip(models, results, strict=True)]
+        return results
     return _join(outputs)
 
 
@@ -357,6 +362,21 @@ def _place(mesh: Mesh, tree: PyTree, axes: PyTree) -> PyTree:
     return jax.tree_util.tree_map(
         lambda leaf, where: jax.device_put(leaf, where) if eqx.is_array(leaf) else leaf, tree, shardings
     )
+
+
+def _put_arrays(tree: PyTree, device: jax.Device) -> PyTree:
+    """The array leaves of `tree` on `device` (Python numbers stay static, as under `filter_jit`)."""
+    return jax.tree_util.tree_map(
+        lambda leaf: jax.device_put(leaf, device) if eqx.is_array(leaf) else leaf, tree
+    )
+
+
+def _with_tokens_of(original: PyTree, result: FitResult) -> FitResult:
+    """`result` whose model has the sharing tokens of `original` (a model of the same structure), as
+    `fit` returns it: the blends were fitted with tokens renamed for stacking."""
+    canonical, _ = canonical_tokens(result.model)
+    _, restore = canonical_tokens(original)
+    return result._replace(model=restore(canonical))
 
 
 def _stack_models(models: list[PyTree]) -> Plate:

@@ -179,9 +179,14 @@ def _adapt(
 
 
 def _run_steps(
-    density: LogDensity, chains: _Chains, chain_keys: PRNGKeyArray, schedule: _Schedule, target: Array
+    density: LogDensity,
+    chains: _Chains,
+    chain_keys: PRNGKeyArray,
+    schedule: _Schedule,
+    target: Array,
+    go: Bool[Array, ""],
 ) -> _Chains:
-    """The steps of one chunk, for the chains on this device."""
+    """The steps of one chunk, for the chains on this device; none if not `go`."""
     kernel = blackjax.nuts.build_kernel()
 
     def one_chain(key, state, adaptation, stage, window_end, warmup_end, index):
@@ -221,7 +226,7 @@ def _run_steps(
             )
             return _Chains(state, adaptation, records)
 
-        return jax.lax.cond(xs.active, run, lambda chains: chains, chains), None
+        return jax.lax.cond(xs.active & go, run, lambda chains: chains, chains), None
 
     # blackjax mixes Python scalars and integer counters into its float arithmetic
     with jax.numpy_dtype_promotion("standard"):
@@ -236,70 +241,117 @@ def _on_each_device(fn: Any, mesh: Any, in_specs: Any, out_specs: Any) -> Any:
     return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
 
 
+class _Start(NamedTuple):
+    """Where the chains start; only the first chunk of a run uses it."""
+
+    positions: Float[Array, "chain n"]
+    key: PRNGKeyArray  # for the jitter
+    jitter: Bool[Array, ""]  # move each chain off its position first
+    first: Bool[Array, ""]  # this chunk begins the run: set the chains up at `positions`
+
+
 @eqx.filter_jit
 def _advance(
     density: LogDensity,
     chains: _Chains,
+    start: _Start,
     chain_keys: PRNGKeyArray,
     schedule: _Schedule,
     target: Array,
     mesh: Any,
-) -> _Chains:
+) -> tuple[_Chains, Float[Array, " chain"], Bool[Array, " n"]]:
+    """One chunk of steps for every chain; the first chunk of a run first puts the chains at their starts.
+
+    Setting up the chains here rather than in a function of its own means that the density and its
+    gradient are compiled once, not twice.
+
+    **Returns:**
+
+    The chains, and for checking the start: the log density at each unjittered start, and for each
+    entry whether the gradient is finite at the chosen starts (zeros and True after the first chunk).
+    When they are not finite, no step is taken.
+    """
+    dtype = start.positions.dtype
+
+    def begin(chains: _Chains) -> tuple[_Chains, Array]:
+        states, values = _starting_states(density, start.positions, start.key, start.jitter)
+        return chains._replace(state=_like(states, chains.state)), values
+
+    def resume(chains: _Chains) -> tuple[_Chains, Array]:
+        return chains, jnp.zeros(start.positions.shape[:1], dtype)
+
+    chains, values = jax.lax.cond(start.first, begin, resume, chains)
+    gradient_finite = jnp.all(jnp.isfinite(chains.state.logdensity_grad), axis=0)
+    go = jnp.all(jnp.isfinite(values)) & jnp.all(gradient_finite)
+
     chain, replicated = PartitionSpec("chain"), PartitionSpec()
     # Only arrays cross into the per-device function; the rest of the density (functions, Python
     # numbers) is closed over.
     arrays, others = eqx.partition(density, eqx.is_array)
 
-    def on_device(arrays, chains, chain_keys, schedule, target):
-        return _run_steps(eqx.combine(arrays, others), chains, chain_keys, schedule, target)
+    def on_device(arrays, chains, chain_keys, schedule, target, go):
+        return _run_steps(eqx.combine(arrays, others), chains, chain_keys, schedule, target, go)
 
     run = _on_each_device(
         on_device,
         mesh,
-        in_specs=(replicated, chain, chain, replicated, replicated),
+        in_specs=(replicated, chain, chain, replicated, replicated, replicated),
         out_specs=chain,
     )
-    return run(arrays, chains, chain_keys, schedule, target)
+    return run(arrays, chains, chain_keys, schedule, target, go), values, gradient_finite
 
 
 # Jitter sizes tried, largest first (unconstrained units); the last, 0, is the start itself.
 _JITTER_SCALES = (*(2.0**-k for k in range(0, 24, 2)), 0.0)
 
 
-@eqx.filter_jit
-def _start(
-    density: LogDensity,
-    positions: Float[Array, "chain n"],
-    key: PRNGKeyArray,
-    jitter: Bool[Array, ""],
-    num_samples: int,
-) -> tuple[_Chains, Float[Array, " chain"]]:
-    """Starting states (jittered if asked), empty records, and the log density at each unjittered start."""
+def _starting_states(
+    density: LogDensity, positions: Float[Array, "chain n"], key: PRNGKeyArray, jitter: Bool[Array, ""]
+) -> tuple[HMCState, Float[Array, " chain"]]:
+    """Starting states (jittered if asked), and the log density at each unjittered position."""
     chains, size = positions.shape
     # Each chain moves along a random direction, by the largest of the scales that costs at most `size`
     # in log density (about how far below the mode posterior draws lie): apart, but not in the tails.
-    # Gradients come along for every candidate: one batched evaluation, compiled once.
+    # Gradients come along for every candidate; the chains are evaluated together, one scale after the
+    # other (all at once would hold every candidate's intermediates in memory together).
     scales = jnp.asarray(_JITTER_SCALES, positions.dtype)
     directions = jax.random.normal(key, positions.shape, positions.dtype)
     candidates = positions[:, None, :] + scales[None, :, None] * directions[:, None, :]
-    values, gradients = jax.vmap(jax.vmap(jax.value_and_grad(density)))(candidates)
+    values, gradients = jax.lax.map(jax.vmap(jax.value_and_grad(density)), jnp.swapaxes(candidates, 0, 1))
+    values, gradients = values.T, jnp.swapaxes(gradients, 0, 1)
     finite = jnp.isfinite(values) & jnp.all(jnp.isfinite(gradients), axis=-1)
     good = finite & (values >= values[:, -1:] - size)
     good = good.at[:, -1].set(True) & jnp.where(jitter, True, scales == 0)
     chosen = jnp.argmax(good, axis=1)
     pick = lambda a: a[jnp.arange(chains), chosen]  # noqa: E731
-    states = HMCState(pick(candidates), pick(values), pick(gradients))
-    adaptation = jax.vmap(lambda _: _initial_adaptation(size, positions.dtype))(positions)
-    dtype = positions.dtype
-    records = _Trace(
-        position=jnp.zeros((chains, num_samples, size), dtype),
-        log_density=jnp.zeros((chains, num_samples), dtype),
-        divergent=jnp.zeros((chains, num_samples), bool),
-        acceptance_rate=jnp.zeros((chains, num_samples), dtype),
-        num_integration_steps=jnp.zeros((chains, num_samples), jnp.int32),
-        energy=jnp.zeros((chains, num_samples), dtype),
+    return HMCState(pick(candidates), pick(values), pick(gradients)), values[:, -1]
+
+
+@eqx.filter_jit
+def _blank(num_chains: int, size: int, dtype: Any, num_samples: int) -> _Chains:
+    """Chains before their start: zero states, fresh adaptation, and records to be filled (NaN draws,
+    so that a run that never stepped does not pass for one that did)."""
+    adaptation = _initial_adaptation(size, dtype)
+    return _strong(
+        _Chains(
+            state=HMCState(
+                jnp.zeros((num_chains, size), dtype),
+                jnp.zeros(num_chains, dtype),
+                jnp.zeros((num_chains, size), dtype),
+            ),
+            adaptation=jax.tree_util.tree_map(
+                lambda leaf: jnp.broadcast_to(leaf, (num_chains, *leaf.shape)), adaptation
+            ),
+            records=_Trace(
+                position=jnp.full((num_chains, num_samples, size), jnp.nan, dtype),
+                log_density=jnp.full((num_chains, num_samples), jnp.nan, dtype),
+                divergent=jnp.zeros((num_chains, num_samples), bool),
+                acceptance_rate=jnp.full((num_chains, num_samples), jnp.nan, dtype),
+                num_integration_steps=jnp.zeros((num_chains, num_samples), jnp.int32),
+                energy=jnp.full((num_chains, num_samples), jnp.nan, dtype),
+            ),
+        )
     )
-    return _strong(_Chains(states, adaptation, records)), values[:, -1]
 
 
 @eqx.filter_jit
@@ -383,7 +435,7 @@ def _starting_points(density: LogDensity, init: Any, num_chains: int) -> tuple[A
     return jnp.broadcast_to(x.astype(density.x0.dtype), (num_chains, size)), True
 
 
-def _check_start(density: LogDensity, positions: Array, values: Array, chains: _Chains) -> None:
+def _check_start(density: LogDensity, positions: Array, values: Array, gradient_finite: Array) -> None:
     """Named errors for starting points where the log density or its gradient is not finite."""
     values = np.asarray(values)
     for index in np.flatnonzero(~np.isfinite(values))[:1]:
@@ -393,7 +445,7 @@ def _check_start(density: LogDensity, positions: Array, values: Array, chains: _
             "sample: the log density is not finite at the starting point: "
             + (", ".join(bad) if bad else "(every term is finite, but not their sum)")
         )
-    bad_gradient = ~np.isfinite(np.asarray(chains.state.logdensity_grad)).all(axis=0)
+    bad_gradient = ~np.asarray(gradient_finite)
     if bad_gradient.any():
         names = [name for name, bad in zip(density.names, bad_gradient, strict=True) if bad]
         raise FloatingPointError(
@@ -404,7 +456,8 @@ def _check_start(density: LogDensity, positions: Array, values: Array, chains: _
 
 def _chain_mesh(num_chains: int) -> Any:
     """A one-axis mesh over as many devices as divide the number of chains (None for one device)."""
-    devices = jax.devices()
+    # this process's devices: on several hosts, each runs its own chains (see `fit_many` for the pattern)
+    devices = jax.local_devices()
     count = max(d for d in range(1, len(devices) + 1) if num_chains % d == 0)
     if count == 1:
         return None
@@ -458,7 +511,10 @@ def sample(
     - `num_samples`: draws kept per chain.
     - `num_chains`: chains, run together (`vmap`); with several devices, spread over them.
     - `key`: a JAX random key.
-    - `progress`: show a progress bar over warmup and sampling.
+    - `progress`: show a progress bar over warmup and sampling. With `progress=False` the whole run
+      is one pure JAX computation: `sample` can be called inside `jax.jit` and `jax.vmap` (over keys,
+      data sets, starting points), where it runs every step in one scan, and neither shows a bar nor
+      checks the start on the host (a start where the density is not finite gives NaN draws there).
     - `init`: where the chains start: a model with the same free parameters (e.g. `fitted.model`), a
       [`scarlet_like.FitResult`][], a flat unconstrained vector, or one vector per chain
       `(num_chains, n)` (used as given). Default: the model's current values. A single starting point
@@ -466,8 +522,8 @@ def sample(
       (about where posterior draws lie below the mode) and at most one unconstrained unit.
     - `target_acceptance`: the mean acceptance probability aimed at by the step size adaptation;
       raise it (0.9, 0.95) when there are divergences.
-    - `chunks`: the run is split into this many stretches of equal length (the progress bar advances
-      after each); all use the same compiled code.
+    - `chunks`: outside `jit`, the run is split into this many stretches of equal length (the
+      progress bar advances after each); all use the same compiled code.
 
     **Returns:**
 
@@ -477,8 +533,10 @@ def sample(
     bounded constraint, and raises `FloatingPointError` naming the terms at fault when the log density
     (or its gradient) is not finite where the chains start.
 
-    Compiles once: a second call with a model and data of the same shapes and `num_chains` reuses the
-    compiled chunk of steps.
+    Compiles once: a second call with a model and data of the same shapes, and the same
+    `num_chains`, `num_samples`, `num_warmup + num_samples` and `chunks`, reuses the compiled stretch
+    of steps, also for a model rebuilt with new shared parameters (their sharing tokens are numbered
+    canonically for compiling).
     """
     for label, value, least in (("num_warmup", num_warmup, 0), ("num_samples", num_samples, 1)):
         if int(value) != value or value < least:
@@ -509,19 +567,23 @@ def sample(
 
     positions, jitter = _starting_points(density, init, num_chains)
     start_key, chain_key = jax.random.split(key)
-    chains, start_values = _start(density, positions, start_key, jnp.asarray(jitter), num_samples)
-    # Under `jit` or `vmap` nothing is concrete: the start cannot be checked on the host, and the whole
-    # run is one scan (no stretches for a progress bar), a pure function of its inputs.
-    traced = isinstance(start_values, jax.core.Tracer)
-    if not traced:
-        _check_start(density, positions, start_values, chains)
     chain_keys = jax.random.split(chain_key, num_chains)
+    # Under `jit` (where even the key just split is a tracer) or `vmap`, nothing can be looked at on the
+    # host: the whole run is one scan, a pure function of its inputs, with no progress bar, and the start
+    # is not checked (a start where the density is not finite gives NaN draws).
+    traced = any(
+        isinstance(leaf, jax.core.Tracer)
+        for leaf in jax.tree_util.tree_leaves((density, positions, start_key))
+    )
+    dtype = positions.dtype
+    chains = _blank(num_chains, density.size, dtype, num_samples)
+    start = _Start(positions, start_key, jnp.asarray(jitter), jnp.asarray(True))
 
     mesh = _chain_mesh(num_chains)
     if mesh is not None and not traced:
+        # placed where they are used rather than copied there from the first device at every chunk
         by_chain = NamedSharding(mesh, PartitionSpec("chain"))
-        chains = jax.device_put(chains, by_chain)
-        chain_keys = jax.device_put(chain_keys, by_chain)
+        chains, chain_keys = jax.device_put((chains, chain_keys), by_chain)
         everywhere = NamedSharding(mesh, PartitionSpec())
         # only the arrays: other leaves (Python numbers a model may use as static sizes) stay as they are
         density = jax.tree_util.tree_map(
@@ -533,7 +595,7 @@ def sample(
     chunk = math.ceil(total / stretches)
     num_chunks = math.ceil(total / chunk)
     schedule = _full_schedule(num_warmup, num_samples, chunk, num_chunks)
-    target = jnp.asarray(target_acceptance, positions.dtype)
+    target = jnp.asarray(target_acceptance, dtype)
 
     bar = None
     if progress and not traced:
@@ -544,8 +606,14 @@ def sample(
         for index in range(num_chunks):
             begin = index * chunk
             part = _Schedule(*(steps[begin : begin + chunk] for steps in schedule))
-            chains = _advance(density, chains, chain_keys, part, target, mesh)
-            if bar is not None:
+            chains, values, gradient_finite = _advance(density, chains, start, chain_keys, part, target, mesh)
+            # a tracer here: under `vmap` of a likelihood closing over batched data
+            concrete = not isinstance(values, jax.core.Tracer)
+            if index == 0:
+                if concrete:
+                    _check_start(density, positions, values, gradient_finite)
+                start = start._replace(first=jnp.asarray(False))
+            if bar is not None and concrete:
                 bar.set_description("warmup" if begin + chunk <= num_warmup else "sample")
                 step_size = np.asarray(chains.adaptation.step_size)
                 divergences = int(np.asarray(chains.records.divergent).sum())

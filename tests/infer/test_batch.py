@@ -17,7 +17,7 @@ import scarlet_like as sl
 from scarlet_like.infer.batch import fit_many
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "core"))
-from core_models import light_curve  # noqa: E402
+from core_models import LightCurve, light_curve  # noqa: E402
 
 PSF = sl.GaussianPSF(2.1)  # wide enough that no aliased copies of it need folding in: cheap steps
 SIZE = 20
@@ -202,6 +202,38 @@ def test_vectorised_groups_of_any_model():
         values = sl.get_values(result.model)
         np.testing.assert_allclose(
             [values["t0"], values["width"], values["peak"]], truth, rtol=0.1, atol=0.25
+        )
+
+
+class Pair(sl.Module):
+    """Two light curves with one width: a parameter shared by identity, so each build has its own token."""
+
+    first: object
+    second: object
+
+    def __call__(self, t):
+        return self.first(t) + self.second(t)
+
+
+def pair(t0):
+    width = sl.Parameter(2.5, constraint=sl.constraints.positive())
+    curve = lambda t0: LightCurve(  # noqa: E731
+        t0=sl.Parameter(t0), width=width, peak=sl.Parameter(0.3, constraint=sl.constraints.positive())
+    )
+    return Pair(curve(t0), curve(t0 + 3.0))
+
+
+def test_shared_parameters_keep_each_blends_own_tokens():
+    models = [pair(-2.0), pair(-1.0)]
+    datasets = [Data(pair(-2.5)(TIMES)), Data(pair(-0.5)(TIMES))]
+    results = fit_many(models, datasets, max_steps=300, devices=jax.local_devices()[:1])
+    for model, result, data in zip(models, results, datasets, strict=True):
+        # one free width per blend, with the token of that blend's model (as `sl.fit` returns it)
+        assert len(sl.entry_names(result.model)) == 5
+        assert result.model.first.width.token == result.model.second.width.token == model.first.width.token
+        alone = sl.get_values(fit_curve(model, data).model)
+        np.testing.assert_allclose(
+            sl.get_values(result.model)["first.width"], alone["first.width"], rtol=1e-3
         )
 
 
