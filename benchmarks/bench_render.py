@@ -202,25 +202,32 @@ def breakdown_functions(problem: Problem) -> dict[str, tuple[Callable, tuple]]:
         values = jax.vmap(lambda source: source.morphology.fourier(ky + 0 * kx, kx + 0 * ky))(stack)
         return jnp.sum(weights_k * values)
 
+    # The package's own phase and mixing when it has them (private helpers of `render`, added
+    # 2026-11-23), the expressions they replaced otherwise, so that older versions can be timed alike.
+    def phase(c):
+        if hasattr(render_module, "_phase"):
+            return render_module._phase(ky[None], kx[None], c)[0]
+        return jax.lax.complex(jnp.cos(ky * c[0] + kx * c[1]), -jnp.sin(ky * c[0] + kx * c[1]))
+
+    def mix(spectra, shapes):
+        if hasattr(render_module, "_mix_spectra"):
+            return render_module._mix_spectra(spectra, shapes)
+        return jnp.einsum("kc,khw->chw", spectra.astype(shapes.dtype), shapes)
+
     def phase_only(centers):
-        angles = jax.vmap(lambda c: ky * c[0] + kx * c[1])(centers)
-        phases = jax.lax.complex(jnp.cos(angles), -jnp.sin(angles))
-        return jnp.sum(weights_k * jnp.real(phases))
+        phases = jax.vmap(phase)(centers)
+        # both parts, or XLA drops the unused sine
+        return jnp.sum(weights_k * (jnp.real(phases) + jnp.imag(phases)))
 
     channels = tuple(range(CHANNELS))
 
     def mix_fft_likelihood(spectra, shapes):
-        kimage = jnp.einsum("kc,khw->chw", spectra.astype(shapes.dtype), shapes) * grid.psf_fourier[0]
+        kimage = mix(spectra, shapes) * grid.psf_fourier[0]
         image = jnp.fft.irfft2(kimage, s=grid.padded)[:, :HEIGHT, :WIDTH]
         return -0.5 * jnp.sum(problem.obs.weights * (problem.obs.data - image) ** 2)
 
     shapes = jax.vmap(
-        lambda s: (
-            s.morphology.fourier(ky + 0 * kx, kx + 0 * ky).astype(jnp.complex64)
-            * jax.lax.complex(
-                jnp.cos(ky * s.center[0] + kx * s.center[1]), -jnp.sin(ky * s.center[0] + kx * s.center[1])
-            )
-        )
+        lambda s: s.morphology.fourier(ky + 0 * kx, kx + 0 * ky).astype(jnp.complex64) * phase(s.center)
     )(stacked)
 
     leaves, treedef = jax.tree_util.tree_flatten(resolved.sources)
