@@ -123,3 +123,35 @@ def test_phase_derivatives_are_those_of_the_two_dimensional_phase():
                 rtol=1e-10,
                 atol=1e-10,
             )
+
+
+def test_sources_summed_in_chunks_give_the_same_image_and_gradient(monkeypatch):
+    # 11 Sersic sources in chunks of 3 (a scan over 3 chunks, and a remainder of 2) against all at once
+    rng = np.random.default_rng(3)
+    obs = sl.Observation(
+        np.zeros((2, 24, 24), np.float32), psf=sl.GaussianPSF(np.array([1.0, 1.3], np.float32))
+    )
+    with sl.Scene(sl.Frame.from_observations(obs)) as scene:
+        for _ in range(11):
+            sl.Source(
+                sl.Parameter(rng.uniform(4.0, 20.0, 2)),
+                sl.Parameter(rng.uniform(1.0, 3.0, 2), constraint=sl.constraints.positive()),
+                sl.SersicMorphology(
+                    sl.Parameter(rng.uniform(1.0, 3.0)), sl.Parameter(rng.uniform(1.0, 2.0)), (0.1, -0.2)
+                ),
+            )
+    data = np.asarray(obs.simulate(scene, jax.random.key(1)))
+    density = sl.LogDensity(scene, sl.Observation(data, psf=obs.psf), jacobian=False)
+
+    def image_and_gradient():
+        image = jax.jit(lambda x: obs.render(density.model(x)))(density.x0)
+        return image, jax.jit(jax.grad(density))(density.x0)
+
+    image, gradient = image_and_gradient()
+    frequencies = len(obs.grid.aliases) * obs.grid.padded[0] * obs.grid.kx.shape[1]
+    monkeypatch.setattr(render, "CHUNK_BYTES", 3 * 8 * frequencies)
+    chunked_image, chunked_gradient = image_and_gradient()
+    np.testing.assert_allclose(chunked_image, image, rtol=1e-5, atol=1e-6 * float(jnp.max(image)))
+    np.testing.assert_allclose(
+        chunked_gradient, gradient, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(gradient)))
+    )
