@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python benchmarks/bench_fit.py                 # everything (about half an hour on a 2-core CPU)
+    python benchmarks/bench_fit.py                 # everything (about 20 minutes on a 2-core CPU)
     python benchmarks/bench_fit.py --quick         # 8 blends, one warm round, one cold process
     python benchmarks/bench_fit.py --only hsc      # or --only many
 
@@ -232,6 +232,17 @@ def worker(kind: str, *arguments: str, env: dict[str, str] | None = None) -> Any
 # ----------------------------------------------------------------------------------------------
 
 
+def commit() -> str:
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        done = subprocess.run(
+            ["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -264,9 +275,9 @@ def main() -> None:
         args.blends, args.rounds, args.cold = 8, 1, 1
 
     started = datetime.datetime.now()
-    print(f"{started:%Y-%m-%d %H:%M}  {machine()}")
+    print(f"{started:%Y-%m-%d %H:%M}  commit {commit()}  {machine()}")
     print(f"load average at the start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    report: dict[str, Any] = {"date": f"{started:%Y-%m-%d}", "machine": machine()}
+    report: dict[str, Any] = {"date": f"{started:%Y-%m-%d}", "commit": commit(), "machine": machine()}
 
     if args.only in (None, "hsc"):
         numbers = hsc(args.rounds, args.cold)

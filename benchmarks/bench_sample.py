@@ -2,9 +2,9 @@
 
 Run from the repository root:
 
-    python benchmarks/bench_sample.py              # both models, 3 warm rounds (a few minutes, 2 cores)
-    python benchmarks/bench_sample.py --quick      # one warm round, shorter chains
-    python benchmarks/bench_sample.py --only schools   # or --only scene
+    python benchmarks/bench_sample.py                  # both models, 2 warm rounds (~10 min on 2 cores)
+    python benchmarks/bench_sample.py --quick          # half the steps, one warm round (~3 min)
+    python benchmarks/bench_sample.py --only schools   # 30 s; or --only scene (~9 min)
 
 What is measured (see README.md in this folder). For each model, one `sl.LogDensity` is built, and
 the same number of chains, warmup steps and draws are run from the same per-chain starting points by
@@ -13,12 +13,21 @@ the same number of chains, warmup steps and draws are run from the same per-chai
 - `numpyro.infer.MCMC(NUTS(potential_fn=lambda x: -density(x)), chain_method="vectorized")`
 
 in the same process: both are Stan's windowed adaptation of a step size and a diagonal mass matrix,
-target acceptance 0.8, at most 10 tree doublings. The first run of each is timed with its compilation
-(*cold*); then `--rounds` interleaved runs with new keys (*warm*, compiled code reused; median). The
+target acceptance 0.8, at most 10 tree doublings. Three timings per sampler:
+
+- *cold*: the first run in the process, compilation included;
+- *warm*: `--rounds` further runs with new keys, called the same way (median). `sl.sample` reuses
+  its compiled code; numpyro's `MCMC.run` compiles its loop again at every call;
+- *jit*: the whole run inside `jax.jit` (the problem's arrays as arguments), compiled once (its
+  compile time reported apart), then `--rounds` runs: the samplers' own speed.
+
+Warm and jit runs are interleaved, so that load from other processes hits both samplers alike. The
 effective sample size is the minimum over the entries of the flat unconstrained vector of the bulk
-ESS (rank-normalised split chains, `Posterior.summary`'s estimator), computed the same way from
-both samplers' draws. Reported: ESS per second with and without compilation, gradient evaluations
-(leapfrog steps over all chains), time per gradient evaluation, and the ratio scarlet_like / numpyro.
+ESS (rank-normalised split chains, `Posterior.summary`'s estimator), computed the same way from both
+samplers' draws. Reported: ESS per second for the three timings, gradient evaluations (leapfrog
+steps over all chains), the process CPU time per *lockstep* gradient evaluation (chains advance
+together under `vmap`, so a draw costs the longest trajectory of the chains), and the ratios
+scarlet_like / numpyro.
 
 Models:
 
@@ -298,7 +307,7 @@ def commit() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=tuple(MODELS))
-    parser.add_argument("--rounds", type=int, default=3, help="warm rounds (median reported)")
+    parser.add_argument("--rounds", type=int, default=2, help="warm rounds (median reported)")
     parser.add_argument("--quick", action="store_true", help="half the steps, 1 warm round")
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args()
