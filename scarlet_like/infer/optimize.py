@@ -278,23 +278,19 @@ def fit(
     parameters.
     """
     density = LogDensity(model, likelihood, jacobian=False)
-    optimizer = _default_optimizer() if optimizer is None else optax.with_extra_args_support(optimizer)
+    optimizer = _default_optimizer() if optimizer is None else _with_extra_args(optimizer)
     key = jax.random.key(0) if key is None else key
     chunks = max(1, min(int(chunks), int(max_steps)))
     per_chunk = int(math.ceil(max_steps / chunks))
     keys = jax.random.split(key, chunks)
     if not progress:
-        state = _initial_state(density, optimizer, max_steps)
-
-        def body(index: Array, state: _State) -> _State:
-            def run(state: _State) -> _State:
-                state = _start_chunk(density, optimizer, state, keys[index])
-                return _run_steps(density, optimizer, state, per_chunk, max_steps, rtol)
-
-            return jax.lax.cond(state.done, lambda s: s, run, state)
-
-        state = jax.lax.fori_loop(0, chunks, body, state)
-        return _result(density, state)
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((density, keys))):
+            # inside the caller's jit or vmap: the fit is part of their computation
+            return _pure_fit(density, optimizer, keys, per_chunk, int(max_steps), rtol)
+        # called eagerly: compile once for the canonical structure, as the chunked path does
+        density, restore = canonical_tokens(density)
+        result = _compiled_pure_fit(density, optimizer, keys, per_chunk, int(max_steps), rtol)
+        return result._replace(model=restore(result.model))
 
     from tqdm.auto import tqdm
 
@@ -321,6 +317,33 @@ def fit(
             stacklevel=2,
         )
     return result
+
+
+@functools.lru_cache(maxsize=32)
+def _with_extra_args(optimizer: Any) -> Any:
+    # One wrapper per optimizer object: the optimizer is static in the compiled loop, and a new
+    # wrapper per call would mean a new compilation per call.
+    return optax.with_extra_args_support(optimizer)
+
+
+def _pure_fit(
+    density: LogDensity, optimizer: Any, keys: Array, per_chunk: int, max_steps: int, rtol: float
+) -> FitResult:
+    """The whole fit as one JAX computation: the stretches in a `fori_loop`, finished ones skipped."""
+    state = _initial_state(density, optimizer, max_steps)
+
+    def body(index: Array, state: _State) -> _State:
+        def run(state: _State) -> _State:
+            state = _start_chunk(density, optimizer, state, keys[index])
+            return _run_steps(density, optimizer, state, per_chunk, max_steps, rtol)
+
+        return jax.lax.cond(state.done, lambda s: s, run, state)
+
+    state = jax.lax.fori_loop(0, keys.shape[0], body, state)
+    return _result(density, state)
+
+
+_compiled_pure_fit = eqx.filter_jit(_pure_fit)
 
 
 def _result(density: LogDensity, state: _State) -> FitResult:

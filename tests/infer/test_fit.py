@@ -7,6 +7,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import scarlet_like as sl
@@ -66,6 +67,19 @@ def test_second_fit_does_not_recompile(caplog):
     assert compiles == [], [r.getMessage() for r in compiles]
     values = sl.get_values(result.model)
     np.testing.assert_allclose([values["t0"], values["width"], values["peak"]], [0.5, 2.0, 0.5], atol=0.1)
+
+
+@pytest.mark.parametrize("optimizer", [None, optax.adam(0.05)], ids=["lbfgs", "adam"])
+@pytest.mark.parametrize("progress", [False, True])
+def test_no_recompilation_without_progress_bar_or_with_any_optimizer(caplog, progress, optimizer):
+    # `progress=False` called eagerly (as `sl.laplace` does) and user optimizers compile once too
+    first = Data(simulated(key=1, t0=-1.0, width=3.0, peak=0.3))
+    second = Data(simulated(key=2, t0=0.5, width=2.0, peak=0.5))
+    sl.fit(light_curve(), first, max_steps=100, progress=progress, optimizer=optimizer)
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        sl.fit(light_curve(), second, max_steps=100, progress=progress, optimizer=optimizer)
+    compiles = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    assert compiles == []
 
 
 def test_pure_mode_jits_and_vmaps():
