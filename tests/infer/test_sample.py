@@ -320,6 +320,11 @@ SHARDED = textwrap.dedent(
         assert row["r_hat"] < 1.05, row
     # chains on different devices are different chains
     assert len({float(posterior.samples[c, -1, 0]) for c in range(4)}) == 4
+    # the pure mode under `jit`: the same chains on the same devices, the same draws
+    jitted = jax.jit(lambda key: sl.sample(model, log_likelihood, key=key, num_warmup=200, num_samples=300,
+                                           num_chains=4, progress=False))(jax.random.key(0))
+    assert len(jitted.samples.sharding.device_set) == 4, jitted.samples.sharding
+    np.testing.assert_allclose(jitted.samples, posterior.samples, atol=1e-3)
     print("ok")
     """
 )
