@@ -11,7 +11,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, PyTree
 
@@ -27,7 +26,9 @@ from .optimize import (
     _run_steps,
     _start_chunk,
     _State,
+    _with_extra_args,
     fit,
+    stretches,
 )
 
 __all__ = ["fit_many"]
@@ -260,9 +261,8 @@ def _vectorised_fit(
     """
     max_steps, rtol = int(options["max_steps"]), options["rtol"]
     optimizer = options["optimizer"]
-    optimizer = _default_optimizer() if optimizer is None else optax.with_extra_args_support(optimizer)
-    chunks = max(1, min(int(options["chunks"]), max_steps))
-    per_chunk = math.ceil(max_steps / chunks)
+    optimizer = _default_optimizer() if optimizer is None else _with_extra_args(optimizer)
+    chunks, per_chunk = stretches(options["chunks"], max_steps)
     keys = jax.random.split(key, chunks)
     in_axes = (axes, eqx.if_array(0))
 

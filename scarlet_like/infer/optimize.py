@@ -249,7 +249,7 @@ def fit(
     rtol: float = 1e-7,
     progress: bool = True,
     key: PRNGKeyArray | None = None,
-    chunks: int = 10,
+    chunks: int | None = None,
 ) -> FitResult:
     """Find the maximum a posteriori model.
 
@@ -268,7 +268,7 @@ def fit(
       computation that can be `jit`-ed and `vmap`-ed.
     - `key`: for the random probes of the preconditioner on large models.
     - `chunks`: the fit runs in this many stretches; the curvature is measured again at the start of
-      each (and the progress bar advances).
+      each (and the progress bar advances). Default: one stretch per 100 steps.
 
     **Returns:**
 
@@ -280,8 +280,7 @@ def fit(
     density = LogDensity(model, likelihood, jacobian=False)
     optimizer = _default_optimizer() if optimizer is None else _with_extra_args(optimizer)
     key = jax.random.key(0) if key is None else key
-    chunks = max(1, min(int(chunks), int(max_steps)))
-    per_chunk = int(math.ceil(max_steps / chunks))
+    chunks, per_chunk = stretches(chunks, max_steps)
     keys = jax.random.split(key, chunks)
     if not progress:
         if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((density, keys))):
@@ -317,6 +316,21 @@ def fit(
             stacklevel=2,
         )
     return result
+
+
+#: Default length of a stretch: the curvature is measured again every this many steps.
+STRETCH_STEPS = 100
+
+
+def stretches(chunks: int | None, max_steps: int) -> tuple[int, int]:
+    """`(number of stretches, steps per stretch)` for `fit(..., chunks=, max_steps=)`.
+
+    Fresh curvature every 100 steps by default: on the HSC blend, stretches of 200 steps took 1380
+    steps to a worse optimum (chi^2 per pixel 1.81) where stretches of 100 took 447 (1.69).
+    """
+    count = math.ceil(max_steps / STRETCH_STEPS) if chunks is None else int(chunks)
+    count = max(1, min(count, int(max_steps)))
+    return count, math.ceil(max_steps / count)
 
 
 @functools.lru_cache(maxsize=32)
