@@ -163,3 +163,37 @@ def test_every_hsc_detection_gets_finite_positive_starting_values(hsc):
             assert init.MIN_SIGMA * (1 - 1e-6) <= float(result.sigma) < 8.0, index
             assert float(jnp.hypot(*result.ellipticity)) <= init.MAX_SHEAR + 1e-6
             assert np.hypot(*(np.asarray(result.centroid) - center)) <= 2.0 + 1e-6
+
+
+# --------------------------------------------------------------------------------------
+# detect
+# --------------------------------------------------------------------------------------
+
+
+def test_detect_finds_simulated_sources_where_they_are():
+    centers = np.array([[8.3, 9.6], [30.7, 12.2], [20.4, 33.1], [33.2, 38.5]], np.float32)
+    fluxes = np.array([50.0, 30.0, 20.0, 8.0], np.float32)
+    frame = sl.Frame((1, HEIGHT, WIDTH))
+    with sl.Scene(frame) as scene:
+        for center, flux in zip(centers, fluxes, strict=True):
+            sl.Source(center, np.array([flux], np.float32), sl.GaussianMorphology(1.0))
+    psf = sl.GaussianPSF(PSF_SIGMA)
+    image = np.asarray(sl.Observation(np.zeros((1, HEIGHT, WIDTH)), psf=psf).render(scene), np.float64)
+    noise = 0.05
+    data = image + noise * np.random.default_rng(4).normal(size=image.shape)
+    found = np.asarray(init.detect(sl.Observation(data, weights=np.full(data.shape, noise**-2), psf=psf)))
+    assert found.shape == (4, 2)
+    # brightest first, each within 0.3 pixels of the truth (the faintest has a peak S/N of about 10)
+    np.testing.assert_allclose(found, centers, atol=0.3)
+
+
+def test_detect_peaks_on_the_hsc_blend_are_pipeline_detections(hsc):
+    data, observation = hsc
+    found = np.asarray(init.detect(observation))
+    distances = np.linalg.norm(found[:, None, :] - data.centers[None, :, :], axis=-1)
+    # no false peaks: each is a detection of the survey pipeline, within half a pixel; the star and
+    # the bright galaxy come first. (The pipeline's faint detections on the wings of the bright ones
+    # make no peak above 5 sigma of the noise measured on this crowded cutout.)
+    assert len(found) >= 4
+    assert np.all(distances.min(axis=1) < 0.5), distances.min(axis=1)
+    assert set(distances[:2].argmin(axis=1)) == {0, 1}
