@@ -122,7 +122,7 @@ def test_joint_fit_of_hst_and_hsc(data, observations):
     scene = build_scene(data, hst, hsc)
     start = [float(o.goodness_of_fit(scene)) for o in (hst, hsc)]
     clock = time.perf_counter()
-    result = sl.fit(scene, [hst, hsc], max_steps=500, progress=False)
+    result = sl.fit(scene, [hst, hsc], max_steps=500, chunks=10, progress=False)
     seconds = time.perf_counter() - clock
     fitted = result.model
     end = [float(o.goodness_of_fit(fitted)) for o in (hst, hsc)]
