@@ -195,3 +195,16 @@ def test_any_optax_optimizer_runs_preconditioned():
     )
     values = sl.get_values(result.model)
     assert abs(float(values["t0"]) + 1.0) < 0.2 and abs(float(values["width"]) - 3.0) < 0.2
+
+
+def test_stretches_leave_room_for_stalls():
+    from scarlet_like.infer.optimize import stretches
+
+    # 100 steps per stretch by default; stalled stretches end early, so up to one per 5 steps may run
+    assert stretches(None, 1000) == (200, 100)
+    assert stretches(10, 500) == (100, 50)
+    assert stretches(None, 3) == (1, 3)
+    # a fit that converges quickly stops long before the stretches run out
+    data = simulated(t0=-1.0, width=3.0, peak=0.3)
+    result = sl.fit(light_curve(), gaussian_likelihood(data), max_steps=400, chunks=2, progress=False)
+    assert bool(result.converged) and int(result.steps) < 400
