@@ -36,7 +36,6 @@ import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -46,6 +45,7 @@ from typing import Any  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from provenance import commit, machine  # noqa: E402
 
 import scarlet_like as sl  # noqa: E402
 from scarlet_like.demo import build_scene  # noqa: E402
@@ -230,28 +230,6 @@ def worker(kind: str, *arguments: str, env: dict[str, str] | None = None) -> Any
 # ----------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------
-
-
-def commit() -> str:
-    try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        done = subprocess.run(
-            ["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return done.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as file:
-            names = [line.split(":", 1)[1].strip() for line in file if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()}, jax {jax.__version__}"
 
 
 def main() -> None:

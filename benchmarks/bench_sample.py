@@ -47,9 +47,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -61,6 +59,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import numpyro.distributions as nd  # noqa: E402
 from numpyro.infer import MCMC, NUTS  # noqa: E402
+from provenance import commit, machine  # noqa: E402
 
 import scarlet_like as sl  # noqa: E402
 from scarlet_like.infer.sample import _diagnostics  # noqa: E402
@@ -280,28 +279,6 @@ def compare(name: str, warmup: int, draws: int, rounds: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # Report
 # ----------------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as file:
-            names = [line.split(":", 1)[1].strip() for line in file if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()}, jax {jax.__version__}"
-
-
-def commit() -> str:
-    try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        done = subprocess.run(
-            ["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return done.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
