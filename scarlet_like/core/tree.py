@@ -470,24 +470,28 @@ def ravel(model: PyTree) -> tuple[Float[Array, " n"], Unravel]:
     return x, unravel
 
 
-def _entry_names(group: Group, shape: tuple[int, ...]) -> list[str]:
-    """Names of the scalar entries of one group: plate axes fill its "[:]" marks, in order."""
+def element_names(
+    name: str, shape: tuple[int, ...], marks: tuple[tuple[str, tuple[int, ...]], ...] = ()
+) -> list[str]:
+    """Names of the scalar elements of an array called `name`: `center` of shape (2,) gives
+    `center[0]`, `center[1]`; the leading axes of plates fill their marks in `name`, in order
+    (`blobs[:].flux` gives `blobs[3].flux`; `marks` pairs each mark with the labels of its axis)."""
     if shape == ():
-        return [group.name]
+        return [name]
     # plates whose mark the name shows (a parameter given its own `name=` shows none)
-    marked, remaining = 0, group.name
-    for mark, _ in group.marks:
+    marked, remaining = 0, name
+    for mark, _ in marks[: len(shape)]:
         if mark not in remaining:
             break
         remaining = remaining.replace(mark, "", 1)
         marked += 1
     names = []
     for index in np.ndindex(*shape):
-        name = group.name
-        for (mark, labels), i in zip(group.marks[:marked], index[:marked], strict=True):
-            name = name.replace(mark, f"[{labels[i]}]", 1)
+        text = name
+        for (mark, labels), i in zip(marks[:marked], index[:marked], strict=True):
+            text = text.replace(mark, f"[{labels[i]}]", 1)
         rest = index[marked:]
-        names.append(name + ("[" + ", ".join(map(str, rest)) + "]" if rest else ""))
+        names.append(text + ("[" + ", ".join(map(str, rest)) + "]" if rest else ""))
     return names
 
 
@@ -504,7 +508,7 @@ def entry_names(model: PyTree) -> tuple[str, ...]:
         if group.free:
             parameter = group.parameter
             shape = parameter.constraint.unconstrained_shape(tuple(parameter.value.shape))
-            names.extend(_entry_names(group, tuple(shape)))
+            names.extend(element_names(group.name, tuple(shape), group.marks))
     return tuple(names)
 
 

@@ -51,7 +51,7 @@ from numpyro.distributions import constraints as numpyro_constraints
 from ..core import constraints as sl_constraints
 from ..core.density import LogDensity
 from ..core.layout import stacked_lists, unstacked_lists
-from ..core.tree import Unravel, canonical_tokens, entry_names, get_values, ravel, walk
+from ..core.tree import Unravel, canonical_tokens, element_names, entry_names, get_values, ravel, walk
 from .optimize import FitResult
 
 __all__ = ["ImproperPriorWarning", "Posterior", "sample"]
@@ -642,22 +642,6 @@ def sample(
 # ------------------------------------------------------------------------------------------------
 
 
-def _element_names(name: str, shape: tuple[int, ...], plates: int) -> list[str]:
-    """`center` of shape (2,) -> `center[0]`, `center[1]`; the first `plates` axes fill the `[:]` marks of
-    a parameter stacked in plates (`blobs[:].flux` -> `blobs[3].flux`)."""
-    if shape == ():
-        return [name]
-    plates = min(plates, name.count("[:]"), len(shape))
-    names = []
-    for index in np.ndindex(*shape):
-        text = name
-        for i in index[:plates]:
-            text = text.replace("[:]", f"[{i}]", 1)
-        rest = index[plates:]
-        names.append(text + ("[" + ", ".join(map(str, rest)) + "]" if rest else ""))
-    return names
-
-
 def _rank_normal(draws: np.ndarray) -> np.ndarray:
     """Rank-normalised draws (chain, draw, k): normal scores of the ranks over all chains and draws."""
     chains, count = draws.shape[:2]
@@ -796,7 +780,9 @@ class Posterior(eqx.Module):
         plates = {group.name: len(group.batch) for group in walk(self.unravel.rest).groups}
         for name, value in self.values.items():
             value = np.asarray(value, np.float64)
-            names.extend(_element_names(name, value.shape[2:], plates.get(name, 0)))
+            shape = value.shape[2:]
+            marks = tuple(("[:]", tuple(range(size))) for size in shape[: plates.get(name, 0)])
+            names.extend(element_names(name, shape, marks))
             columns.append(value.reshape(*value.shape[:2], -1))
         stats = _diagnostics(np.concatenate(columns, axis=-1))
         table = {name: {k: float(v[i]) for k, v in stats.items()} for i, name in enumerate(names)}
