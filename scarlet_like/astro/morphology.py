@@ -19,11 +19,17 @@ class ExponentialDisk(sl.Morphology):
     def fourier(self, ky, kx):
         return (1 + self.scale**2 * (ky**2 + kx**2)) ** -1.5
 ```
+
+Optionally implement `extent(level)` too (see [`scarlet_like.Morphology.extent`][]): with it, the
+renderer can draw the source in a box of its own on large frames instead of on the whole frame.
 """
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from ..core.module import Module
@@ -58,12 +64,37 @@ class Morphology(Module):
     def fourier(self, ky: Array, kx: Array) -> Array:
         raise NotImplementedError
 
+    def extent(self, level: float) -> float | None:
+        """How far the visible light reaches, from the current values (optional).
+
+        **Arguments:**
+
+        - `level`: a brightness relative to the profile's brightness at its half-light radius.
+
+        **Returns:**
+
+        The radius in model-frame pixels (along the major axis) beyond which the profile is fainter
+        than `level` times its brightness at the half-light radius, or `None` if unknown (the
+        default). Called outside any transformation, on a morphology whose fields are plain values; a
+        [`scarlet_like.Source`][] uses it to choose the box it is rendered in on large frames.
+        """
+        return None
+
+
+def _major_axis_factor(ellipticity: ArrayLike) -> float:
+    """How much a reduced shear `(g1, g2)` stretches the major axis of a round profile (area kept)."""
+    g = min(float(np.hypot(*np.asarray(ellipticity, dtype=np.float64))), 0.999)
+    return math.sqrt((1 + g) / (1 - g))
+
 
 class PointMorphology(Morphology):
     """A point: all the flux at the centre. Its transform is 1 at every frequency."""
 
     def fourier(self, ky: Array, kx: Array) -> Array:
         return jnp.ones(jnp.broadcast_shapes(jnp.shape(ky), jnp.shape(kx)), dtype=jnp.result_type(ky))
+
+    def extent(self, level: float) -> float:
+        return 0.0
 
 
 class GaussianMorphology(Morphology):
@@ -86,6 +117,11 @@ class GaussianMorphology(Morphology):
     def fourier(self, ky: Array, kx: Array) -> Array:
         g1, g2 = self.ellipticity[0], self.ellipticity[1]
         return profiles.gaussian_ft(ky, kx, self.sigma, g1, g2)
+
+    def extent(self, level: float) -> float:
+        # I(r) / I(r_half) = 2 exp(-r^2 / 2 sigma^2)
+        sigma = float(np.asarray(self.sigma))
+        return sigma * math.sqrt(2 * math.log(2 / level)) * _major_axis_factor(self.ellipticity)
 
 
 class SersicMorphology(Morphology):
@@ -120,6 +156,12 @@ class SersicMorphology(Morphology):
         g1, g2 = self.ellipticity[0], self.ellipticity[1]
         return profiles.sersic_ft(ky, kx, self.n, self.r_half, g1, g2)
 
+    def extent(self, level: float) -> float:
+        # I(r) / I(r_half) = exp(-b_n ((r / r_half)^(1/n) - 1))
+        n = float(np.clip(np.asarray(self.n), profiles.SERSIC_N_MIN, profiles.SERSIC_N_MAX))
+        radius = float(np.asarray(self.r_half)) * (1 + math.log(1 / level) / profiles.sersic_b(n)) ** n
+        return radius * _major_axis_factor(self.ellipticity)
+
 
 class ImageMorphology(Morphology):
     """A free-form, non-negative pixel image in model-frame pixels, centred on the source position.
@@ -150,3 +192,8 @@ class ImageMorphology(Morphology):
         values = jnp.einsum("kh,hw,kw->k", phase_y, normalised, phase_x)
         pixel = profiles.pixel_ft(ky_b.reshape(-1), kx_b.reshape(-1)).astype(values.dtype)
         return (values * pixel).reshape(shape)
+
+    def extent(self, level: float) -> float:
+        # the image's support, whatever the level: its half-diagonal
+        height, width = np.shape(self.image)
+        return 0.5 * math.hypot(height, width)

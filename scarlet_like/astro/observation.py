@@ -42,6 +42,11 @@ class Observation(eqx.Module):
       image, whichever is larger, plus 16). Light further than this beyond an edge wraps around onto
       the opposite edge; enlarge it for very extended sources (large, high-n Sersic profiles) near the
       edges, at the cost of larger FFTs.
+    - `boxes`: whether sources with a `box` (see [`scarlet_like.Source`][]) are each drawn in an FFT
+      box of their own and added into the image: `None` (default) where that is cheaper than the
+      whole frame (boxes of at most 15 % of the padded frame's area), `True` wherever a box is
+      smaller than the frame, `False` never. Boxes leave out the light beyond them, and they do not
+      wrap light around the image's edges.
 
     An Observation is a likelihood: pass it (or a list of them) wherever a likelihood is accepted.
     """
@@ -65,6 +70,7 @@ class Observation(eqx.Module):
         wcs: Any = None,
         name: str = "observation",
         margin: int | None = None,
+        boxes: bool | None = None,
     ):
         self.name = name
         data = np.asarray(data, dtype=np.float64)
@@ -119,7 +125,11 @@ class Observation(eqx.Module):
             raise ObservationError(
                 f"Observation '{name}': margin must be a non-negative integer, got {margin!r}"
             )
-        self.grid = FourierGrid(shape[1], shape[2], psf, margin=None if margin is None else int(margin))
+        if boxes not in (None, True, False):
+            raise ObservationError(f"Observation '{name}': boxes must be None, True or False, got {boxes!r}")
+        self.grid = FourierGrid(
+            shape[1], shape[2], psf, margin=None if margin is None else int(margin), boxes=boxes
+        )
 
     def _broadcast(self, what: str, value: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         array = np.asarray(value, dtype=dtype)

@@ -84,6 +84,13 @@ class ArrayPSF(PSF):
         height, width = self.images.shape[1:]
         dy = jnp.arange(height, dtype=ky.dtype) - (height - 1) / 2
         dx = jnp.arange(width, dtype=kx.dtype) - (width - 1) / 2
+        if ky.ndim == kx.ndim == 2 and ky.shape[1] == 1 and kx.shape[0] == 1:
+            # a grid of frequencies (a column of ky, a row of kx): two matrix products
+            phase_y = phasor(ky[:, :1] * dy[None, :])  # (Hk, h)
+            phase_x = phasor(kx[:1, :].T * dx[None, :])  # (Wk, w)
+            images = self.images.astype(phase_y.dtype)
+            rows = jnp.einsum("kh,chw->ckw", phase_y, images)
+            return jnp.einsum("ckw,lw->ckl", rows, phase_x)
         ky_flat, kx_flat = jnp.broadcast_arrays(ky, kx)
         shape = ky_flat.shape
         phase_y = phasor(ky_flat.reshape(-1)[:, None] * dy[None, :])  # (K, h)

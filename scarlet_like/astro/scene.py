@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextvars
+import math
 from collections.abc import Iterable
 from typing import Any
 
+import equinox as eqx
+import jax
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
@@ -40,6 +43,34 @@ def _active_scene(kind: str) -> Scene:
     return stack[-1]
 
 
+#: Where a source's automatic box ends: where its profile is fainter than this times its brightness at
+#: the half-light radius (see `Morphology.extent`).
+BOX_LEVEL = 1e-3
+
+
+def box_side(radius: float) -> int:
+    """The side of the box holding a radius: the power of two at or above `2 radius + 1`.
+
+    Few sizes, so that sources of one kind in boxes of different sizes still stack into few groups:
+    each box size is compiled on its own.
+    """
+    side = 2 * math.ceil(radius) + 1
+    return 1 << (side - 1).bit_length()
+
+
+def _automatic_box(morphology: Morphology, frame: Frame) -> int | None:
+    """A box from the morphology's current extent, or None where a box cannot pay or is unknown."""
+    values = resolve(morphology)
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(values)):
+        return None  # created under a transformation: no concrete size to go by
+    radius = values.extent(BOX_LEVEL)
+    if radius is None or not math.isfinite(radius):
+        return None
+    side = box_side(radius)
+    # boxes half the frame's size or more cannot be cheaper than the frame itself
+    return side if 2 * side <= min(frame.height, frame.width) else None
+
+
 class Source(Module):
     """A source: total flux per channel (`spectrum`) times a unit-flux shape (`morphology`), at `center`.
 
@@ -49,6 +80,14 @@ class Source(Module):
       WCS); a Parameter or a plain value (then fixed).
     - `spectrum`: total flux in each of the frame's channels, `(C,)`.
     - `morphology`: a [`scarlet_like.Morphology`][].
+    - `box`: side in model-frame pixels of the square that holds the source's light, before the PSF.
+      On frames much larger than the box, the source is rendered in a box of its own (this side plus
+      the PSF's) and pasted into the image, which costs far less than the whole frame; light beyond
+      the box is left out. `"auto"` (default) takes it from the morphology's
+      [`extent`][scarlet_like.Morphology.extent] at the starting values (out to 1e-3 of the
+      brightness at the half-light radius), rounded up to one of a few sizes, and leaves it out
+      (`None`) when it is at least half the frame. `None` renders on the whole frame. The box is fixed:
+      a source that grows a lot during a fit needs a larger one.
 
     Must be created inside `with sl.Scene(frame):`, which it joins.
     """
@@ -56,8 +95,15 @@ class Source(Module):
     center: Parameter
     spectrum: Parameter
     morphology: Morphology
+    box: int | None = eqx.field(static=True)
 
-    def __init__(self, center: Any, spectrum: ArrayLike | Parameter, morphology: Morphology):
+    def __init__(
+        self,
+        center: Any,
+        spectrum: ArrayLike | Parameter,
+        morphology: Morphology,
+        box: int | str | None = "auto",
+    ):
         scene = _active_scene(type(self).__name__)
         if isinstance(center, Parameter):
             self.center = center
@@ -69,6 +115,14 @@ class Source(Module):
                 f"{type(self).__name__}: morphology must be an sl.Morphology, got {type(morphology).__name__}"
             )
         self.morphology = morphology
+        if isinstance(box, str) and box == "auto":
+            self.box = _automatic_box(morphology, scene.frame)
+        elif box is None or (isinstance(box, (int, np.integer)) and not isinstance(box, bool) and box > 0):
+            self.box = None if box is None else int(box)
+        else:
+            raise SceneError(
+                f"{type(self).__name__}: box must be 'auto', None or a positive number of pixels, got {box!r}"
+            )
 
     def __check_init__(self) -> None:
         stack = _BUILDING.get()
@@ -83,10 +137,12 @@ class PointSource(Source):
 
     - `center`: `(y, x)` in model-frame pixels, or a `SkyCoord`.
     - `spectrum`: total flux per channel.
+    - `box`: as for [`scarlet_like.Source`][]; automatically a single pixel, so that on large frames
+      the star is drawn in a box the size of the PSF.
     """
 
-    def __init__(self, center: Any, spectrum: ArrayLike | Parameter):
-        super().__init__(center, spectrum, PointMorphology())
+    def __init__(self, center: Any, spectrum: ArrayLike | Parameter, box: int | str | None = "auto"):
+        super().__init__(center, spectrum, PointMorphology(), box=box)
 
 
 class Scene(Module):
