@@ -62,6 +62,8 @@ class Morphology(Module):
     """
 
     def fourier(self, ky: Array, kx: Array) -> Array:
+        """The transform of the unit-flux profile centred at the origin, at angular frequencies
+        `(ky, kx)` in radians per model-frame pixel (arrays that broadcast together)."""
         raise NotImplementedError
 
     def extent(self, level: float) -> float | None:
