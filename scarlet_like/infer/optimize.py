@@ -29,12 +29,12 @@ class FitResult(NamedTuple):
 
     **Fields:**
 
-    - `model`: the fitted model.
+    - `model`: the fitted model: the point of lowest loss the fit evaluated.
     - `loss`: `(max_steps,)` negative log posterior after each step (NaN after the last step).
     - `steps`: number of steps taken.
     - `converged`: whether the relative loss change stayed below `rtol` before `max_steps`.
     - `nonfinite`: `(n,)` True for the entries of the flat vector whose gradient (or value) turned
-      non-finite; the fit then stopped and `model` is the last finite state.
+      non-finite; the fit then stopped, and `model` is the best point before that.
     - `x`: the final flat unconstrained vector.
     """
 
@@ -110,6 +110,8 @@ class _State(NamedTuple):
     done: Array
     converged: Array
     nonfinite: Array
+    best_x: Array  # the point of lowest loss evaluated so far, and its loss
+    best_loss: Array
 
 
 def _start_chunk(density: LogDensity, optimizer: Any, state: _State, key: PRNGKeyArray) -> _State:
@@ -164,7 +166,11 @@ def _run_steps(
         # gradient is as small as the float precision of the loss allows.
         no_progress = jnp.abs(state.chunk_start - value) <= rtol * jnp.maximum(jnp.abs(value), 1.0)
         converged = (calm >= 5) & (small_gradient | no_progress) & ~failed
-        stalled = (calm >= 5) & ~converged
+        # A line search that gives up may leave the optimizer far uphill (seen on real blends: a loss
+        # 1e13 times the best). End the stretch: the next one starts again from the best point.
+        jumped = value - state.best_loss > jnp.maximum(jnp.abs(state.best_loss), 1.0)
+        stalled = ((calm >= 5) & ~converged) | jumped
+        improved = ~failed & (value < state.best_loss)
         return _State(
             # on failure, stay at the last point whose value and gradient were finite
             x=jnp.where(failed, state.x, current),
@@ -181,13 +187,14 @@ def _run_steps(
             done=failed | converged,
             converged=converged,
             nonfinite=bad,
+            best_x=jnp.where(improved, current, state.best_x),
+            best_loss=jnp.where(improved, value, state.best_loss),
         )
 
     state = jax.lax.while_loop(keep_going, step, state)
-    # the point reached by the last accepted update
-    last = state.reference + state.scales * state.y
-    usable = jnp.all(jnp.isfinite(last)) & ~state.nonfinite.any()
-    return state._replace(x=jnp.where(usable, last, state.x))
+    # The best point evaluated: the last update's own point is not evaluated yet, and after a
+    # failed line search or a non-finite value the last points may be far worse.
+    return state._replace(x=state.best_x, loss=state.best_loss)
 
 
 def _initial_state(density: LogDensity, optimizer: Any, max_steps: int) -> _State:
@@ -208,6 +215,8 @@ def _initial_state(density: LogDensity, optimizer: Any, max_steps: int) -> _Stat
         done=jnp.zeros((), bool),
         converged=jnp.zeros((), bool),
         nonfinite=jnp.zeros(x.shape, bool),
+        best_x=x,
+        best_loss=-density(x),
     )
 
 
@@ -275,8 +284,9 @@ def fit(
 
     A [`scarlet_like.FitResult`][]. The density maximised leaves out the constraints' log|det J|
     (a maximum a posteriori fit in the constrained parameters). If a loss or gradient turns
-    non-finite, the fit stops at the last finite state and, with `progress=True`, warns naming the
-    parameters.
+    non-finite, the fit stops, returns the best point evaluated before that and, with `progress=True`,
+    warns naming the parameters. A step that lands far uphill (a line search that gave up) ends its
+    stretch, and the next one starts again from the best point.
     """
     density = LogDensity(model, likelihood, jacobian=False)
     optimizer = _default_optimizer() if optimizer is None else _with_extra_args(optimizer)
@@ -312,7 +322,7 @@ def fit(
         names = [name for name, bad in zip(density.names, np.asarray(result.nonfinite), strict=True) if bad]
         warnings.warn(
             f"fit stopped at step {int(state.step)}: non-finite gradient or value for {', '.join(names)}; "
-            "returning the last finite state",
+            "returning the best point before that",
             RuntimeWarning,
             stacklevel=2,
         )

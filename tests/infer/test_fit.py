@@ -100,7 +100,7 @@ def test_pure_mode_jits_and_vmaps():
     assert results.loss.shape == (2, 300)
 
 
-def test_nan_guard_names_the_parameter_and_keeps_the_last_finite_state():
+def test_nan_guard_names_the_parameter_and_keeps_the_best_state():
     data = simulated(t0=-1.0, width=3.0, peak=0.3)
 
     def fragile(curve):
@@ -116,6 +116,30 @@ def test_nan_guard_names_the_parameter_and_keeps_the_last_finite_state():
     values = sl.get_values(result.model)
     assert all(np.all(np.isfinite(np.asarray(v))) for v in values.values())
     assert float(values["t0"]) <= -1.5
+
+
+def test_a_step_far_uphill_ends_the_stretch_and_the_best_point_is_returned():
+    # An optimizer that, like a line search giving up, throws the fit far uphill: at the fourth step
+    # of every stretch it adds 50 (in the preconditioned coordinates: 50 standard deviations).
+    def kick(updates, count, params=None):
+        jump = jnp.where(count == 3, 50.0, 0.0)
+        return jax.tree_util.tree_map(lambda u: u + jump, updates), count + 1
+
+    kicking = optax.chain(
+        optax.adam(0.1), optax.GradientTransformation(lambda _: jnp.zeros((), jnp.int32), kick)
+    )
+    data = simulated(t0=-1.0, width=3.0, peak=0.3)
+    likelihood = gaussian_likelihood(data)
+    result = sl.fit(light_curve(), likelihood, optimizer=kicking, max_steps=600, progress=False)
+    history = np.asarray(result.loss)
+    taken = history[: int(result.steps)]
+    best_so_far = np.minimum.accumulate(taken)
+    assert np.sum(taken > 10 * best_so_far) > 5  # the kicks happened, again and again
+    # the result is the best point evaluated, not where the last kick left the optimizer
+    density = sl.LogDensity(light_curve(), likelihood, jacobian=False)
+    np.testing.assert_allclose(-float(density(result.x)), np.nanmin(taken), rtol=1e-6)
+    values = sl.get_values(result.model)
+    assert abs(float(values["t0"]) + 1.0) < 0.1 and abs(float(values["width"]) - 3.0) < 0.1
 
 
 def test_non_finite_start_is_an_error_naming_the_term():
