@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -12,7 +13,7 @@ import jax
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ..core.module import Module
+from ..core.module import Module, keep_parameters
 from ..core.parameter import Parameter
 from ..core.tree import resolve, walk
 from .frame import Frame
@@ -205,6 +206,26 @@ class Scene(Module):
                     "outside every observation)"
                 )
         self.sources.append(source)
+
+    @keep_parameters  # works on the Parameters, not on their values
+    def rebox(self) -> Scene:
+        """The scene with every source's box sized again from its current values.
+
+        **Returns:**
+
+        A new scene, its sources' `box` set as `box="auto"` would set it now (user-set boxes
+        included), everything else unchanged, Parameters and their sharing included. Boxes are
+        fixed when sources are created: after a fit in which sources grew (or shrank) a lot, rebox
+        and fit again, `sl.fit(fitted.model.rebox(), obs)`.
+        """
+        sources = []
+        for source in self.sources:
+            resized = object.__new__(type(source))
+            for field in dataclasses.fields(source):
+                object.__setattr__(resized, field.name, getattr(source, field.name))
+            object.__setattr__(resized, "box", _automatic_box(source.morphology, self.frame))
+            sources.append(resized)
+        return eqx.tree_at(lambda scene: scene.sources, self, sources)
 
     def __call__(self) -> Float[Array, "C H W"]:
         scene = resolve(self)

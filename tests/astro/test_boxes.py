@@ -271,3 +271,27 @@ def test_gaussian_extent_is_where_the_profile_falls_to_the_level():
     r_half = 2.0 * math.sqrt(2 * math.log(2))
     ratio = math.exp(-0.5 * (radius / 2.0) ** 2) / math.exp(-0.5 * (r_half / 2.0) ** 2)
     assert math.isclose(ratio, 1e-3, rel_tol=1e-6)
+
+
+def test_rebox_sizes_boxes_again_from_the_current_values():
+    frame = sl.Frame((1, 400, 400))
+    with sl.Scene(frame) as scene:
+        for center in ((100.0, 100.0), (300.0, 250.0)):
+            sl.Source(
+                center,
+                sl.Parameter(np.array([10.0]), constraint=sl.constraints.positive()),
+                sl.SersicMorphology(1.0, sl.Parameter(1.0, constraint=sl.constraints.positive())),
+            )
+    shared = scene.sources[0].spectrum
+    with scene:
+        sl.Source((200.0, 200.0), shared, sl.SersicMorphology(1.0, 1.0), box=8)
+    # the first galaxy grew during a "fit"
+    grown = eqx.tree_at(lambda s: s.sources[0].morphology.r_half.value, scene, jnp.asarray(4.0))
+    resized = grown.rebox()
+    assert [source.box for source in scene.sources] == [16, 16, 8]
+    expected = box_side(sl.SersicMorphology(1.0, 4.0).extent(BOX_LEVEL))
+    assert [source.box for source in resized.sources] == [expected, 16, 16]
+    # the values, names and the sharing of the spectrum are kept
+    assert sl.LogDensity(resized, lambda model: 0.0).names == sl.LogDensity(grown, lambda model: 0.0).names
+    np.testing.assert_array_equal(sl.ravel(resized)[0], sl.ravel(grown)[0])
+    assert resized.sources[2].spectrum.token == resized.sources[0].spectrum.token
