@@ -47,6 +47,10 @@ def _active_scene(kind: str) -> Scene:
 #: Where a source's automatic box ends: where its profile is fainter than this times its brightness at
 #: the half-light radius (see `Morphology.extent`).
 BOX_LEVEL = 1e-3
+#: Frames smaller than this (pixels, shorter side) give no automatic boxes. On such cutouts, the usual
+#: blends, boxes save little; without them every blend of a survey has the same structure, which
+#: batched fits (`sl.fit_many`) need.
+BOX_MIN_FRAME = 128
 
 
 def box_side(radius: float) -> int:
@@ -68,8 +72,9 @@ def _automatic_box(morphology: Morphology, frame: Frame) -> int | None:
     if radius is None or not math.isfinite(radius):
         return None
     side = box_side(radius)
+    shorter = min(frame.height, frame.width)
     # boxes half the frame's size or more cannot be cheaper than the frame itself
-    return side if 2 * side <= min(frame.height, frame.width) else None
+    return side if shorter >= BOX_MIN_FRAME and 2 * side <= shorter else None
 
 
 class Source(Module):
@@ -86,8 +91,9 @@ class Source(Module):
       the PSF's) and pasted into the image, which costs far less than the whole frame; light beyond
       the box is left out. `"auto"` (default) takes it from the morphology's
       [`extent`][scarlet_like.Morphology.extent] at the starting values (out to 1e-3 of the
-      brightness at the half-light radius), rounded up to one of a few sizes, and leaves it out
-      (`None`) when it is at least half the frame. `None` renders on the whole frame. The box is fixed:
+      brightness at the half-light radius), rounded up to a power of two, and leaves it out
+      (`None`) when it is at least half the frame, or the frame is smaller than `BOX_MIN_FRAME`
+      (128) pixels on a side. `None` renders on the whole frame. The box is fixed:
       a source that grows a lot during a fit needs a larger one.
 
     Must be created inside `with sl.Scene(frame):`, which it joins.

@@ -147,7 +147,7 @@ def noisy_scene_and_observations(psf: sl.PSF, count: int = 6, size: int = SIZE, 
 
 
 def test_gradients_in_boxes_equal_those_on_the_whole_frame():
-    scene, boxed, whole = noisy_scene_and_observations(sl.ArrayPSF(moffat_stamp(25)), count=4, size=96)
+    scene, boxed, whole = noisy_scene_and_observations(sl.ArrayPSF(moffat_stamp(25)), count=4, size=128)
     in_boxes, on_frame = sl.LogDensity(scene, boxed), sl.LogDensity(scene, whole)
     x = in_boxes.x0 + 0.05 * jax.random.normal(jax.random.key(2), in_boxes.x0.shape)
     value, gradient = jax.jit(jax.value_and_grad(in_boxes))(x)
@@ -160,7 +160,7 @@ def test_gradients_in_boxes_equal_those_on_the_whole_frame():
 
 def test_many_sources_are_drawn_a_chunk_at_a_time(monkeypatch):
     # small chunks: a scan over three chunks and a remainder, with the same result as all at once
-    scene, boxed, _ = noisy_scene_and_observations(sl.GaussianPSF(2.5), count=14, size=64, two_sizes=False)
+    scene, boxed, _ = noisy_scene_and_observations(sl.GaussianPSF(2.5), count=14, size=128, two_sizes=False)
     density = sl.LogDensity(scene, boxed)
     value, gradient = jax.jit(jax.value_and_grad(density))(density.x0)
     shape = box_shape(boxed.grid, scene.sources[0].box)
@@ -230,8 +230,12 @@ def test_automatic_boxes():
     assert source.box == box_side(radius) and source.box >= 2 * radius + 1
     assert star.box == 1 and fixed.box == 50 and never.box is None
     # on a frame not much larger than the source, boxes cannot pay: none is set
+    with sl.Scene(sl.Frame((1, 130, 130))):
+        assert sl.Source((20.0, 20.0), [1.0], sl.SersicMorphology(1.0, 8.0)).box is None
+    # nor on small cutouts (all the blends of a survey keep one structure)
     with sl.Scene(small):
-        assert sl.Source((20.0, 20.0), [1.0], sersic).box is None
+        assert sl.Source((20.0, 20.0), [1.0], sl.GaussianMorphology(1.0)).box is None
+        assert sl.PointSource((20.0, 20.0), [1.0]).box is None
     with pytest.raises(sl.SceneError, match="box must be"), sl.Scene(large):
         sl.Source((20.0, 20.0), [1.0], sersic, box=-3)
     # a few sizes only: like sources of many sizes still stack into few groups
