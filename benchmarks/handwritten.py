@@ -180,6 +180,14 @@ def gaussian_fourier(center, sigma, shear, ky, kx):
 # ----------------------------------------------------------------------------------------------
 
 
+def _profiles(s: Sources, profile: str, sersic: Callable, gaussian: Callable, grid_y, grid_x) -> jax.Array:
+    """Every source's profile on a grid (pixel centres or frequencies), vectorised over sources."""
+    if profile == "sersic":
+        axes = (0, 0, 0, 0, None, None)
+        return jax.vmap(sersic, in_axes=axes)(s.center, s.n, s.size, s.shear, grid_y, grid_x)
+    return jax.vmap(gaussian, in_axes=(0, 0, 0, None, None))(s.center, s.size, s.shear, grid_y, grid_x)
+
+
 class Problem(NamedTuple):
     log_likelihood: Callable[[jax.Array], jax.Array]
     value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]]  # jitted
@@ -233,25 +241,11 @@ def build(
     def render(params_flat: jax.Array) -> jax.Array:
         s = unpack(params_flat, channels)
         if method == "real":
-            if profile == "sersic":
-                shapes = jax.vmap(sersic_image, in_axes=(0, 0, 0, 0, None, None))(
-                    s.center, s.n, s.size, s.shear, ys, xs
-                )
-            else:
-                shapes = jax.vmap(gaussian_image, in_axes=(0, 0, 0, None, None))(
-                    s.center, s.size, s.shear, ys, xs
-                )
+            shapes = _profiles(s, profile, sersic_image, gaussian_image, ys, xs)
             cube = jnp.einsum("kc,khw->chw", s.spectrum, shapes)  # (C, H, W)
             kcube = jnp.fft.rfft2(cube, s=fft_shape)
         else:
-            if profile == "sersic":
-                shapes = jax.vmap(sersic_fourier, in_axes=(0, 0, 0, 0, None, None))(
-                    s.center, s.n, s.size, s.shear, ky, kx
-                )
-            else:
-                shapes = jax.vmap(gaussian_fourier, in_axes=(0, 0, 0, None, None))(
-                    s.center, s.size, s.shear, ky, kx
-                )
+            shapes = _profiles(s, profile, sersic_fourier, gaussian_fourier, ky, kx)
             kcube = jnp.einsum("kc,khw->chw", s.spectrum.astype(shapes.dtype), shapes)
         image = jnp.fft.irfft2(kcube * psf_ft, s=fft_shape)
         return image[:, :height, :width]

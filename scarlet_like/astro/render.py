@@ -229,6 +229,8 @@ def render(
     shift = jnp.asarray(offset, grid.ky.dtype)
     image = jnp.zeros((len(channels), grid.height, grid.width), grid.ky.dtype)
     kimage = None
+    # the whole grid's frequencies, mapped into the model frame: shared by every group drawn on it
+    frequencies = _frequencies(grid.ky, grid.kx, grid.aliases, matrix)
     for stacked in group_by_structure(sources):
         shape = box_shape(grid, getattr(stacked, "box", None), matrix)
         if shape is not None:
@@ -238,7 +240,7 @@ def render(
             kimage = jnp.zeros(
                 (len(channels), len(grid.aliases), grid.padded[0], grid.kx.shape[1]), jnp.complex64
             )
-        kimage = _add_on_grid(kimage, stacked, grid, channels, matrix, linear, shift)
+        kimage = _add_on_grid(kimage, stacked, grid, frequencies, channels, linear, shift)
     if kimage is None:
         return image
     # the PSF multiplies once per channel, then the copies fold together
@@ -252,13 +254,12 @@ def _add_on_grid(
     kimage: Array,
     stacked: Any,
     grid: FourierGrid,
+    frequencies: _Frequencies,
     channels: np.ndarray,
-    matrix: np.ndarray,
     linear: Array,
     shift: Array,
 ) -> Array:
     """`kimage` plus the transforms of the stacked sources on the whole grid, mixed by their spectra."""
-    frequencies = _frequencies(grid.ky, grid.kx, grid.aliases, matrix)
 
     def one(source: Any) -> Array:
         center = linear @ source.center.astype(linear.dtype) + shift

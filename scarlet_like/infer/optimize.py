@@ -200,23 +200,24 @@ def _run_steps(
 def _initial_state(density: LogDensity, optimizer: Any, max_steps: int) -> _State:
     x = density.x0
     y = jnp.zeros_like(x)
+    loss = -density(x)
     return _State(
         x=x,
         reference=x,
         scales=jnp.ones_like(x),
         y=y,
         opt_state=_strong(optimizer.init(y)),
-        loss=-density(x),
+        loss=loss,
         history=jnp.full((max_steps,), jnp.nan, dtype=x.dtype),
         step=jnp.zeros((), jnp.int32),
         calm=jnp.zeros((), jnp.int32),
         stalled=jnp.zeros((), bool),
-        chunk_start=-density(x),
+        chunk_start=loss,
         done=jnp.zeros((), bool),
         converged=jnp.zeros((), bool),
         nonfinite=jnp.zeros(x.shape, bool),
         best_x=x,
-        best_loss=-density(x),
+        best_loss=loss,
     )
 
 
