@@ -14,8 +14,14 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command")
     demo = commands.add_parser("demo", help="fit the bundled real HSC blend and report the result")
     demo.add_argument("--steps", type=int, default=1000, help="the most optimizer steps (default 1000)")
-    demo.add_argument("--output", default=".", help="folder for the picture (default: here)")
-    demo.add_argument("--no-plot", action="store_true", help="do not draw the picture")
+    demo.add_argument(
+        "--output",
+        default="scarlet_like-demo",
+        help="folder for the results, created if missing and checked before the fit: "
+        "scarlet_like_demo.png (data / model / residual panels) and summary.json (sources, chi2_dof, "
+        "fit_seconds, fitted values) (default: ./scarlet_like-demo)",
+    )
+    demo.add_argument("--no-plot", action="store_true", help="write nothing (no picture, no summary)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "demo":

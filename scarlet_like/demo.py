@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
@@ -46,8 +48,34 @@ def build_scene(data: sl.datasets.Blend, observation: sl.Observation) -> sl.Scen
     return scene
 
 
+def prepare_output(output: str | Path) -> Path:
+    """Create the output folder and check that it can be written to, before any work is done.
+
+    **Arguments:**
+
+    - `output`: the folder (created with its parents if missing).
+
+    **Returns:**
+
+    The folder as a `Path`. Raises `OSError` naming the folder when it cannot be created or written.
+    """
+    folder = Path(output)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"demo: cannot create the output folder {str(folder)!r}: {error}") from error
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise OSError(
+            f"demo: the output folder {str(folder)!r} is not a writable folder; pass another --output"
+        )
+    return folder
+
+
 def run(
-    steps: int = 1000, progress: bool = True, output: str | Path | None = ".", report: bool = True
+    steps: int = 1000,
+    progress: bool = True,
+    output: str | Path | None = "scarlet_like-demo",
+    report: bool = True,
 ) -> dict[str, float]:
     """Fit the bundled HSC blend and print a report.
 
@@ -55,13 +83,16 @@ def run(
 
     - `steps`: the most optimizer steps.
     - `progress`: show the progress bar.
-    - `output`: folder for the picture (`scarlet_like_demo.png`); `None` for no picture.
+    - `output`: folder for the results (`scarlet_like_demo.png`, `summary.json`), created if missing
+      and checked for writing before the fit starts; `None` to write nothing.
     - `report`: print what was done.
 
     **Returns:**
 
     `{"chi2_start", "chi2_end", "seconds", "steps"}` (chi^2 per unmasked pixel value).
     """
+    # a fit must never be lost to an output folder that could have been checked first
+    folder = prepare_output(output) if output is not None else None
     data = sl.datasets.hsc_cosmos()
     observation = data.observation(name="HSC")
     scene = build_scene(data, observation)
@@ -74,15 +105,25 @@ def run(
     summary = {"chi2_start": chi2_start, "chi2_end": chi2_end, "seconds": seconds, "steps": int(result.steps)}
 
     picture = None
-    if output is not None:
+    if folder is not None:
         import matplotlib
 
         matplotlib.use("Agg")
         from . import plot
 
         figure = plot.scene(fitted, observation)
-        picture = Path(output) / "scarlet_like_demo.png"
+        picture = folder / "scarlet_like_demo.png"
         figure.savefig(picture, dpi=110, bbox_inches="tight")
+        record = {
+            "sources": len(scene),
+            "chi2_dof": chi2_end,
+            "chi2_start": chi2_start,
+            "fit_seconds": seconds,
+            "fit_steps": int(result.steps),
+            "converged": bool(result.converged),
+            "values": {name: np.asarray(value).tolist() for name, value in sl.get_values(fitted).items()},
+        }
+        (folder / "summary.json").write_text(json.dumps(record, indent=2))
 
     if report:
         values = sl.get_values(fitted)
