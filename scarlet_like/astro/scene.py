@@ -15,7 +15,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from ..core.module import Module, keep_parameters
 from ..core.parameter import Parameter
-from ..core.tree import resolve, walk
+from ..core.resolve import resolve
 from .frame import Frame
 from .morphology import Morphology, PointMorphology, _as_parameter
 from .render import render
@@ -27,9 +27,22 @@ class SceneError(ValueError):
     """A source that cannot join a scene; the message names the source."""
 
 
+@dataclasses.dataclass
+class _Gathering:
+    """The sources created so far in the `with` block of a scene being built (not part of any model)."""
+
+    scene: Scene
+    sources: list[Source]
+
+    def add(self, source: Source) -> None:
+        index = len(self.scene.sources) + len(self.sources)
+        _check_source(self.scene.frame, index, source)
+        self.sources.append(source)
+
+
 # Scenes being built, innermost last. A context variable, not a global: each thread and task sees its
 # own stack.
-_BUILDING: contextvars.ContextVar[tuple[Scene, ...]] = contextvars.ContextVar(
+_BUILDING: contextvars.ContextVar[tuple[_Gathering, ...]] = contextvars.ContextVar(
     "scarlet_like_scenes", default=()
 )
 
@@ -39,9 +52,31 @@ def _active_scene(kind: str) -> Scene:
     if not stack:
         raise SceneError(
             f"sl.{kind} was created outside any Scene: create sources inside `with sl.Scene(frame) as "
-            "scene:` (or re-enter an existing scene with `with scene:`)"
+            "scene:` (or, to add sources to an existing scene, `with sl.Scene(frame, "
+            "sources=scene.sources) as scene:`)"
         )
-    return stack[-1]
+    return stack[-1].scene
+
+
+def _check_source(frame: Frame, index: int, source: Source) -> None:
+    """A named error for a source that does not fit the frame."""
+    who = f"sources[{index}] ({type(source).__name__})"
+    spectrum = source.spectrum.value
+    if spectrum is not None and tuple(spectrum.shape) != (frame.shape[0],):
+        raise SceneError(
+            f"{who}: spectrum has shape {tuple(spectrum.shape)}, but the frame has {frame.shape[0]} "
+            f"channels {frame.channels}"
+        )
+    center = source.center.value
+    if center is not None:
+        if tuple(center.shape) != (2,):
+            raise SceneError(f"{who}: center must be (y, x), got shape {tuple(center.shape)}")
+        if not frame.contains(np.asarray(center)):
+            raise SceneError(
+                f"{who}: centred at (y, x) = {tuple(round(float(v), 2) for v in np.asarray(center))}, "
+                f"outside the model frame of {frame.height}x{frame.width} pixels (and so "
+                "outside every observation)"
+            )
 
 
 #: Where a source's automatic box ends: where its profile is fainter than this times its brightness at
@@ -132,9 +167,14 @@ class Source(Module):
             )
 
     def __check_init__(self) -> None:
+        # joins the scene being built in this context, if any (checked against its frame now)
         stack = _BUILDING.get()
         if stack:
-            stack[-1]._add(self)
+            stack[-1].add(self)
+
+    def _reboxed(self, box: int | None) -> Source:
+        """This source, made again with another box (inside the `with` block of a scene)."""
+        return dataclasses.replace(self, box=box)
 
 
 class PointSource(Source):
@@ -151,6 +191,9 @@ class PointSource(Source):
     def __init__(self, center: Any, spectrum: ArrayLike | Parameter, box: int | str | None = "auto"):
         super().__init__(center, spectrum, PointMorphology(), box=box)
 
+    def _reboxed(self, box: int | None) -> PointSource:
+        return PointSource(self.center, self.spectrum, box=box)
+
 
 class Scene(Module):
     """Sources in a model frame: the model of a patch of sky.
@@ -160,12 +203,16 @@ class Scene(Module):
     - `frame`: the [`scarlet_like.Frame`][].
     - `sources`: sources to start with (e.g. `other_scene.sources[:3]`).
 
-    Use it as a context manager to add the sources created in the block; enter it again to add more:
+    Use it as a context manager: the sources created in the block join it, and the scene is complete
+    when the block ends:
 
     ```python
     with sl.Scene(frame) as scene:
         sl.Source(center, spectrum, morphology)
     ```
+
+    A scene is built once; to add sources to an existing one, build a new scene from its sources:
+    `with sl.Scene(frame, sources=scene.sources) as scene:`.
 
     `scene()` is the model cube `(C, H, W)` at the frame's (narrow) model PSF. Pass a scene as the
     model to `obs.log_likelihood(scene)`, `sl.LogDensity(scene, obs)` or `sl.fit(scene, obs)`.
@@ -178,40 +225,29 @@ class Scene(Module):
         if not isinstance(frame, Frame):
             raise SceneError(f"Scene: frame must be an sl.Frame, got {type(frame).__name__}")
         self.frame = frame
-        self.sources = []
-        for source in sources:
-            self._add(source)
+        self.sources = list(sources)
+        for index, source in enumerate(self.sources):
+            _check_source(frame, index, source)
+        # Construction goes on in a `with` block, if there is one; a scene that has had its block (or
+        # that is a copy made by a pytree operation) cannot take more sources.
+        object.__setattr__(self, "_open", True)
 
     def __enter__(self) -> Scene:
-        _BUILDING.set((*_BUILDING.get(), self))
+        if not getattr(self, "_open", False):
+            raise SceneError(
+                f"this scene of {len(self.sources)} sources is already built, and a scene does not "
+                "change once built: to add sources, build a new one from its sources, `with "
+                "sl.Scene(scene.frame, sources=scene.sources) as scene:`"
+            )
+        object.__setattr__(self, "_open", False)
+        _BUILDING.set((*_BUILDING.get(), _Gathering(self, [])))
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        stack = _BUILDING.get()
-        _BUILDING.set(stack[:-1])
-        # Parameters shared between the new sources get their sharing identity now.
-        walk(self)
-
-    def _add(self, source: Source) -> None:
-        index = len(self.sources)
-        who = f"sources[{index}] ({type(source).__name__})"
-        spectrum = source.spectrum.value
-        if spectrum is not None and tuple(spectrum.shape) != (self.frame.shape[0],):
-            raise SceneError(
-                f"{who}: spectrum has shape {tuple(spectrum.shape)}, but the frame has {self.frame.shape[0]} "
-                f"channels {self.frame.channels}"
-            )
-        center = source.center.value
-        if center is not None:
-            if tuple(center.shape) != (2,):
-                raise SceneError(f"{who}: center must be (y, x), got shape {tuple(center.shape)}")
-            if not self.frame.contains(np.asarray(center)):
-                raise SceneError(
-                    f"{who}: centred at (y, x) = {tuple(round(float(v), 2) for v in np.asarray(center))}, "
-                    f"outside the model frame of {self.frame.height}x{self.frame.width} pixels (and so "
-                    "outside every observation)"
-                )
-        self.sources.append(source)
+        *outer, gathering = _BUILDING.get()
+        _BUILDING.set(tuple(outer))
+        # the end of construction: the sources created in the block become part of the scene
+        object.__setattr__(self, "sources", [*self.sources, *gathering.sources])
 
     @keep_parameters  # works on the Parameters, not on their values
     def rebox(self) -> Scene:
@@ -224,14 +260,10 @@ class Scene(Module):
         fixed when sources are created: after a fit in which sources grew (or shrank) a lot, rebox
         and fit again, `sl.fit(fitted.model.rebox(), obs)`.
         """
-        sources = []
-        for source in self.sources:
-            resized = object.__new__(type(source))
-            for field in dataclasses.fields(source):
-                object.__setattr__(resized, field.name, getattr(source, field.name))
-            object.__setattr__(resized, "box", _automatic_box(source.morphology, self.frame))
-            sources.append(resized)
-        return eqx.tree_at(lambda scene: scene.sources, self, sources)
+        with Scene(self.frame) as scene:
+            for source in self.sources:
+                source._reboxed(_automatic_box(source.morphology, self.frame))
+        return scene
 
     def __call__(self) -> Float[Array, "C H W"]:
         scene = resolve(self)

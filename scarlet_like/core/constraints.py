@@ -966,12 +966,21 @@ class DistraxBijector(Constraint):
         return f"DistraxBijector({type(self.bijector).__name__})"
 
 
-def _is_distrax_bijector(obj: Any) -> bool:
+def is_distrax(obj: Any, kind: str) -> bool:
+    """Whether `obj` is an instance of `distrax.<kind>` (`"Bijector"`, `"Distribution"`).
+
+    distrax is optional and slow to import (about 1 s): it is imported here, the first time an object
+    might be one of its, and never when it is not installed.
+    """
     try:
         import distrax
     except ImportError:
         return False
-    return isinstance(obj, distrax.Bijector)
+    return isinstance(obj, getattr(distrax, kind))
+
+
+def _is_distrax_bijector(obj: Any) -> bool:
+    return is_distrax(obj, "Bijector")
 
 
 def as_constraint(obj: Any) -> Constraint:

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree
 
 from .layout import stacked_lists, unstacked_lists
-from .tree import Unravel, _has_parameters, entry_names, ravel, resolve, walk
+from .resolve import resolve
+from .tree import Unravel, entry_names, has_parameters, ravel, walk
 
 __all__ = ["LogDensity", "Likelihood"]
 
@@ -154,7 +155,7 @@ class LogDensity(eqx.Module):
         return {
             group.name: group.log_prior()
             for group in walk(model).groups
-            if group.parameter.prior is not None and (group.free or _has_parameters(group.parameter.prior))
+            if group.parameter.prior is not None and (group.free or has_parameters(group.parameter.prior))
         }
 
     def _jacobian_terms(self, x: Float[Array, " n"]) -> dict[str, Array]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextvars
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .resolve import Resolvable, resolve_with
 
 __all__ = ["Derived", "DerivedError", "Meta"]
 
@@ -14,7 +19,15 @@ class DerivedError(ValueError):
     """A derived value could not be computed; the message names it."""
 
 
-class Derived(eqx.Module):
+# The derived values being computed in this context, innermost last. A derived function may resolve
+# other parts of a model it refers to (a closure over another model, a caskade-style link); if that
+# leads back to a value still being computed, the values depend on each other in a cycle.
+_COMPUTING: contextvars.ContextVar[tuple[Derived, ...]] = contextvars.ContextVar(
+    "scarlet_like_computing", default=()
+)
+
+
+class Derived(Resolvable):
     """A value computed by `fn` from `inputs` each time the model is resolved.
 
     **Arguments:**
@@ -52,6 +65,32 @@ class Derived(eqx.Module):
     def label(self) -> str:
         """The display name: `name`, else the function's name."""
         return self.name or getattr(self.fn, "__name__", type(self.fn).__name__)
+
+    def resolved(self, values: Mapping[str, Any], path: str) -> Any:
+        """`fn` of the resolved inputs; a `DerivedError` naming this value if it fails or loops."""
+        computing = _COMPUTING.get()
+        if any(self is other for other in computing):
+            start = next(i for i, other in enumerate(computing) if other is self)
+            chain = " -> ".join(d.label for d in (*computing[start:], self))
+            raise DerivedError(f"derived values form a cycle: {chain}")
+        reset = _COMPUTING.set((*computing, self))
+        try:
+            inputs = resolve_with(self.inputs, values)
+            try:
+                return self.fn(*inputs)
+            except DerivedError:
+                raise
+            except Exception as error:
+                shapes = ", ".join(
+                    str(jax.tree_util.tree_map(lambda a: tuple(jnp.shape(a)), x)) for x in inputs
+                )
+                where = f" at '{path}'" if path else ""
+                raise DerivedError(
+                    f"Derived '{self.label}'{where} failed on its resolved inputs (shapes {shapes}): "
+                    f"{type(error).__name__}: {error}"
+                ) from error
+        finally:
+            _COMPUTING.reset(reset)
 
 
 class _Opaque:

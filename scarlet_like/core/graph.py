@@ -21,9 +21,9 @@ import numpy as np
 from jaxtyping import PyTree
 
 from .derived import Derived, Meta
+from .hierarchical import HierarchicalPrior
 from .parameter import Parameter, is_parameter
 from .plate import Plate
-from .priors import HierarchicalPrior
 from .tree import Group, path_to_name, walk
 
 __all__ = ["graph", "tree"]
@@ -120,11 +120,10 @@ class _Catalogue:
         for index, group in enumerate(walked.groups):
             for spot in group.spots:
                 self._group_of_object[id(walked.spots[spot].parameter)] = index
-            if group.token is not None:
-                self._group_of_token[group.token] = index
+            self._group_of_token[group.token] = index
 
     def group_index(self, parameter: Parameter) -> int | None:
-        if parameter.token is not None and parameter.token in self._group_of_token:
+        if parameter.token in self._group_of_token:
             return self._group_of_token[parameter.token]
         return self._group_of_object.get(id(parameter))
 
@@ -144,7 +143,7 @@ class _Catalogue:
             return ("group", index) if index is not None else ("object", id(node))
         leaves = jax.tree_util.tree_leaves(node, is_leaf=is_parameter)
         parameters = [leaf for leaf in leaves if is_parameter(leaf)]
-        if parameters and all(parameter.token is not None for parameter in parameters):
+        if parameters:
             groups = tuple(self.group_index(parameter) for parameter in parameters)
             constants = tuple(id(leaf) for leaf in leaves if not is_parameter(leaf))
             function = id(node.fn) if isinstance(node, Derived) else None
@@ -185,8 +184,6 @@ class _Catalogue:
 
 def _plate_shared(parameter: Parameter, plates: tuple[tuple[str, Plate], ...]) -> tuple[str, Plate] | None:
     """The outermost enclosing plate whose members all use this very parameter, if any."""
-    if parameter.token is None:
-        return None
     for plate_path, plate in plates:
         if parameter.token in plate.shared:
             return plate_path, plate

@@ -17,9 +17,9 @@ import equinox as eqx
 import jax
 from jaxtyping import PyTree
 
-from .parameter import replace
-from .plate import Plate, Stacked, stack
-from .tree import walk
+from .plate import Plate, Stacked
+from .stacking import stack, unstack
+from .tree import rename_tokens, walk
 
 __all__ = ["stacked_lists", "unstacked_lists"]
 
@@ -34,16 +34,8 @@ def _is_candidate(node: Any) -> bool:
 
 def _structure_key(element: Any, internal: set[str]) -> Any:
     """Equal for elements that stack: same tree (internal sharing numbered in order) and shapes."""
-    found = walk(element)
-    numbering: dict[str, str] = {}
-    for group in found.groups:
-        if group.token in internal:
-            numbering[group.token] = f"#{len(numbering)}"
-    parameters = [
-        replace(spot.parameter, token=numbering.get(spot.parameter.token, spot.parameter.token))
-        for spot in found.spots
-    ]
-    canonical = found.rebuild(parameters) if numbering else element
+    numbered = [group.token for group in walk(element).groups if group.token in internal]
+    canonical = rename_tokens(element, {token: f"#{number}" for number, token in enumerate(numbered)})
     leaves, treedef = jax.tree_util.tree_flatten(canonical)
     return treedef, tuple(
         (getattr(leaf, "shape", ()), str(getattr(leaf, "dtype", type(leaf)))) for leaf in leaves
@@ -53,9 +45,7 @@ def _structure_key(element: Any, internal: set[str]) -> Any:
 def _stacked(elements: list[Any], token_counts: Counter[str]) -> list[Any] | Stacked:
     keys = []
     for element in elements:
-        own = Counter(
-            spot.parameter.token for spot in walk(element).spots if spot.parameter.token is not None
-        )
+        own = Counter(spot.parameter.token for spot in walk(element).spots)
         # a token all of whose spots are inside the element is sharing internal to it
         internal = {token for token, count in own.items() if count == token_counts[token]}
         try:
@@ -79,9 +69,7 @@ def _stacked(elements: list[Any], token_counts: Counter[str]) -> list[Any] | Sta
         plate = stack([elements[i] for i in members])
         for index, position in enumerate(members):
             order[position] = (len(parts), index)
-        parts.append(
-            Plate(members=plate.members, size=plate.size, shared=plate.shared, labels=tuple(members))
-        )
+        parts.append(plate.with_members(plate.members, labels=tuple(members)))
     return Stacked(parts=tuple(parts), order=tuple(order))
 
 
@@ -93,9 +81,7 @@ def stacked_lists(model: PyTree) -> PyTree:
     parameters, or a spectrum linked between two sources). A list whose elements all differ is left
     as it is.
     """
-    token_counts = Counter(
-        spot.parameter.token for spot in walk(model).spots if spot.parameter.token is not None
-    )
+    token_counts = Counter(spot.parameter.token for spot in walk(model).spots)
 
     def convert(node: Any) -> Any:
         if _is_candidate(node):
@@ -109,8 +95,12 @@ def stacked_lists(model: PyTree) -> PyTree:
 
 def unstacked_lists(model: PyTree) -> PyTree:
     """The inverse of [`stacked_lists`][scarlet_like.core.layout.stacked_lists]: plain lists again."""
-    return jax.tree_util.tree_map(
-        lambda node: node.to_list() if isinstance(node, Stacked) else node,
-        model,
-        is_leaf=lambda node: isinstance(node, Stacked),
-    )
+    return jax.tree_util.tree_map(_as_list, model, is_leaf=lambda node: isinstance(node, Stacked))
+
+
+def _as_list(node: Any) -> Any:
+    """A stacked list's elements as a plain list, each with the identities it had before stacking."""
+    if not isinstance(node, Stacked):
+        return node
+    unstacked = [unstack(part) if isinstance(part, Plate) else None for part in node.parts]
+    return [node.parts[part] if member < 0 else unstacked[part][member] for part, member in node.order]

@@ -8,7 +8,9 @@ from typing import Any, TypeVar
 
 import equinox as eqx
 
-from .tree import resolve, walk
+from .graph import tree
+from .resolve import resolve
+from .tree import walk
 
 __all__ = ["Module", "keep_parameters"]
 
@@ -69,13 +71,10 @@ class Module(eqx.Module):
     """
 
     def __repr__(self) -> str:
-        from .graph import tree
-
         return tree(self)
 
     def __check_init__(self) -> None:
-        # Parameter objects used in several spots of this module get their sharing token now, so
-        # that the sharing survives any tree surgery done before the model reaches the framework.
+        # Two different parameters with one name are caught as soon as a module holds them.
         walk(self)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

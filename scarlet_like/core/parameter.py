@@ -3,32 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from typing import Any
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
 from .constraints import Constraint, as_constraint
-from .priors import Prior, _short_value, as_prior
+from .priors import Prior, _short_value, as_prior, float_array
 
 __all__ = ["Parameter", "ParameterError", "is_parameter"]
 
 
 class ParameterError(ValueError):
     """Bad parameter input: the message names the parameter at fault."""
-
-
-def _float_array(value: ArrayLike) -> Array:
-    """A strongly typed floating JAX array (a weak type would make `jit` compile twice)."""
-    if isinstance(value, jax.core.Tracer):
-        return value
-    array = jnp.asarray(value)
-    if not jnp.issubdtype(array.dtype, jnp.inexact):
-        array = array.astype(jnp.asarray(0.0).dtype)
-    return jnp.array(array, dtype=array.dtype)
 
 
 def _is_concrete(value: Any) -> bool:
@@ -49,8 +39,14 @@ class Parameter(eqx.Module):
       (`sources[0].center`).
 
     Only `value` (and a prior's numeric arguments) are pytree leaves; the constraint, the prior's form,
-    `fixed` and `name` are static metadata. The same `Parameter` object placed in several spots of a
-    model is one free entry.
+    `fixed` and `name` are static metadata. The same `Parameter` placed in several spots of a model is
+    one free entry: each Parameter is given a unique identity (`token`) when it is made, static metadata
+    that `eqx.tree_at`, `jax.tree.map`, copies, stacking and `sl.save`/`sl.load` all keep.
+
+    Two models built separately therefore differ in their Parameters' identities, and `jax.jit` traces
+    a function of each anew. The framework's own compiled functions (`sl.fit`, `sl.sample`,
+    `sl.fit_many`, ...) number identities canonically first (see
+    [`scarlet_like.core.canonical_tokens`][]) and compile once for models built the same way.
     """
 
     value: Array | None
@@ -58,8 +54,8 @@ class Parameter(eqx.Module):
     constraint: Constraint = eqx.field(static=True)
     fixed: bool = eqx.field(static=True)
     name: str | None = eqx.field(static=True)
-    # Identity shared by every spot of a parameter used more than once; None while used once.
-    token: str | None = eqx.field(static=True)
+    # Identity given at construction: every spot holding a copy of this Parameter is one parameter.
+    token: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -80,9 +76,9 @@ class Parameter(eqx.Module):
         self.prior = as_prior(prior)
         self.fixed = bool(fixed)
         self.name = name
-        self.token = None
+        self.token = uuid.uuid4().hex
         try:
-            self.value = _float_array(value)
+            self.value = float_array(value)
         except TypeError as error:
             raise ParameterError(
                 f"Parameter{_label(name)}: cannot convert {type(value).__name__} to an array"

@@ -18,9 +18,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+import numpyro.distributions as numpyro_distributions
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-__all__ = ["Prior", "NumpyroPrior", "DistraxPrior", "LogProbPrior", "HierarchicalPrior", "as_prior"]
+from .constraints import is_distrax
+
+__all__ = ["Prior", "NumpyroPrior", "DistraxPrior", "LogProbPrior", "as_prior", "float_array"]
 
 
 class Prior(eqx.Module):
@@ -47,9 +50,15 @@ class Prior(eqx.Module):
         raise NotImplementedError
 
 
-def _as_leaf_array(leaf: Any) -> Any:
-    """Arguments become strongly typed floating arrays, like parameter values."""
-    array = jnp.asarray(leaf)
+def float_array(value: ArrayLike) -> Array:
+    """A strongly typed floating JAX array (a weak type would make `jit` compile twice).
+
+    Integers become the default float type; a tracer passes through as it is. Parameter values and the
+    numeric arguments of priors are converted by this one function.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return value
+    array = jnp.asarray(value)
     if not jnp.issubdtype(array.dtype, jnp.inexact):
         array = array.astype(jnp.asarray(0.0).dtype)
     return jnp.array(array, dtype=array.dtype)
@@ -65,7 +74,7 @@ def _split(distribution: Any) -> tuple[list[Any], Any] | None:
     numeric = (jax.Array, np.ndarray, np.generic, float, int)
     if not leaves or not all(isinstance(leaf, numeric) and not isinstance(leaf, bool) for leaf in leaves):
         return None
-    return [_as_leaf_array(leaf) for leaf in leaves], treedef
+    return [float_array(leaf) for leaf in leaves], treedef
 
 
 class NumpyroPrior(Prior):
@@ -153,77 +162,6 @@ class LogProbPrior(Prior):
         return _short_repr(self.distribution)
 
 
-class HierarchicalPrior(Prior):
-    """A prior whose arguments are themselves parameters (or derived values) of the model.
-
-    **Arguments:**
-
-    - `family`: a distribution class or any callable returning a distribution (numpyro, distrax, or
-      anything with `log_prob`), e.g. `numpyro.distributions.Normal`.
-    - `*args`, `**kwargs`: its arguments: [`scarlet_like.Parameter`][]s, [`scarlet_like.Derived`][]
-      values, arrays or numbers.
-
-    Each time the log density is evaluated, the arguments are resolved to their current values and the
-    distribution is built from them. Use the same Parameter objects elsewhere in the model (population
-    mean and scale as fields of the top-level model, say) and they stay one free parameter each:
-
-    ```python
-    mu = sl.Parameter(0.0, prior=nd.Normal(0.0, 5.0))
-    tau = sl.Parameter(1.0, constraint=sl.constraints.positive(), prior=nd.HalfCauchy(5.0))
-    theta = sl.Parameter(jnp.zeros(8), prior=sl.HierarchicalPrior(nd.Normal, mu, tau))
-    ```
-    """
-
-    family: Any = eqx.field(static=True)
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-
-    def __init__(self, family: Any, *args: Any, **kwargs: Any):
-        if not callable(family):
-            raise TypeError(f"HierarchicalPrior: `family` must be callable, got {type(family).__name__}")
-        self.family = family
-        self.args = tuple(args)
-        self.kwargs = dict(kwargs)
-
-    @property
-    def distribution(self) -> Any:
-        """The distribution at the arguments' current values."""
-        from .tree import resolve
-
-        args, kwargs = resolve((self.args, self.kwargs))
-        return self.family(*args, **kwargs)
-
-    def log_prob(self, value: Array) -> Float[Array, ""]:
-        return jnp.sum(self.distribution.log_prob(value))
-
-    def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
-        distribution = self.distribution
-        if _is_distrax(distribution):
-            return distribution.sample(seed=key, sample_shape=sample_shape)
-        return distribution.sample(key, sample_shape)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        distribution = self.distribution
-        return tuple(distribution.batch_shape) + tuple(distribution.event_shape)
-
-    @property
-    def event_shape(self) -> tuple[int, ...]:
-        return tuple(self.distribution.event_shape)
-
-    def __repr__(self) -> str:
-        name = getattr(self.family, "__name__", repr(self.family))
-        return f"{name}(<{len(self.args) + len(self.kwargs)} linked arguments>)"
-
-
-def _is_distrax(obj: Any) -> bool:
-    try:
-        import distrax
-    except ImportError:
-        return False
-    return isinstance(obj, distrax.Distribution)
-
-
 def as_prior(obj: Any) -> Prior | None:
     """Wrap a user's distribution as a [`scarlet_like.core.priors.Prior`][].
 
@@ -238,11 +176,10 @@ def as_prior(obj: Any) -> Prior | None:
     """
     if obj is None or isinstance(obj, Prior):
         return obj
-    import numpyro.distributions as numpyro_distributions
 
     if isinstance(obj, numpyro_distributions.Distribution):
         return NumpyroPrior(obj) if _split(obj) is not None else LogProbPrior(obj)
-    if _is_distrax(obj):
+    if is_distrax(obj, "Distribution"):
         return DistraxPrior(obj) if _split(obj) is not None else LogProbPrior(obj)
     if callable(getattr(obj, "log_prob", None)):
         return LogProbPrior(obj)

@@ -10,6 +10,8 @@ import equinox as eqx
 import jax
 from jaxtyping import PyTree
 
+from .resolve import path_to_name
+
 __all__ = ["save", "load"]
 
 _MAGIC = b"scarlet_like-model\n"
@@ -18,8 +20,6 @@ _FORMAT = 1
 
 def _layout(model: PyTree) -> list[dict[str, Any]]:
     """Path, shape and dtype of every array leaf: checked on load before any bytes are read."""
-    from .tree import path_to_name
-
     layout = []
     for path, leaf in jax.tree_util.tree_flatten_with_path(model)[0]:
         if eqx.is_array(leaf):

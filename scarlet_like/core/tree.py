@@ -1,19 +1,22 @@
-"""Walking models: names, partition/combine, ravel, get/set values, fix/free, resolve.
+"""Walking models: names, partition/combine, ravel, get/set values, fix/free, sharing identities.
 
 Every function here takes any pytree holding [`scarlet_like.Parameter`][]s (an `sl.Module`, a list,
 a dict, ...) and returns new trees; nothing is mutated.
 
-Sharing: all spots of a model holding the same `Parameter` object, or copies of it carrying the same
-token, are one *group* with one free entry. A group is named by its first spot in flattening order.
+Sharing: all spots of a model holding copies of one `Parameter` (the same identity, `token`) are one
+*group* with one free entry. A group is named by its first spot in flattening order.
+
+Where a value sits is data, not text: a [`Path`][scarlet_like.core.tree.Path] of keys and
+[`PlateAxis`][scarlet_like.core.tree.PlateAxis] entries, one for each plate around it. The names users
+see (`blobs[:].center`, `blobs[3].center[1]`, `sources[0:4].center`) are written from it by
+`Path.text`, and nowhere else.
 """
 
 from __future__ import annotations
 
-import contextvars
 import difflib
 import math
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,52 +26,96 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from .derived import Derived, DerivedError
 from .parameter import Parameter, ParameterError, _check_value, is_parameter, replace
-from .plate import Plate, Stacked, _axes
+from .plate import Plate, Stacked, member_axes
+from .resolve import key_text, path_to_name, resolve
 
 __all__ = [
-    "partition",
+    "Group",
+    "Path",
+    "PlateAxis",
+    "Unravel",
+    "Walk",
+    "canonical_tokens",
     "combine",
-    "ravel",
-    "resolve",
-    "get_values",
-    "set_values",
+    "entry_names",
     "fix",
     "free",
+    "get_values",
+    "has_parameters",
     "parameters",
-    "entry_names",
+    "partition",
+    "path_to_name",
+    "ravel",
+    "rename_tokens",
+    "resolve",
+    "set_values",
+    "walk",
 ]
 
 
-def path_to_name(path: Sequence[Any]) -> str:
-    """`(GetAttrKey('sources'), SequenceKey(0), GetAttrKey('center'))` -> `sources[0].center`."""
-    text = ""
-    for key in path:
-        if isinstance(key, jax.tree_util.GetAttrKey):
-            text += f".{key.name}"
-        elif isinstance(key, jax.tree_util.SequenceKey):
-            text += f"[{key.idx}]"
-        elif isinstance(key, jax.tree_util.DictKey):
-            text += f"[{key.key!r}]"
-        elif isinstance(key, jax.tree_util.FlattenedIndexKey):
-            text += f"[{key.key}]"
-        else:
-            text += str(key)
-    return text.removeprefix(".")
+@dataclass(frozen=True)
+class PlateAxis:
+    """A plate around a value: the leading axis it adds, and how its members are named."""
+
+    size: int
+    # positions of the members in the list the plate stands for (a stacked list), or None
+    labels: tuple[int, ...] | None = None
+    # identities of the parameters its members share, stored once (not along this axis)
+    shared: frozenset[str] = frozenset()
+
+    @property
+    def marker(self) -> str:
+        """The whole axis in a name: `[:]`, or the list positions it stands for (`[0:4]`, `[1,3,7]`)."""
+        if self.labels is None:
+            return "[:]"
+        first, last = self.labels[0], self.labels[-1]
+        if self.labels == tuple(range(first, last + 1)):
+            return f"[{first}:{last + 1}]"
+        return "[" + ",".join(map(str, self.labels)) + "]"
+
+    def member(self, index: int) -> str:
+        """Member `index` in a name: `[3]`, or its list position."""
+        return f"[{index if self.labels is None else self.labels[index]}]"
+
+
+@dataclass(frozen=True)
+class Path:
+    """Where a value sits in a model: key texts (`.center`, `[0]`) and the plates around it."""
+
+    parts: tuple[str | PlateAxis, ...] = ()
+
+    def extend(self, parts: Iterable[str | PlateAxis]) -> Path:
+        return Path((*self.parts, *parts))
+
+    @property
+    def plates(self) -> tuple[PlateAxis, ...]:
+        return tuple(part for part in self.parts if isinstance(part, PlateAxis))
+
+    def text(self, members: Sequence[int | None] = ()) -> str:
+        """The path as a name; `members[i]` picks a member of the i-th plate (None: the whole axis).
+
+        The one place where names are written from positions.
+        """
+        texts, level = [], 0
+        for part in self.parts:
+            if isinstance(part, PlateAxis):
+                index = members[level] if level < len(members) else None
+                texts.append(part.marker if index is None else part.member(index))
+                level += 1
+            else:
+                texts.append(part)
+        return "".join(texts).removeprefix(".")
 
 
 @dataclass(frozen=True)
 class Spot:
     """One place in a model that holds a Parameter."""
 
-    path: str  # display path; "[:]" marks the axis of each enclosing plate
+    path: Path
     parameter: Parameter
-    batch: tuple[int, ...]  # sizes of the plates this value is stacked over (outermost first)
-    # for each of those plates, the tokens of the parameters it shares unstacked among its members
-    shared: tuple[frozenset[str], ...] = ()
-    # for each of those plates, its mark in `path` and the index each member shows in names
-    marks: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # the plates its value is stacked over, outermost first (those around it that do not share it)
+    plates: tuple[PlateAxis, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,21 +125,81 @@ class Group:
     name: str
     spots: tuple[int, ...]  # indices into `Walk.spots`
     parameter: Parameter  # as found at the first spot
-    batch: tuple[int, ...]
-    shared: tuple[frozenset[str], ...] = ()
-    marks: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    path: Path = Path()  # of the first spot
+    plates: tuple[PlateAxis, ...] = ()  # the plates its value is stacked over, outermost first
 
-    def log_prior(self) -> Array:
-        """The prior's log density at the current value, each plate member's prior applied to it."""
-        return _batched_log_prob(self.parameter.prior, self.parameter.value, self.shared)
+    @property
+    def batch(self) -> tuple[int, ...]:
+        """Sizes of the leading plate axes of the value."""
+        return tuple(plate.size for plate in self.plates)
+
+    @property
+    def shared(self) -> tuple[frozenset[str], ...]:
+        """For each plate axis, the identities its members share."""
+        return tuple(plate.shared for plate in self.plates)
 
     @property
     def free(self) -> bool:
         return not self.parameter.fixed
 
     @property
-    def token(self) -> str | None:
+    def token(self) -> str:
         return self.parameter.token
+
+    def log_prior(self) -> Array:
+        """The prior's log density at the current value, each plate member's prior applied to it."""
+        return _batched_log_prob(self.parameter.prior, self.parameter.value, self.shared)
+
+    def element_names(self, shape: tuple[int, ...], fill: Sequence[int | None] | None = None) -> list[str]:
+        """Names of the scalar elements of a value of this parameter of shape `shape`.
+
+        The leading axes of the plates fill the plates' places in the name (`blobs[3].center[0]`); a
+        parameter given its own `name=` shows every axis as an index (`host_flux[3]`). `fill` is for
+        a value of [`entries`][scarlet_like.core.tree.Group.entries]: the plates already picked there,
+        `None` for the axes it still has.
+        """
+        if self.parameter.name is not None:
+            return [self.parameter.name + _index_text(index) for index in np.ndindex(*shape)]
+        fill = tuple(fill) if fill is not None else (None,) * len(self.plates)
+        open_axes = [level for level, member in enumerate(fill) if member is None][: len(shape)]
+        names = []
+        for index in np.ndindex(*shape):
+            members = list(fill)
+            for level, member in zip(open_axes, index, strict=False):
+                members[level] = member
+            names.append((self.path.text(members) or "value") + _index_text(index[len(open_axes) :]))
+        return names
+
+    def entry_fills(self, value: Any) -> list[tuple[tuple[int | None, ...], Any]]:
+        """The value as [`scarlet_like.get_values`][] shows it: split along the plates that stand for
+        list elements (`sources[0:3]`), kept along the others (`blobs[:]`). Pairs of (members picked,
+        `None` where the axis is kept) and values."""
+        if self.parameter.name is not None:
+            return [((None,) * len(self.plates), value)]
+
+        def split(fill: tuple[int | None, ...], value: Any, axis: int) -> list[Any]:
+            if len(fill) == len(self.plates):
+                return [(fill, value)]
+            plate = self.plates[len(fill)]
+            if plate.labels is None:
+                return split((*fill, None), value, axis + 1)
+            return [
+                pair
+                for index in range(plate.size)
+                for pair in split((*fill, index), jnp.take(value, index, axis=axis), axis)
+            ]
+
+        return split((), value, 0)
+
+    def entries(self, value: Any) -> dict[str, Any]:
+        """`{name: value}` as in [`scarlet_like.get_values`][] (see `entry_fills`)."""
+        if self.parameter.name is not None:
+            return {self.name: value}
+        return {self.path.text(fill) or "value": part for fill, part in self.entry_fills(value)}
+
+
+def _index_text(index: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, index)) + "]" if index else ""
 
 
 @dataclass(frozen=True)
@@ -101,10 +208,21 @@ class Walk:
 
     spots: list[Spot]
     groups: list[Group]
-    rebuild: Callable[[list[Parameter]], PyTree]  # new Parameters, one per spot -> new model
+    # new Parameters, one per spot (with the identities of the old ones) -> new model
+    rebuild: Callable[[list[Parameter]], PyTree]
+
+    def replaced(self, changes: Mapping[int, Mapping[str, Any]]) -> PyTree:
+        """The model with some groups' Parameters changed (`{group index: {field: value}}`) in every
+        spot; changing identities is [`rename_tokens`][scarlet_like.core.tree.rename_tokens]' job."""
+        parameters = [spot.parameter for spot in self.spots]
+        for group_index, fields in changes.items():
+            for spot in self.groups[group_index].spots:
+                parameters[spot] = replace(parameters[spot], **fields)
+        return self.rebuild(parameters)
 
 
-def _has_parameters(tree: Any) -> bool:
+def has_parameters(tree: Any) -> bool:
+    """Whether `tree` holds any Parameter."""
     return any(is_parameter(leaf) for leaf in jax.tree_util.tree_leaves(tree, is_leaf=is_parameter))
 
 
@@ -116,118 +234,89 @@ def _batched_log_prob(prior: Any, value: Array, shared: tuple[frozenset[str], ..
     if not shared:
         return prior.log_prob(value)
     inner = lambda prior, value: _batched_log_prob(prior, value, shared[1:])  # noqa: E731
-    per_member = jax.vmap(inner, in_axes=(_axes(prior, shared[0]), 0))(prior, value)
+    per_member = jax.vmap(inner, in_axes=(member_axes(prior, shared[0]), 0))(prior, value)
     return jnp.sum(per_member)
 
 
-def _descend(
-    tree: PyTree,
-    prefix: str,
-    batch: tuple[int, ...],
-    shared: tuple[frozenset[str], ...],
-    marks: tuple[tuple[str, tuple[int, ...]], ...] = (),
-) -> tuple[list[Spot], Callable[[list[Parameter]], PyTree]]:
-    """Spots of `tree` in flattening order (a Parameter before the Parameters of its prior)."""
+Rebuild = Callable[[list[Parameter]], Any]
+
+
+def _descend(tree: PyTree, path: Path, plates: tuple[PlateAxis, ...]) -> tuple[list[Spot], Rebuild]:
+    """Spots of `tree` in flattening order (a Parameter before the Parameters of its prior).
+
+    `plates` are the plates around `tree` whose axes its arrays carry, outermost first.
+    """
     with_paths, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_walk_node)
     spots: list[Spot] = []
-    # How to put each leaf back: (kind, first spot, number of inner spots, inner rebuild, node)
-    plan: list[tuple[str, int, int, Any, Any]] = []
+    # How to put each leaf back: (first spot, number of spots, rebuild of them or None, leaf)
+    plan: list[tuple[int, int, Rebuild | None, Any]] = []
     for key_path, leaf in with_paths:
-        path = _join(prefix, path_to_name(key_path))
+        here = path.extend(key_text(key) for key in key_path)
+        start = len(spots)
         if is_parameter(leaf):
-            start = len(spots)
             # A parameter shared by the members of a plate is not stacked over that plate (nor over
             # the plates inside it).
-            depth = next(
-                (
-                    level
-                    for level, tokens in enumerate(shared)
-                    if leaf.token is not None and leaf.token in tokens
-                ),
-                len(shared),
-            )
-            own_batch, own_shared, own_marks = batch[:depth], shared[:depth], marks[:depth]
-            spots.append(Spot(path=path, parameter=leaf, batch=own_batch, shared=own_shared, marks=own_marks))
-            if leaf.prior is not None and _has_parameters(leaf.prior):
-                inner, rebuild_prior = _descend(leaf.prior, path + ".prior", own_batch, own_shared, own_marks)
-                spots.extend(inner)
-                plan.append(("parameter", start, len(inner), rebuild_prior, None))
-            else:
-                plan.append(("parameter", start, 0, None, None))
+            depth = next((level for level, plate in enumerate(plates) if leaf.token in plate.shared), None)
+            own = plates if depth is None else plates[:depth]
+            spots.append(Spot(path=here, parameter=leaf, plates=own))
+            inner, rebuild_inner = [], None
+            if leaf.prior is not None and has_parameters(leaf.prior):
+                inner, rebuild_inner = _descend(leaf.prior, here.extend([".prior"]), own)
+            spots.extend(inner)
+            plan.append((start, 1 + len(inner), _parameter_rebuild(rebuild_inner), leaf))
         elif isinstance(leaf, Plate):
-            start = len(spots)
-            inner, rebuild_members = _descend_plate(leaf, path, batch, shared, marks)
+            inner, rebuild_inner = _descend_plate(leaf, here, plates)
             spots.extend(inner)
-            plan.append(("plate", start, len(inner), rebuild_members, leaf))
+            plan.append((start, len(inner), rebuild_inner, leaf))
         elif isinstance(leaf, Stacked):
-            start = len(spots)
-            inner, rebuild_parts = _descend_stacked(leaf, path, batch, shared, marks)
+            inner, rebuild_inner = _descend_stacked(leaf, here, plates)
             spots.extend(inner)
-            plan.append(("stacked", start, len(inner), rebuild_parts, leaf))
+            plan.append((start, len(inner), rebuild_inner, leaf))
         else:
-            plan.append(("leaf", 0, 0, None, leaf))
+            plan.append((start, 0, None, leaf))
 
     def rebuild(parameters: list[Parameter]) -> PyTree:
-        leaves = []
-        for kind, start, count, inner_rebuild, node in plan:
-            if kind == "leaf":
-                leaves.append(node)
-            elif kind == "parameter":
-                parameter = parameters[start]
-                if inner_rebuild is not None:
-                    prior = inner_rebuild(parameters[start + 1 : start + 1 + count])
-                    parameter = replace(parameter, prior=prior)
-                leaves.append(parameter)
-            else:
-                leaves.append(inner_rebuild(parameters[start : start + count]))
+        leaves = [
+            leaf if inner is None else inner(parameters[start : start + count])
+            for start, count, inner, leaf in plan
+        ]
         return jax.tree_util.tree_unflatten(treedef, leaves)
 
     return spots, rebuild
 
 
-def _descend_plate(
-    plate: Plate,
-    path: str,
-    batch: tuple[int, ...],
-    shared: tuple[frozenset[str], ...],
-    marks: tuple[tuple[str, tuple[int, ...]], ...],
-) -> tuple[list[Spot], Callable[[list[Parameter]], Plate]]:
-    mark = plate.marker
-    labels = plate.labels if plate.labels is not None else tuple(range(plate.size))
-    spots, rebuild_members = _descend(
-        plate.members, path + mark, (*batch, plate.size), (*shared, plate.shared), (*marks, (mark, labels))
-    )
+def _parameter_rebuild(rebuild_prior: Rebuild | None) -> Rebuild:
+    def rebuild(parameters: list[Parameter]) -> Parameter:
+        parameter = parameters[0]
+        if rebuild_prior is not None:
+            parameter = replace(parameter, prior=rebuild_prior(parameters[1:]))
+        return parameter
 
-    def rebuild(new_members: list[Parameter]) -> Plate:
-        members = rebuild_members(new_members)
-        # tokens may have been renamed (stacking a plate of plates): keep `shared` in step
-        renamed = {
-            old.parameter.token: new.token
-            for old, new in zip(spots, new_members, strict=True)
-            if old.parameter.token is not None
-        }
-        shared_tokens = frozenset(renamed.get(token, token) for token in plate.shared)
-        return Plate(members=members, size=plate.size, shared=shared_tokens, labels=plate.labels)
+    return rebuild
 
-    return spots, rebuild
+
+def _descend_plate(plate: Plate, path: Path, plates: tuple[PlateAxis, ...]) -> tuple[list[Spot], Rebuild]:
+    if plate.stacked(len(plates)):
+        axis = PlateAxis(size=plate.size, labels=plate.labels, shared=plate.shared)
+        spots, rebuild_members = _descend(plate.members, path.extend([axis]), (*plates, axis))
+    else:
+        # inside a `vmap` over the plate: one member, a model of its own
+        spots, rebuild_members = _descend(plate.members, path, plates)
+    return spots, lambda parameters: plate.with_members(rebuild_members(parameters))
 
 
 def _descend_stacked(
-    stacked: Stacked,
-    path: str,
-    batch: tuple[int, ...],
-    shared: tuple[frozenset[str], ...],
-    marks: tuple[tuple[str, tuple[int, ...]], ...],
-) -> tuple[list[Spot], Callable[[list[Parameter]], Stacked]]:
+    stacked: Stacked, path: Path, plates: tuple[PlateAxis, ...]
+) -> tuple[list[Spot], Rebuild]:
     """A stacked list is named as the list it stands for: `sources[3]`, `sources[0:7]`."""
     spots: list[Spot] = []
     pieces = []
     for index, part in enumerate(stacked.parts):
         if isinstance(part, Plate):
-            inner, rebuild_part = _descend_plate(part, path, batch, shared, marks)
+            inner, rebuild_part = _descend_plate(part, path, plates)
         else:
             position = next(p for p, (which, _) in enumerate(stacked.order) if which == index)
-            inner, rebuild_part = _descend(part, f"{path}[{position}]", batch, shared, marks)
+            inner, rebuild_part = _descend(part, path.extend([f"[{position}]"]), plates)
         pieces.append((len(spots), len(inner), rebuild_part))
         spots.extend(inner)
 
@@ -240,100 +329,110 @@ def _descend_stacked(
     return spots, rebuild
 
 
-def _join(prefix: str, path: str) -> str:
-    if not prefix:
-        return path
-    if not path or path.startswith("["):
-        return prefix + path
-    return f"{prefix}.{path}"
-
-
 def walk(model: PyTree) -> Walk:
-    """Take `model` apart into its Parameter spots and group spots that are one parameter.
+    """Take `model` apart into its Parameter spots and group the spots that are one parameter.
 
-    Spots holding the very same Parameter object, or Parameters with the same sharing token, form one
-    group, named after its first spot (or the Parameter's own `name`). A Parameter object found in
-    several spots is given a token, written into the object itself: from then on the sharing
-    survives `tree_at`, copies, stacking and serialisation of any model that holds it.
+    Spots holding Parameters of one identity (`token`: the same Parameter, or a copy of it) form one
+    group, named after its first spot (or the Parameter's own `name`). Pure: nothing is changed.
     """
-    spots, rebuild = _descend(model, "", (), ())
-    members: dict[Any, list[int]] = {}
+    spots, rebuild = _descend(model, Path(), ())
+    members: dict[str, list[int]] = {}
     for index, spot in enumerate(spots):
-        parameter = spot.parameter
-        key = ("token", parameter.token) if parameter.token is not None else ("object", id(parameter))
-        members.setdefault(key, []).append(index)
+        members.setdefault(spot.parameter.token, []).append(index)
     groups = []
-    for key, indices in members.items():
+    for indices in members.values():
         first = spots[indices[0]]
-        if len(indices) > 1 and key[0] == "object":
-            # Same object in several spots: annotate it (construction-time metadata, not state).
-            object.__setattr__(first.parameter, "token", uuid.uuid4().hex)
-        name = first.parameter.name or first.path or "value"
         groups.append(
             Group(
-                name=name,
+                name=first.parameter.name or first.path.text() or "value",
                 spots=tuple(indices),
                 parameter=first.parameter,
-                batch=first.batch,
-                shared=first.shared,
-                marks=first.marks,
+                path=first.path,
+                plates=first.plates,
             )
         )
-    groups.sort(key=lambda group: group.spots[0])
-    _check_unique_names(groups)
+    check_unique_names(groups)
     return Walk(spots=spots, groups=groups, rebuild=rebuild)
 
 
-def _check_unique_names(groups: list[Group]) -> None:
-    seen: dict[str, Group] = {}
+def check_unique_names(groups: Sequence[Group]) -> None:
+    """Raise a `ParameterError` if two different parameters have one name."""
+    seen: set[str] = set()
     for group in groups:
         if group.name in seen:
             raise ParameterError(
                 f"two different parameters are named '{group.name}'; names must be unique "
                 "(give one of them another `name=`)"
             )
-        seen[group.name] = group
+        seen.add(group.name)
 
 
-def _replaced(tree: Walk, changes: dict[int, dict[str, Any]]) -> PyTree:
-    """Rebuild with some groups' Parameters changed (`{group index: {field: value}}`) in every spot."""
-    parameters = [spot.parameter for spot in tree.spots]
-    for group_index, fields in changes.items():
-        for spot in tree.groups[group_index].spots:
-            parameters[spot] = replace(parameters[spot], **fields)
-    return tree.rebuild(parameters)
+def _is_identity_node(node: Any) -> bool:
+    return is_parameter(node) or isinstance(node, Plate)
+
+
+def rename_tokens(tree: PyTree, mapping: Mapping[str, str]) -> PyTree:
+    """`tree` with the Parameter identities in `mapping` renamed, everywhere they appear (Parameters,
+    their priors, the shared identities of plates and the members' identities they keep).
+
+    The one function that changes identities: [`canonical_tokens`][scarlet_like.core.tree.canonical_tokens],
+    stacking and batched fits all use it.
+    """
+
+    def rename(node: Any) -> Any:
+        if is_parameter(node):
+            prior = None if node.prior is None else rename_tokens(node.prior, mapping)
+            return replace(node, token=mapping.get(node.token, node.token), prior=prior)
+        if isinstance(node, Plate):
+            identities = node.identities
+            if identities is not None:
+                identities = tuple(tuple(mapping.get(t, t) for t in member) for member in identities)
+            return node.with_members(
+                rename_tokens(node.members, mapping),
+                shared=frozenset(mapping.get(token, token) for token in node.shared),
+                identities=identities,
+            )
+        return node
+
+    return jax.tree_util.tree_map(rename, tree, is_leaf=_is_identity_node)
+
+
+def tokens(tree: PyTree) -> list[str]:
+    """Every Parameter identity in `tree`, once, in order of first appearance (plates' kept member
+    identities after their members)."""
+    found: dict[str, None] = {}
+
+    def visit(tree: PyTree) -> None:
+        for node in jax.tree_util.tree_leaves(tree, is_leaf=_is_identity_node):
+            if is_parameter(node):
+                found.setdefault(node.token)
+                if node.prior is not None:
+                    visit(node.prior)
+            elif isinstance(node, Plate):
+                visit(node.members)
+                for member in node.identities or ():
+                    found.update(dict.fromkeys(member))
+
+    visit(tree)
+    return list(found)
 
 
 def canonical_tokens(tree: PyTree) -> tuple[PyTree, Callable[[PyTree], PyTree]]:
-    """Number the sharing tokens of `tree` by first appearance, and give the way back.
+    """Number the Parameter identities of `tree` by first appearance, and give the way back.
 
-    Sharing tokens are unique identifiers, so two models built the same way differ in them. Code that
-    needs one structure for both (a compile cache, a stack) works on the canonical form and maps its
-    results back, so that user-visible models never carry the numbered tokens (which would collide
+    Identities are unique, so two models built the same way differ in them. Code that needs one
+    structure for both (a compile cache, a stack) works on the canonical form and maps its results
+    back, so that user-visible models never carry the numbered identities (which would collide
     between models).
 
     **Returns:**
 
-    `(canonical_tree, restore)`, where `restore` maps any tree carrying the numbered tokens back to the
-    original ones.
+    `(canonical_tree, restore)`, where `restore` maps any tree carrying the numbered identities back
+    to the original ones.
     """
-    found = walk(tree)
-    forward: dict[str, str] = {}
-    for group in found.groups:
-        if group.token is not None and group.token not in forward:
-            forward[group.token] = f"#{len(forward)}"
+    forward = {token: f"#{number}" for number, token in enumerate(tokens(tree))}
     backward = {number: token for token, number in forward.items()}
-
-    def renamed(target: PyTree, mapping: dict[str, str]) -> PyTree:
-        target_walk = walk(target) if target is not tree else found
-        changes = {
-            index: {"token": mapping[group.token]}
-            for index, group in enumerate(target_walk.groups)
-            if group.token in mapping
-        }
-        return _replaced(target_walk, changes) if changes else target
-
-    return renamed(tree, forward), lambda other: renamed(other, backward)
+    return rename_tokens(tree, forward), lambda other: rename_tokens(other, backward)
 
 
 def parameters(model: PyTree, *, free_only: bool = False) -> dict[str, Parameter]:
@@ -372,7 +471,7 @@ def partition(model: PyTree) -> tuple[dict[str, Array], PyTree]:
         if group.free:
             free_values[group.name] = group.parameter.unconstrained()
             changes[index] = {"value": None}
-    return free_values, _replaced(tree, changes)
+    return free_values, tree.replaced(changes)
 
 
 def combine(free: dict[str, Array], rest: PyTree) -> PyTree:
@@ -395,7 +494,7 @@ def combine(free: dict[str, Array], rest: PyTree) -> PyTree:
             if group.name not in free:
                 raise KeyError(f"combine: `free` has no value for the free parameter '{group.name}'")
             changes[index] = {"value": group.parameter.constraint.forward(free[group.name])}
-    return _replaced(tree, changes)
+    return tree.replaced(changes)
 
 
 class Unravel(eqx.Module):
@@ -439,7 +538,19 @@ class Unravel(eqx.Module):
         for group in walk(self.rest).groups:
             if group.free:
                 shape = group.parameter.constraint.constrained_shape(shapes[group.name])
-                names.extend(split_labelled(group.name, np.zeros(shape, np.int8), group.marks))
+                names.extend(group.entries(np.zeros(shape, np.int8)))
+        return tuple(names)
+
+    def value_element_names(self) -> tuple[str, ...]:
+        """One name per scalar element of the values of [`scarlet_like.get_values`][], in order:
+        `blobs[:].center` of shape `(3, 2)` gives `blobs[0].center[0]`, ..., `blobs[2].center[1]`."""
+        shapes = dict(zip(self.names, self.shapes, strict=True))
+        names: list[str] = []
+        for group in walk(self.rest).groups:
+            if group.free:
+                shape = group.parameter.constraint.constrained_shape(shapes[group.name])
+                for fill, value in group.entry_fills(np.zeros(shape, np.int8)):
+                    names.extend(group.element_names(tuple(value.shape), fill))
         return tuple(names)
 
 
@@ -470,31 +581,6 @@ def ravel(model: PyTree) -> tuple[Float[Array, " n"], Unravel]:
     return x, unravel
 
 
-def element_names(
-    name: str, shape: tuple[int, ...], marks: tuple[tuple[str, tuple[int, ...]], ...] = ()
-) -> list[str]:
-    """Names of the scalar elements of an array called `name`: `center` of shape (2,) gives
-    `center[0]`, `center[1]`; the leading axes of plates fill their marks in `name`, in order
-    (`blobs[:].flux` gives `blobs[3].flux`; `marks` pairs each mark with the labels of its axis)."""
-    if shape == ():
-        return [name]
-    # plates whose mark the name shows (a parameter given its own `name=` shows none)
-    marked, remaining = 0, name
-    for mark, _ in marks[: len(shape)]:
-        if mark not in remaining:
-            break
-        remaining = remaining.replace(mark, "", 1)
-        marked += 1
-    names = []
-    for index in np.ndindex(*shape):
-        text = name
-        for (mark, labels), i in zip(marks[:marked], index[:marked], strict=True):
-            text = text.replace(mark, f"[{labels[i]}]", 1)
-        rest = index[marked:]
-        names.append(text + ("[" + ", ".join(map(str, rest)) + "]" if rest else ""))
-    return names
-
-
 def entry_names(model: PyTree) -> tuple[str, ...]:
     """One readable name per entry of the flat vector of [`scarlet_like.ravel`][].
 
@@ -508,84 +594,8 @@ def entry_names(model: PyTree) -> tuple[str, ...]:
         if group.free:
             parameter = group.parameter
             shape = parameter.constraint.unconstrained_shape(tuple(parameter.value.shape))
-            names.extend(element_names(group.name, tuple(shape), group.marks))
+            names.extend(group.element_names(tuple(shape)))
     return tuple(names)
-
-
-def _is_resolve_node(node: Any) -> bool:
-    return is_parameter(node) or isinstance(node, Derived | Plate)
-
-
-def resolve(model: PyTree) -> PyTree:
-    """Replace every Parameter by its value and every [`scarlet_like.Derived`][] by its result.
-
-    **Arguments:**
-
-    - `model`: any pytree holding Parameters.
-
-    **Returns:**
-
-    The same structure with plain arrays where Parameters and derived values were: what model methods
-    see. All spots of a shared parameter get the value of its first spot. Inside a plate, members are
-    resolved one by one (`vmap`) and every result is stacked.
-    """
-    by_token: dict[str, Any] = {}
-    for leaf in jax.tree_util.tree_leaves(model, is_leaf=is_parameter):
-        if is_parameter(leaf) and leaf.token is not None:
-            by_token.setdefault(leaf.token, leaf.value)
-    return _resolve(model, by_token)
-
-
-# The derived values being computed in this context, innermost last. A derived function may resolve
-# other parts of a model it refers to (a closure over another model, a caskade-style link); if that
-# leads back to a value still being computed, the values depend on each other in a cycle.
-_COMPUTING: contextvars.ContextVar[tuple[Derived, ...]] = contextvars.ContextVar(
-    "scarlet_like_computing", default=()
-)
-
-
-def _resolve(tree: PyTree, by_token: dict[str, Any]) -> PyTree:
-    def one(key_path: Any, node: Any) -> Any:
-        if is_parameter(node):
-            return by_token.get(node.token, node.value) if node.token is not None else node.value
-        if isinstance(node, Derived):
-            return _compute(node, path_to_name(key_path), by_token)
-        if isinstance(node, Plate):
-            return _resolve_plate(node, by_token)
-        return node
-
-    return jax.tree_util.tree_map_with_path(one, tree, is_leaf=_is_resolve_node)
-
-
-def _compute(node: Derived, path: str, by_token: dict[str, Any]) -> Any:
-    computing = _COMPUTING.get()
-    if any(node is other for other in computing):
-        start = next(i for i, other in enumerate(computing) if other is node)
-        chain = " -> ".join(d.label for d in (*computing[start:], node))
-        raise DerivedError(f"derived values form a cycle: {chain}")
-    reset = _COMPUTING.set((*computing, node))
-    try:
-        inputs = _resolve(node.inputs, by_token)
-        try:
-            return node.fn(*inputs)
-        except DerivedError:
-            raise
-        except Exception as error:
-            shapes = ", ".join(str(jax.tree_util.tree_map(lambda a: tuple(jnp.shape(a)), x)) for x in inputs)
-            where = f" at '{path}'" if path else ""
-            raise DerivedError(
-                f"Derived '{node.label}'{where} failed on its resolved inputs (shapes {shapes}): "
-                f"{type(error).__name__}: {error}"
-            ) from error
-    finally:
-        _COMPUTING.reset(reset)
-
-
-def _resolve_plate(plate: Plate, by_token: dict[str, Any]) -> Plate:
-    # Shared (unstacked) values come from outside the vmap; the members' own values are mapped.
-    outer = {token: value for token, value in by_token.items() if token in plate.shared}
-    members = jax.vmap(lambda member: _resolve(member, outer), in_axes=(plate.in_axes(),))(plate.members)
-    return Plate(members=members, size=plate.size, shared=frozenset(), labels=plate.labels)
 
 
 def get_values(model: PyTree) -> dict[str, Array]:
@@ -599,30 +609,8 @@ def get_values(model: PyTree) -> dict[str, Array]:
     values: dict[str, Array] = {}
     for group in walk(model).groups:
         if group.free:
-            values.update(split_labelled(group.name, group.parameter.value, group.marks))
+            values.update(group.entries(group.parameter.value))
     return values
-
-
-def split_labelled(
-    name: str, value: Any, marks: tuple[tuple[str, tuple[int, ...]], ...], axis: int = 0
-) -> dict[str, Any]:
-    """`{name: value}`, with the axes of labelled plates (a stacked list) split into the list's elements.
-
-    `sources[0:3].center` of shape `(3, 2)` becomes `sources[0].center`, `sources[1].center` and
-    `sources[2].center`; the axes of ordinary plates stay (`blobs[:].center`).
-    """
-    for level, (mark, labels) in enumerate(marks):
-        if mark not in name:
-            break
-        if mark == "[:]":
-            axis += 1
-            continue
-        out: dict[str, Any] = {}
-        for index, label in enumerate(labels):
-            member = jnp.take(value, index, axis=axis)
-            out.update(split_labelled(name.replace(mark, f"[{label}]", 1), member, marks[level + 1 :], axis))
-        return out
-    return {name: value}
 
 
 def set_values(model: PyTree, values: dict[str, ArrayLike] | ArrayLike) -> PyTree:
@@ -674,7 +662,7 @@ def set_values(model: PyTree, values: dict[str, ArrayLike] | ArrayLike) -> PyTre
             )
         _check_value(new_value, old.constraint, None, f"set_values: parameter '{name}'")
         changes[index] = {"value": new_value}
-    return _replaced(tree, changes)
+    return tree.replaced(changes)
 
 
 Where = Callable[[PyTree], Any] | str | Sequence[str]
@@ -685,14 +673,8 @@ def _selected_groups(tree: Walk, model: PyTree, where: Where, caller: str) -> li
     if callable(where):
         selected = where(model)
         nodes = selected if isinstance(selected, list | tuple) else [selected]
-        chosen: list[Any] = []
-        for node in nodes:
-            chosen.extend(spot.parameter for spot in _descend(node, "", (), ())[0])
-        picked = [
-            index
-            for index, group in enumerate(tree.groups)
-            if any(tree.spots[spot].parameter is p for spot in group.spots for p in chosen)
-        ]
+        chosen = {spot.parameter.token for node in nodes for spot in _descend(node, Path(), ())[0]}
+        picked = [index for index, group in enumerate(tree.groups) if group.token in chosen]
         if not picked:
             raise ParameterError(f"{caller}: `where` selected no Parameter of the model")
         return picked
@@ -715,7 +697,7 @@ def _selected_groups(tree: Walk, model: PyTree, where: Where, caller: str) -> li
 def _set_fixed(model: PyTree, where: Where, fixed: bool, caller: str) -> PyTree:
     tree = walk(model)
     picked = _selected_groups(tree, model, where, caller)
-    return _replaced(tree, {index: {"fixed": fixed} for index in picked})
+    return tree.replaced({index: {"fixed": fixed} for index in picked})
 
 
 def fix(model: PyTree, where: Where) -> PyTree:

@@ -14,10 +14,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, PyTree
 
-from ..core.density import LogDensity
-from ..core.parameter import replace
-from ..core.plate import Plate, PlateError, stack, unstack
-from ..core.tree import canonical_tokens, walk
+from ..core import LogDensity, Plate, PlateError, canonical_tokens, stack, unstack, walk
 from .optimize import (
     FitResult,
     _default_optimizer,
@@ -385,20 +382,9 @@ def _stack_models(models: list[PyTree]) -> Plate:
         plate = stack(models)
     except PlateError as error:
         raise PlateError(f"fit_many: the blends' models differ in structure: {_in_blends(error)}") from None
-    # `stack` gives the parameters shared inside each blend fresh random tokens. Tokens are static
-    # metadata of the compiled computation: new ones at every call would mean a new compilation.
-    tree = walk(plate.members)
-    renamed: dict[str, str] = {}
-    for spot in tree.spots:
-        token = spot.parameter.token
-        if token is not None and token not in renamed:
-            renamed[token] = f"fit_many-{len(renamed)}"
-    parameters = [
-        replace(spot.parameter, token=renamed.get(spot.parameter.token, spot.parameter.token))
-        for spot in tree.spots
-    ]
-    shared = frozenset(renamed.get(token, token) for token in plate.shared)
-    return Plate(members=tree.rebuild(parameters), size=plate.size, shared=shared)
+    # Identities are static metadata of the compiled computation: numbered canonically, they are the
+    # same at every call, and one computation serves them all.
+    return canonical_tokens(plate)[0]
 
 
 def _stack_likelihoods(likelihoods: list[Any]) -> tuple[PyTree, PyTree]:

@@ -25,8 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ..core.density import LogDensity
-from ..core.tree import Unravel, split_labelled, walk
+from ..core import LogDensity, Unravel, walk
 from .optimize import fit as fit_mode
 
 __all__ = ["Laplace", "laplace"]
@@ -109,7 +108,7 @@ def _split_std(unravel: Unravel, std: dict[str, Array]) -> dict[str, Array]:
     out: dict[str, Array] = {}
     for group in walk(unravel.rest).groups:
         if group.free:
-            out.update(split_labelled(group.name, std[group.name], group.marks))
+            out.update(group.entries(std[group.name]))
     return out
 
 

@@ -14,8 +14,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
-from ..core.density import LogDensity
-from ..core.tree import canonical_tokens
+from ..core import LogDensity, canonical_tokens
 
 __all__ = ["FitResult", "fit", "preconditioner"]
 

@@ -48,10 +48,18 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from numpyro.distributions import constraints as numpyro_constraints
 
+from ..core import (
+    LogDensity,
+    Unravel,
+    canonical_tokens,
+    entry_names,
+    get_values,
+    ravel,
+    stacked_lists,
+    unstacked_lists,
+    walk,
+)
 from ..core import constraints as sl_constraints
-from ..core.density import LogDensity
-from ..core.layout import stacked_lists, unstacked_lists
-from ..core.tree import Unravel, canonical_tokens, element_names, entry_names, get_values, ravel, walk
 from .optimize import FitResult
 
 __all__ = ["ImproperPriorWarning", "Posterior", "sample"]
@@ -776,13 +784,9 @@ class Posterior(eqx.Module):
 
         A printable table (with a line about divergences, step sizes and E-BFMI), or the dict.
         """
-        names, columns = [], []
-        plates = {group.name: len(group.batch) for group in walk(self.unravel.rest).groups}
-        for name, value in self.values.items():
+        names, columns = self.unravel.value_element_names(), []
+        for value in self.values.values():
             value = np.asarray(value, np.float64)
-            shape = value.shape[2:]
-            marks = tuple(("[:]", tuple(range(size))) for size in shape[: plates.get(name, 0)])
-            names.extend(element_names(name, shape, marks))
             columns.append(value.reshape(*value.shape[:2], -1))
         stats = _diagnostics(np.concatenate(columns, axis=-1))
         table = {name: {k: float(v[i]) for k, v in stats.items()} for i, name in enumerate(names)}

@@ -11,10 +11,7 @@ import jax.numpy as jnp
 import numpyro.distributions as numpyro_distributions
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from ..core.parameter import is_parameter
-from ..core.plate import _axes
-from ..core.priors import Prior
-from ..core.tree import Group, Walk, _has_parameters, _replaced, get_values, parameters, walk
+from ..core import Group, Prior, Walk, get_values, has_parameters, is_parameter, member_axes, parameters, walk
 
 __all__ = ["sample_prior"]
 
@@ -72,14 +69,14 @@ def _draw_model(model: PyTree, key: PRNGKeyArray) -> PyTree:
     # Priors with fixed numbers first, all at once; then priors depending on other parameters, each once
     # the parameters it depends on have their drawn values in the model.
     linked = {
-        group.name: _dependencies(tree, group) for _, group in free if _has_parameters(group.parameter.prior)
+        group.name: _dependencies(tree, group) for _, group in free if has_parameters(group.parameter.prior)
     }
     changes = {
         index: {"value": _draw_value(group, keys[group.name])}
         for index, group in free
         if group.name not in linked
     }
-    current = _replaced(tree, changes)
+    current = tree.replaced(changes)
     waiting = dict(linked)
     while waiting:
         ready = [name for name, needs in waiting.items() if not needs & waiting.keys()]
@@ -91,19 +88,18 @@ def _draw_model(model: PyTree, key: PRNGKeyArray) -> PyTree:
         for name in ready:
             tree = walk(current)
             index = next(i for i, group in enumerate(tree.groups) if group.name == name)
-            current = _replaced(tree, {index: {"value": _draw_value(tree.groups[index], keys[name])}})
+            current = tree.replaced({index: {"value": _draw_value(tree.groups[index], keys[name])}})
             del waiting[name]
     return current
 
 
 def _dependencies(tree: Walk, group: Group) -> set[str]:
     """Names of the free parameters that `group`'s prior is built from."""
-    by_token = {g.token: g.name for g in tree.groups if g.token is not None and g.free}
-    by_object = {id(g.parameter): g.name for g in tree.groups if g.token is None and g.free}
+    by_token = {g.token: g.name for g in tree.groups if g.free}
     found = set()
     for leaf in jax.tree_util.tree_leaves(group.parameter.prior, is_leaf=is_parameter):
         if is_parameter(leaf):
-            name = by_token.get(leaf.token) if leaf.token is not None else by_object.get(id(leaf))
+            name = by_token.get(leaf.token)
             if name is not None:
                 found.add(name)
     return found
@@ -123,7 +119,7 @@ def _draw(
     if shared:
         members = jax.random.split(key, shape[0])
         inner = lambda prior, key: _draw(prior, key, shape[1:], shared[1:], name)  # noqa: E731
-        return jax.vmap(inner, in_axes=(_axes(prior, shared[0]), 0))(prior, members)
+        return jax.vmap(inner, in_axes=(member_axes(prior, shared[0]), 0))(prior, members)
     prior_shape = prior.shape
     extra = shape if prior_shape is None else shape[: max(len(shape) - len(prior_shape), 0)]
     draw = _sample(prior, key, extra)

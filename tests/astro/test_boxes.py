@@ -287,7 +287,7 @@ def test_rebox_sizes_boxes_again_from_the_current_values():
                 sl.SersicMorphology(1.0, sl.Parameter(1.0, constraint=sl.constraints.positive())),
             )
     shared = scene.sources[0].spectrum
-    with scene:
+    with sl.Scene(frame, sources=scene.sources) as scene:
         sl.Source((200.0, 200.0), shared, sl.SersicMorphology(1.0, 1.0), box=8)
     # the first galaxy grew during a "fit"
     grown = eqx.tree_at(lambda s: s.sources[0].morphology.r_half.value, scene, jnp.asarray(4.0))

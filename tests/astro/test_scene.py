@@ -26,9 +26,15 @@ def test_sources_join_the_scene_being_built():
         first = galaxy()
         sl.PointSource((5.0, 5.0), jnp.array([3.0, 4.0]))
     assert len(scene) == 2 and scene.sources[0] is first
-    with scene:  # re-entering adds sources
+    # a built scene does not change: more sources make a new scene, the old one is left as it was
+    with pytest.raises(sl.SceneError, match=r"already built.*sl.Scene\(scene.frame, sources=scene.sources\)"):
+        with scene:
+            galaxy((14.0, 10.0))
+    with sl.Scene(frame, sources=scene.sources) as bigger:
         galaxy((14.0, 10.0))
-    assert len(scene) == 3
+    assert len(scene) == 2
+    scene = bigger
+    assert len(scene) == 3 and scene.sources[0] is first
     image = scene()
     assert image.shape == (2, 20, 24)
     np.testing.assert_allclose(image.sum(axis=(1, 2)), [1.0 + 3.0 + 1.0, 2.0 + 4.0 + 2.0], rtol=1e-3)

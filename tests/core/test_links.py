@@ -74,11 +74,19 @@ def test_equal_floats_never_merge():
     assert sl.ravel(model)[0].shape == (2,)
 
 
-def test_models_built_the_same_way_have_the_same_structure():
+def test_models_built_the_same_way_have_the_same_canonical_structure():
+    from scarlet_like.core import canonical_tokens
+
     def build():
         return Pair(first=light_curve(), second=Line(slope=sl.Parameter(1.0), intercept=sl.Parameter(2.0)))
 
-    assert jax.tree_util.tree_structure(build()) == jax.tree_util.tree_structure(build())
+    first, second = build(), build()
+    # every Parameter has its own identity from birth: separate builds never merge by accident ...
+    assert jax.tree_util.tree_structure(first) != jax.tree_util.tree_structure(second)
+    # ... and compiled code, which sees the identities numbered by first appearance, is shared
+    assert jax.tree_util.tree_structure(canonical_tokens(first)[0]) == jax.tree_util.tree_structure(
+        canonical_tokens(second)[0]
+    )
 
 
 def test_derived_values():
@@ -169,7 +177,7 @@ def test_meta_attachment_is_outside_the_parameter_space():
 
 
 def test_models_with_sharing_built_the_same_way_have_one_canonical_structure():
-    from scarlet_like.core.tree import canonical_tokens
+    from scarlet_like.core import canonical_tokens
 
     def build():
         shared = sl.Parameter(2.0)
