@@ -112,6 +112,19 @@ class Plate(Resolvable):
     def __len__(self) -> int:
         return self.size
 
+    def __getattr__(self, name: str) -> Any:
+        # Inside a `vmap` over the plate it is one member: it reads as that member (a likelihood's
+        # `log_likelihood`, a scene's `sources`), so that code written for one model runs on it.
+        if name.startswith("_") or name in Plate.__dataclass_fields__:
+            raise AttributeError(name)
+        try:
+            index, members = object.__getattribute__(self, "index"), object.__getattribute__(self, "members")
+        except AttributeError:
+            raise AttributeError(name) from None
+        if index.ndim == 0:
+            return getattr(members, name)
+        raise AttributeError(f"'Plate' object has no attribute '{name}'")
+
     def member(self, index: int) -> PyTree:
         """Member `index` as a separate model, its sharing tokens as in the plate."""
         return jax.tree_util.tree_map(

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import scarlet_like as sl
+from scarlet_like.core import canonical_tokens
 from scarlet_like.infer.batch import fit_many
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "core"))
@@ -63,8 +64,14 @@ def blends(count=BLENDS):
 
 
 @eqx.filter_jit
-def fit_one(model, observation):
+def _fit_one(model, observation):
     return sl.fit(model, observation, max_steps=MAX_STEPS, progress=False)
+
+
+def fit_one(model, observation):
+    # Every Parameter has its own identity, static metadata of the jitted function: numbered
+    # canonically, the blends (built separately) share one compilation (22 s instead of 68 s here).
+    return _fit_one(canonical_tokens(model)[0], observation)
 
 
 TIMES = jnp.linspace(-10.0, 10.0, 41)
@@ -80,8 +87,12 @@ class Data(sl.Module):
 
 
 @eqx.filter_jit
-def fit_curve(model, data):
+def _fit_curve(model, data):
     return sl.fit(model, data, max_steps=300, progress=False)
+
+
+def fit_curve(model, data):
+    return _fit_curve(canonical_tokens(model)[0], data)
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +232,20 @@ def pair(t0):
         t0=sl.Parameter(t0), width=width, peak=sl.Parameter(0.3, constraint=sl.constraints.positive())
     )
     return Pair(curve(t0), curve(t0 + 3.0))
+
+
+def test_named_parameters_fit_many():
+    def named(t0):
+        curve = light_curve(t0=t0)
+        return eqx.tree_at(lambda c: c.t0, curve, sl.Parameter(t0, name="host_t0"))
+
+    models = [named(-2.0), named(-1.0)]
+    datasets = [Data(light_curve(t0=-2.5)(TIMES)), Data(light_curve(t0=-0.5)(TIMES))]
+    results = fit_many(models, datasets, max_steps=300, devices=jax.local_devices()[:1])
+    for result, data in zip(results, datasets, strict=True):
+        assert sl.entry_names(result.model)[0] == "host_t0"
+        alone = sl.get_values(fit_curve(named(-2.0), data).model)
+        np.testing.assert_allclose(sl.get_values(result.model)["host_t0"], alone["host_t0"], rtol=1e-3)
 
 
 def test_shared_parameters_keep_each_blends_own_tokens():
