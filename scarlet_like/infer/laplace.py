@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ..core import LogDensity, Unravel, walk
+from ..core import LogDensity, Unravel, canonical_tokens, walk
 from .optimize import fit as fit_mode
 
 __all__ = ["Laplace", "laplace"]
@@ -170,10 +170,10 @@ def laplace(model: PyTree, likelihood: Any, *, fit: bool = True) -> Laplace:
             )
         model = result.model
     density = LogDensity(model, likelihood, jacobian=False)
-    hessian = np.asarray(_hessian(density), np.float64)
+    hessian = np.asarray(_hessian(canonical_tokens(density)[0]), np.float64)
     covariance = _covariance(-0.5 * (hessian + hessian.T), density.names)
     covariance = jnp.asarray(covariance, density.x0.dtype)
-    std = _constrained_std(density.unravel, density.x0, covariance)
+    std = _constrained_std(canonical_tokens(density.unravel)[0], density.x0, covariance)
     return Laplace(
         mode=model,
         x=density.x0,

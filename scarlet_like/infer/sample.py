@@ -752,7 +752,8 @@ class Posterior(eqx.Module):
     def values(self) -> dict[str, Array]:
         """`{name: (chain, draw, *shape)}` constrained draws of every free parameter (names as in
         [`scarlet_like.get_values`][]). Computed on each access: keep the result."""
-        values = _constrained_values(self.unravel, self.samples)
+        # compiled for canonically numbered identities: once for any model built the same way
+        values = _constrained_values(canonical_tokens(self.unravel)[0], self.samples)
         # in flat-vector order (a dict coming out of `jit` has its keys sorted)
         return {name: values[name] for name in self.unravel.value_names()}
 
@@ -766,7 +767,8 @@ class Posterior(eqx.Module):
         E.g. derived quantities: `posterior.map(lambda m: sl.resolve(m).theta)`, or predictions:
         `posterior.map(lambda m: sl.resolve(m)(times))`.
         """
-        return _map_draws(fn, self.unravel, self.samples)
+        unravel, restore = canonical_tokens(self.unravel)
+        return restore(_map_draws(fn, unravel, self.samples))
 
     def summary(self, *, as_dict: bool = False) -> str | dict[str, dict[str, float]]:
         """Per element of every free parameter (constrained): mean, sd, the 5 / 50 / 95 % quantiles,

@@ -11,7 +11,18 @@ import jax.numpy as jnp
 import numpyro.distributions as numpyro_distributions
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from ..core import Group, Prior, Walk, get_values, has_parameters, is_parameter, member_axes, parameters, walk
+from ..core import (
+    Group,
+    Prior,
+    Walk,
+    canonical_tokens,
+    get_values,
+    has_parameters,
+    is_parameter,
+    member_axes,
+    parameters,
+    walk,
+)
 
 __all__ = ["sample_prior"]
 
@@ -38,12 +49,15 @@ def sample_prior(model: PyTree, key: PRNGKeyArray, n: int | None = None) -> PyTr
     without a prior, and, when the draws are concrete, naming those whose prior put a draw outside
     the parameter's constraint.
     """
+    # compiled for canonically numbered identities: once for any model built the same way
+    canonical, restore = canonical_tokens(model)
     if n is not None:
         if int(n) != n or n < 1:
             raise ValueError(f"sample_prior: `n` must be a positive integer, got {n!r}")
-        draws = jax.vmap(lambda key: _draw_one(model, key))(jax.random.split(key, int(n)))
+        draws = jax.vmap(lambda key: _draw_one(canonical, key))(jax.random.split(key, int(n)))
     else:
-        draws = _draw_one(model, key)
+        draws = _draw_one(canonical, key)
+    draws = restore(draws)
     _check_support(draws)
     return draws
 
