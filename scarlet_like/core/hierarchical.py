@@ -5,17 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import equinox as eqx
-import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, PRNGKeyArray
 
 from .constraints import is_distrax
-from .priors import Prior
+from .priors import DistributionPrior
 from .resolve import resolve
 
 __all__ = ["HierarchicalPrior"]
 
 
-class HierarchicalPrior(Prior):
+class HierarchicalPrior(DistributionPrior):
     """A prior whose arguments are themselves parameters (or derived values) of the model.
 
     **Arguments:**
@@ -53,23 +52,11 @@ class HierarchicalPrior(Prior):
         args, kwargs = resolve((self.args, self.kwargs))
         return self.family(*args, **kwargs)
 
-    def log_prob(self, value: Array) -> Float[Array, ""]:
-        return jnp.sum(self.distribution.log_prob(value))
-
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
         distribution = self.distribution
         if is_distrax(distribution, "Distribution"):
             return distribution.sample(seed=key, sample_shape=sample_shape)
         return distribution.sample(key, sample_shape)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        distribution = self.distribution
-        return tuple(distribution.batch_shape) + tuple(distribution.event_shape)
-
-    @property
-    def event_shape(self) -> tuple[int, ...]:
-        return tuple(self.distribution.event_shape)
 
     def __repr__(self) -> str:
         name = getattr(self.family, "__name__", repr(self.family))

@@ -23,7 +23,15 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from .constraints import is_distrax
 
-__all__ = ["Prior", "NumpyroPrior", "DistraxPrior", "LogProbPrior", "as_prior", "float_array"]
+__all__ = [
+    "Prior",
+    "NumpyroPrior",
+    "DistraxPrior",
+    "LogProbPrior",
+    "DistributionPrior",
+    "as_prior",
+    "float_array",
+]
 
 
 class Prior(eqx.Module):
@@ -77,7 +85,27 @@ def _split(distribution: Any) -> tuple[list[Any], Any] | None:
     return [float_array(leaf) for leaf in leaves], treedef
 
 
-class NumpyroPrior(Prior):
+class DistributionPrior(Prior):
+    """A prior that builds a distribution (numpyro's or distrax's interface) and asks it."""
+
+    @property
+    def distribution(self) -> Any:
+        raise NotImplementedError
+
+    def log_prob(self, value: Array) -> Float[Array, ""]:
+        return jnp.sum(self.distribution.log_prob(value))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        distribution = self.distribution
+        return tuple(distribution.batch_shape) + tuple(distribution.event_shape)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(self.distribution.event_shape)
+
+
+class NumpyroPrior(DistributionPrior):
     """A numpyro distribution, held as its array arguments plus its static structure.
 
     **Arguments:**
@@ -98,20 +126,8 @@ class NumpyroPrior(Prior):
     def distribution(self) -> Any:
         return jax.tree_util.tree_unflatten(self.structure, self.arguments)
 
-    def log_prob(self, value: Array) -> Float[Array, ""]:
-        return jnp.sum(self.distribution.log_prob(value))
-
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
         return self.distribution.sample(key, sample_shape)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        distribution = self.distribution
-        return tuple(distribution.batch_shape) + tuple(distribution.event_shape)
-
-    @property
-    def event_shape(self) -> tuple[int, ...]:
-        return tuple(self.distribution.event_shape)
 
     def __repr__(self) -> str:
         return _short_repr(self.distribution)

@@ -236,3 +236,33 @@ def test_scene_gradient_program_does_not_grow_with_sources():
     # and then no growth at all
     assert lines(12) < 2.5 * lines(4)
     assert lines(80) == lines(12)
+
+
+def test_stacked_scenes_and_observations_vmap_through_fit():
+    """`sl.stack` of like scenes and of their observations: `jax.vmap` hands `sl.fit` one blend each."""
+    psf = sl.GaussianPSF(1.5)
+
+    def blend(seed):
+        rng = np.random.default_rng(seed)
+        frame = sl.Frame((1, 16, 16))
+        center = np.array([8.0, 8.0]) + rng.uniform(-1.0, 1.0, 2)
+        with sl.Scene(frame) as truth:
+            sl.Source(center, np.array([100.0]), sl.GaussianMorphology(1.5))
+        data = np.asarray(sl.Observation(np.zeros((1, 16, 16)), psf=psf).render(truth))
+        observation = sl.Observation(data, psf=psf, weights=np.full((1, 16, 16), 100.0))
+        with sl.Scene(frame) as scene:
+            sl.Source(
+                sl.Parameter(center + 0.3),
+                sl.Parameter(np.array([80.0]), constraint=sl.constraints.positive()),
+                sl.GaussianMorphology(1.5),
+            )
+        return scene, observation, center
+
+    blends = [blend(seed) for seed in range(2)]
+    scenes, observations = sl.stack([b[0] for b in blends]), sl.stack([b[1] for b in blends])
+    result = jax.vmap(lambda scene, obs: sl.fit(scene, obs, progress=False, max_steps=100))(
+        scenes, observations
+    )
+    fitted = sl.get_values(result.model)
+    np.testing.assert_allclose(fitted["[:].sources[0].center"], [b[2] for b in blends], atol=1e-3)
+    np.testing.assert_allclose(fitted["[:].sources[0].spectrum"], [[100.0], [100.0]], rtol=1e-3)
