@@ -485,7 +485,8 @@ def spergel_half_light_factor(nu: Float[ArrayLike, "*shape"]) -> Float[Array, "*
     m0 = jnp.asarray(slopes * step, nu.dtype)[index]
     m1 = jnp.asarray(slopes * step, nu.dtype)[index + 1]
     t2, t3 = t * t, t * t * t
-    return (2.0 * t3 - 3.0 * t2 + 1.0) * y0 + (t3 - 2.0 * t2 + t) * m0 + (3.0 * t2 - 2.0 * t3) * y1 + (t3 - t2) * m1
+    left = (2.0 * t3 - 3.0 * t2 + 1.0) * y0 + (t3 - 2.0 * t2 + t) * m0
+    return left + (3.0 * t2 - 2.0 * t3) * y1 + (t3 - t2) * m1
 
 
 @jax.jit
