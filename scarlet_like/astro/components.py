@@ -12,15 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import equinox as eqx
-import jax
 import numpy as np
 from jaxtyping import ArrayLike
 
 from ..core.module import Module, keep_parameters
 from ..core.parameter import Parameter
-from ..core.tree import resolve
 from .morphology import Morphology, _as_parameter
-from .scene import _BUILDING, BOX_LEVEL, BOX_MIN_FRAME, SceneError, _active_scene, box_side
+from .scene import _BUILDING, SceneError, _active_scene, _automatic_box
 
 __all__ = ["Component", "MultiComponentSource"]
 
@@ -111,7 +109,7 @@ class MultiComponentSource(Module):
         self.center = center if isinstance(center, Parameter) else _as_parameter(scene.frame.to_pixel(center))
         self.components = components
         if isinstance(box, str) and box == "auto":
-            self.box = _automatic_box(components, scene.frame)
+            self.box = _automatic_box(_Outline(components), scene.frame)
         elif box is None or (isinstance(box, (int, np.integer)) and not isinstance(box, bool) and box > 0):
             self.box = None if box is None else int(box)
         else:
@@ -123,22 +121,34 @@ class MultiComponentSource(Module):
             stack[-1]._add(self)
 
     @property
+    def morphology(self) -> Morphology:
+        """The outline of all the components, for box sizes only (`Scene.rebox`): its `extent` is the
+        largest of the components' extents plus their offsets. Rendering uses the components."""
+        return _Outline(self.components)
+
+    @property
     @keep_parameters  # Parameters in, a fixed Parameter out; resolved in, an array out
     def spectrum(self) -> Any:
         """The source's total flux per channel: the sum of its components' spectra (read-only)."""
         return _total([component.spectrum for component in self.components])
 
 
-def _automatic_box(components: list[Component], frame: Any) -> int | None:
-    values = resolve(components)
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(values)):
-        return None
-    radius = 0.0
-    for component in values:
-        extent = component.morphology.extent(BOX_LEVEL)
-        if extent is None or not np.isfinite(extent):
-            return None
-        radius = max(radius, float(extent) + float(np.max(np.abs(np.asarray(component.offset)))))
-    side = box_side(radius)
-    shorter = min(frame.height, frame.width)
-    return side if shorter >= BOX_MIN_FRAME and 2 * side <= shorter else None
+class _Outline(Morphology):
+    """Where the light of several components reaches: for box sizes, not for rendering."""
+
+    components: list
+
+    def fourier(self, ky: Any, kx: Any) -> Any:
+        raise NotImplementedError(
+            "the light of a MultiComponentSource has one shape per component: render its components"
+        )
+
+    def extent(self, level: float) -> float | None:
+        radius = 0.0
+        for component in self.components:
+            extent = component.morphology.extent(level)
+            if extent is None or not np.isfinite(extent):
+                return None
+            reach = float(np.max(np.abs(np.asarray(component.offset, dtype=np.float64))))
+            radius = max(radius, float(extent) + reach)
+        return radius

@@ -246,3 +246,16 @@ def test_plots_show_it_as_one_source():
     assert len(titles) == 2
     assert "Sersic+Sersic" in titles[0]
     plt.close(figure)
+
+
+def test_automatic_box_and_rebox_cover_every_component():
+    frame = sl.Frame.from_observations(observation_of(size=256, channels=2))
+    with sl.Scene(frame) as scene:
+        small = sl.Component([1.0, 1.0], sl.GaussianMorphology(1.0))
+        wide = sl.Component([1.0, 1.0], sl.GaussianMorphology(3.0), offset=(4.0, 0.0))
+        sl.MultiComponentSource((128.0, 128.0), [small, wide])
+    # the Gaussian of sigma 3 reaches 3 sqrt(2 ln 2000) = 11.7 px at 1e-3 of its half-light
+    # brightness; 4 px further with the offset: 15.7 -> 2 * 16 + 1 = 33 -> 64
+    assert scene.sources[0].box == 64
+    assert scene.rebox().sources[0].box == 64
+    assert scene.rebox().sources[0].components[1].offset.value.tolist() == [4.0, 0.0]
