@@ -259,3 +259,28 @@ def test_automatic_box_and_rebox_cover_every_component():
     assert scene.sources[0].box == 64
     assert scene.rebox().sources[0].box == 64
     assert scene.rebox().sources[0].components[1].offset.value.tolist() == [4.0, 0.0]
+
+
+def test_stacked_layout_of_like_sources_and_like_components_renders_the_same():
+    # LogDensity stacks like sources into plates, and like components inside them too
+    rng = np.random.default_rng(1)
+    data = rng.normal(0.0, 0.1, (2, 32, 32))
+    observation = sl.Observation(data=data, psf=sl.GaussianPSF(1.0))
+    frame = sl.Frame.from_observations(observation)
+    with sl.Scene(frame) as scene:
+        for center in ((10.0, 11.0), (20.0, 19.5)):
+            sl.MultiComponentSource(
+                sl.Parameter(center),
+                [
+                    sl.Component(
+                        sl.Parameter([1.0, 2.0]),
+                        sl.GaussianMorphology(sl.Parameter(sigma)),
+                        sl.Parameter(offset),
+                    )
+                    for sigma, offset in ((1.0, (0.0, 0.0)), (2.5, (1.0, -0.5)))
+                ],
+            )
+    density = sl.LogDensity(scene, observation)
+    stacked = float(density.log_likelihood(density.x0))
+    plain = float(observation.log_likelihood(scene))
+    assert stacked == pytest.approx(plain, rel=1e-6)
