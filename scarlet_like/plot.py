@@ -212,8 +212,11 @@ def _mark_sources(axis: Any, centers: np.ndarray, labels: Sequence[Any] | None =
 
 def _describe(source: Any) -> str:
     """`PointSource`, or the kind of morphology of a source (`Sersic`, `Gaussian`, ...)."""
+    components = getattr(source, "components", None)
+    if components is not None:  # a MultiComponentSource: `Sersic+Spergel`
+        return "+".join(_describe(component) for component in components)
     morphology = getattr(source, "morphology", None)
-    if type(source).__name__ != "Source" or morphology is None:
+    if type(source).__name__ not in ("Source", "Component") or morphology is None:
         return type(source).__name__
     return type(morphology).__name__.removesuffix("Morphology") or type(morphology).__name__
 

@@ -1,8 +1,16 @@
 """The astronomy layer: frames, observations, PSFs, morphologies, sources, scenes and rendering."""
 
 from . import datasets, init, measure
+from .components import Component, MultiComponentSource
 from .frame import Frame, FrameError
-from .morphology import GaussianMorphology, ImageMorphology, Morphology, PointMorphology, SersicMorphology
+from .morphology import (
+    GaussianMorphology,
+    ImageMorphology,
+    Morphology,
+    PointMorphology,
+    SersicMorphology,
+    SpergelMorphology,
+)
 from .observation import Observation, ObservationError
 from .psf import PSF, ArrayPSF, GaussianPSF, PSFError
 from .scene import PointSource, Scene, SceneError, Source
@@ -24,6 +32,9 @@ __all__ = [
     "Scene",
     "SceneError",
     "SersicMorphology",
+    "SpergelMorphology",
+    "Component",
+    "MultiComponentSource",
     "Source",
     "datasets",
     "init",

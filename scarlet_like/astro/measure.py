@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
 from ..core.tree import resolve
+from .components import MultiComponentSource
 from .scene import Scene, Source
 
 __all__ = ["Moments", "flux", "centroid", "moments", "source_image"]
@@ -96,7 +97,8 @@ def flux(source_or_image: Source | Float[ArrayLike, "*C H W"]) -> Float[Array, "
 
     **Arguments:**
 
-    - `source_or_image`: a [`scarlet_like.Source`][] (with Parameters or resolved), or an image
+    - `source_or_image`: a [`scarlet_like.Source`][] or [`scarlet_like.MultiComponentSource`][]
+      (with Parameters or resolved), or an image
       `(H, W)` or cube `(C, H, W)`.
 
     **Returns:**
@@ -105,7 +107,8 @@ def flux(source_or_image: Source | Float[ArrayLike, "*C H W"]) -> Float[Array, "
     all of it, also the part outside any image); for an image, the sum of its pixels per channel
     (`(C,)`, or a scalar for `(H, W)`).
     """
-    if isinstance(source_or_image, Source):
+    if isinstance(source_or_image, (Source, MultiComponentSource)):
+        # a source of several components: the sum of theirs
         return jnp.asarray(resolve(source_or_image).spectrum)
     return jnp.sum(_as_float_image(source_or_image), axis=(-2, -1))
 

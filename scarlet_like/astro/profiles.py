@@ -41,6 +41,10 @@ __all__ = [
     "sersic_b",
     "sersic_ft",
     "shear_matrix",
+    "SPERGEL_NU_MAX",
+    "SPERGEL_NU_MIN",
+    "spergel_half_light_factor",
+    "spergel_ft",
 ]
 
 #: Range of Sersic indices covered by the table; `sersic_ft` clamps `n` into it (GalSim's range too).
@@ -409,3 +413,110 @@ def sersic_ft(
     # (q / q_max)^(2 tail_exponent), from the logarithm already at hand
     above = at_q_max * jnp.exp((2.0 * tail_exponent) * (log_q_above_min - log_q_max))
     return jnp.where(q_squared < q_min_squared, below, jnp.where(q_squared > q_max_squared, above, inside))
+
+
+# --------------------------------------------------------------------------------------
+# Spergel
+# --------------------------------------------------------------------------------------
+
+#: Range of Spergel indices (GalSim's); `spergel_ft` clamps `nu` into it.
+SPERGEL_NU_MIN = -0.85
+SPERGEL_NU_MAX = 4.0
+_SPERGEL_TABLE_SIZE = 971  # nodes, a step of 0.005 in nu
+
+
+def _spergel_enclosed(x: float, nu: float) -> float:
+    """Light fraction of a Spergel profile within `r = x r_c`.
+
+    `1 - 2 (x/2)^(nu+1) K_(nu+1)(x) / Gamma(nu+1)`.
+    """
+    from scipy import special
+
+    return 1.0 - 2.0 * (0.5 * x) ** (nu + 1.0) * special.kv(nu + 1.0, x) / special.gamma(nu + 1.0)
+
+
+def _spergel_root(nu: float) -> float:
+    from scipy import optimize
+
+    return optimize.brentq(lambda x: _spergel_enclosed(x, nu) - 0.5, 1e-6, 50.0, xtol=1e-15, rtol=1e-15)
+
+
+@functools.lru_cache(maxsize=1)
+def _spergel_table() -> tuple[np.ndarray, np.ndarray, float]:
+    """Half-light factors `x(nu) = r_half / r_c` and their derivatives at uniform nodes in nu.
+
+    Computed once, on first use, by root solves (~0.1 s); the derivative by implicit differentiation of
+    `enclosed(x, nu) = 1/2` with central differences in `nu` and `x`.
+    """
+    nodes = np.linspace(SPERGEL_NU_MIN, SPERGEL_NU_MAX, _SPERGEL_TABLE_SIZE)
+    values = np.array([_spergel_root(nu) for nu in nodes])
+    step = 1e-6
+    d_nu = np.array(
+        [
+            (_spergel_enclosed(x, nu + step) - _spergel_enclosed(x, nu - step)) / (2 * step)
+            for x, nu in zip(values, nodes, strict=True)
+        ]
+    )
+    d_x = np.array(
+        [
+            (_spergel_enclosed(x + step, nu) - _spergel_enclosed(x - step, nu)) / (2 * step)
+            for x, nu in zip(values, nodes, strict=True)
+        ]
+    )
+    return values, -d_nu / d_x, float(nodes[1] - nodes[0])
+
+
+def spergel_half_light_factor(nu: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
+    """`r_half / r_c` of a Spergel profile of index `nu`, differentiable in `nu`.
+
+    Cubic Hermite interpolation of a table of exact root solves (values and derivatives at 971
+    nodes, step 0.005 in nu over [`SPERGEL_NU_MIN`, `SPERGEL_NU_MAX`]): relative error below 1e-7
+    (4.6e-8 measured) against a root solve at the midpoints between nodes (checked in
+    `tests/astro/test_spergel.py`), with a continuous first derivative. `nu` is clamped to the range
+    (its gradient is then zero).
+    """
+    (nu,) = _as_common_float(nu)
+    values, slopes, step = _spergel_table()
+    position = (jnp.clip(nu, SPERGEL_NU_MIN, SPERGEL_NU_MAX) - SPERGEL_NU_MIN) / step
+    start = jnp.clip(jnp.floor(position), 0, len(values) - 2)
+    t = position - start
+    index = start.astype(jnp.int32)
+    y0, y1 = jnp.asarray(values, nu.dtype)[index], jnp.asarray(values, nu.dtype)[index + 1]
+    m0 = jnp.asarray(slopes * step, nu.dtype)[index]
+    m1 = jnp.asarray(slopes * step, nu.dtype)[index + 1]
+    t2, t3 = t * t, t * t * t
+    left = (2.0 * t3 - 3.0 * t2 + 1.0) * y0 + (t3 - 2.0 * t2 + t) * m0
+    return left + (3.0 * t2 - 2.0 * t3) * y1 + (t3 - t2) * m1
+
+
+@jax.jit
+def spergel_ft(
+    ky: Float[ArrayLike, "*shape"],
+    kx: Float[ArrayLike, "*shape"],
+    nu: Float[ArrayLike, "*shape"],
+    r_half: Float[ArrayLike, "*shape"],
+    g1: Float[ArrayLike, "*shape"] = 0.0,
+    g2: Float[ArrayLike, "*shape"] = 0.0,
+) -> Float[Array, "*shape"]:
+    """Fourier transform of a unit-flux, sheared Spergel (2010) profile centred at the origin.
+
+    Matches `galsim.Spergel(nu, half_light_radius=r_half).shear(g1=g1, g2=g2).kValue(kx, ky)`: the
+    closed form `(1 + r_c^2 |S k|^2)^(-1 - nu)` with `r_c = r_half / spergel_half_light_factor(nu)`.
+
+    **Arguments:**
+
+    - `ky`, `kx`: angular frequencies in radians per pixel.
+    - `nu`: the Spergel index, clamped to [`SPERGEL_NU_MIN`, `SPERGEL_NU_MAX`] = [-0.85, 4] (GalSim's
+      range; 0.5 is exponential, -0.6 close to de Vaucouleurs).
+    - `r_half`: the half-light radius in pixels (of the circular profile).
+    - `g1`, `g2`: the reduced shear (GalSim convention, see the module docstring).
+
+    **Returns:**
+
+    The (real) transform.
+    """
+    ky, kx, nu, r_half, g1, g2 = _as_common_float(ky, kx, nu, r_half, g1, g2)
+    nu = jnp.clip(nu, SPERGEL_NU_MIN, SPERGEL_NU_MAX)
+    r_c = r_half / spergel_half_light_factor(nu)
+    q_squared = r_c * r_c * _sheared_wavenumber_squared(ky, kx, g1, g2)
+    return jnp.exp((-1.0 - nu) * jnp.log1p(q_squared))

@@ -101,21 +101,50 @@ class FourierGrid(eqx.Module):
         return self.psf_fourier.shape[1]
 
 
-def group_by_structure(sources: Sequence[Any]) -> list[Any]:
-    """Stack sources of the same structure: one `vmap`-able pytree per kind of source.
+class RenderUnit(eqx.Module):
+    """What the renderer draws: a spectrum times a morphology at a centre, in an optional box.
 
-    Sources that come stacked already (resolved plates of a `Stacked` list, the layout `LogDensity`
-    computes with) are used as they are; the others are stacked here.
+    Each source is one unit; a source with `components` (see [`scarlet_like.MultiComponentSource`][]) is
+    one unit per component, at the source's centre plus the component's offset, in the source's box.
+    Units of like structure are stacked across sources, so a bulge of one galaxy and a bulge of another
+    are drawn by one vmapped program.
+    """
+
+    center: Any
+    spectrum: Any
+    morphology: Any
+    box: int | None = eqx.field(static=True)
+
+
+def render_units(source: Any) -> list[RenderUnit]:
+    """A resolved source (or a stack of like sources, leaves with a leading axis) as render units."""
+    box = getattr(source, "box", None)
+    if hasattr(source, "components"):
+        return [
+            RenderUnit(source.center + component.offset, component.spectrum, component.morphology, box)
+            for component in source.components
+        ]
+    return [RenderUnit(source.center, source.spectrum, source.morphology, box)]
+
+
+def group_by_structure(sources: Sequence[Any]) -> list[Any]:
+    """Stack render units of the same structure: one `vmap`-able pytree per kind of unit.
+
+    Sources are first expanded into their [render units][scarlet_like.astro.render.RenderUnit]. Sources
+    that come stacked already (resolved plates of a `Stacked` list, the layout `LogDensity` computes
+    with) are used as they are, one stacked unit per component; the others are stacked here.
     """
     stacked: list[Any] = []
     if isinstance(sources, Stacked):
-        stacked = [part.members for part in sources.parts if isinstance(part, Plate)]
+        stacked = [
+            unit for part in sources.parts if isinstance(part, Plate) for unit in render_units(part.members)
+        ]
         sources = [part for part in sources.parts if not isinstance(part, Plate)]
     groups: dict[Any, list[Any]] = {}
-    for source in sources:
-        leaves, treedef = jax.tree_util.tree_flatten(source)
+    for unit in (unit for source in sources for unit in render_units(source)):
+        leaves, treedef = jax.tree_util.tree_flatten(unit)
         key = (treedef, tuple((jnp.shape(leaf), jnp.result_type(leaf)) for leaf in leaves))
-        groups.setdefault(key, []).append(source)
+        groups.setdefault(key, []).append(unit)
     return stacked + [
         jax.tree_util.tree_map(lambda *leaves: jnp.stack([jnp.asarray(x) for x in leaves]), *members)
         for members in groups.values()
