@@ -61,10 +61,12 @@ from .core import (
 )
 from .core.graph import graph, tree
 from .infer import (
+    Evidence,
     FitResult,
     ImproperPriorWarning,
     Laplace,
     Posterior,
+    evidence,
     fit,
     fit_many,
     laplace,
@@ -78,6 +80,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "Evidence",
+    "evidence",
     "FitResult",
     "ImproperPriorWarning",
     "Laplace",
