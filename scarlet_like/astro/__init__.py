@@ -1,6 +1,7 @@
 """The astronomy layer: frames, observations, PSFs, morphologies, sources, scenes and rendering."""
 
-from . import datasets, init, measure
+from . import choice, datasets, init, measure
+from .choice import choose_sources
 from .frame import Frame, FrameError
 from .morphology import GaussianMorphology, ImageMorphology, Morphology, PointMorphology, SersicMorphology
 from .observation import Observation, ObservationError
@@ -25,6 +26,8 @@ __all__ = [
     "SceneError",
     "SersicMorphology",
     "Source",
+    "choice",
+    "choose_sources",
     "datasets",
     "init",
     "measure",
