@@ -842,6 +842,20 @@ def _psf_trace(observation: Observation) -> float:
     return float(np.mean([np.trace(_psf_covariance(image)) for image in images]))
 
 
+def _frame_spectrum(observations: list[Observation], position: np.ndarray, frame: Frame) -> np.ndarray:
+    """The PSF-corrected pixel spectrum in the frame's channels; channels of observations that do not
+    cover the position get the median of the others (a neutral start, to be fitted)."""
+    local = [(item, _to_observation_pixels(item, position, frame)) for item in observations]
+    covering = [(item, where) for item, where in local if _on_image(where, item.data.shape)]
+    if len(covering) == len(observations):
+        return np.asarray(pixel_spectrum(observations, position, frame=frame), dtype=np.float64)
+    known: dict[str, float] = {}
+    for item, where in covering:
+        known.update(zip(item.channels, np.asarray(pixel_spectrum(item, where)).tolist(), strict=True))
+    typical = float(np.median(list(known.values())))
+    return np.array([known.get(name, typical) for name in frame.channels], dtype=np.float64)
+
+
 def scene(
     observations: Observation | Sequence[Observation],
     detections: Any = None,
@@ -892,7 +906,8 @@ def scene(
     Every parameter is free: centres with a Normal prior of `center_sd` around the detection,
     spectra positive, shapes with the weak proper priors of `sersic_morphology`. Raises a
     `ValueError` for an empty detection list, a detection outside the frame, or a non-finite one,
-    naming it.
+    naming it. A detection that some observations do not cover starts, in their channels, at the
+    median of its spectrum in the others.
     """
     from .frame import Frame as _Frame
     from .scene import PointSource, Scene, Source
@@ -949,7 +964,7 @@ def scene(
             resolution = trace / (trace + psf_traces[id(measured_on)])
             if kind == "auto":
                 kind = "point" if resolution < min_resolution else "extended"
-            spectrum = np.asarray(pixel_spectrum(observation_list, position, frame=frame), dtype=np.float64)
+            spectrum = _frame_spectrum(observation_list, position, frame)
             parameters = _point_source_parameters(position, spectrum, center_sd)
             if kind == "point":
                 PointSource(parameters["center"], parameters["spectrum"])
