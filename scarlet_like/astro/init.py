@@ -5,6 +5,7 @@ spectrum = sl.init.pixel_spectrum(obs, center)          # (C,) flux of a point s
 guess = sl.init.moments(obs, center)                    # flux, centroid, size, ellipticity
 centers = sl.init.detect(obs, sigma=2.0)                # (K, 2) peaks of the smoothed detection image
 sl.SersicMorphology(n=1.0, r_half=guess.r_half, ellipticity=guess.ellipticity)
+scene = sl.init.scene(obs, centers)                     # the whole scene: points and galaxies
 ```
 
 These run once, before fitting, in NumPy (not under `jit`), and are written for real data: masked,

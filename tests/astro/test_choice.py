@@ -97,3 +97,26 @@ def test_choose_sources_names_bad_input(observation):
         sl.choose_sources(scene, observation, candidates=lambda source, scene, obs: {})
     with pytest.raises(ValueError, match=r"'bad' for sources\[0\]"):
         sl.choose_sources(scene, observation, candidates=lambda source, scene, obs: {"bad": 1.0})
+
+
+@pytest.mark.slow
+def test_an_alternative_of_several_sources_moves_the_later_ones_along(observation):
+    scene = sl.init.scene(observation, [STAR, GALAXY], kinds=["extended", "extended"])
+    seen = []
+
+    def split_the_first(source, scene, observations):
+        seen.append(np.asarray(sl.resolve(source.center)))
+        if not seen[1:]:  # the star: a compact galaxy and a point sharing its centre Parameter
+            core = sl.PointSource(source.center, np.asarray(sl.resolve(source.spectrum)) * 0.5)
+            return {"with a core": [source, core]}
+        return {"as it is": source}
+
+    choice = sl.choose_sources(scene, observation, candidates=split_the_first, max_steps=100)
+    assert [c.index for c in choice.choices] == [0, 1]
+    assert [c.chosen for c in choice.choices] == ["with a core", "as it is"]
+    # the galaxy was found at index 2 of the three-source scene, and handed over as itself
+    np.testing.assert_allclose(seen[1], GALAXY, atol=0.5)
+    assert [type(s) for s in choice.model.sources] == [sl.Source, sl.PointSource, sl.Source]
+    values = sl.get_values(choice.model)
+    assert "sources[1].center" not in values  # shared with sources[0]: one free entry for both
+    np.testing.assert_allclose(values["sources[0].center"], STAR, atol=0.3)
