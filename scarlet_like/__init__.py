@@ -27,6 +27,7 @@ from .astro import (
     SersicMorphology,
     Source,
     SpergelMorphology,
+    choose_sources,
     datasets,
     init,
     measure,
@@ -64,10 +65,12 @@ from .core import (
 )
 from .core.graph import graph, tree
 from .infer import (
+    Evidence,
     FitResult,
     ImproperPriorWarning,
     Laplace,
     Posterior,
+    evidence,
     fit,
     fit_many,
     laplace,
@@ -81,6 +84,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "Evidence",
+    "evidence",
     "FitResult",
     "ImproperPriorWarning",
     "Laplace",
@@ -110,6 +115,7 @@ __all__ = [
     "Component",
     "MultiComponentSource",
     "Source",
+    "choose_sources",
     "Constraint",
     "Derived",
     "DerivedError",

@@ -2,6 +2,8 @@
 
 from . import datasets, init, measure
 from .components import Component, MultiComponentSource
+from . import choice, datasets, init, measure
+from .choice import choose_sources
 from .frame import Frame, FrameError
 from .morphology import (
     GaussianMorphology,
@@ -36,6 +38,8 @@ __all__ = [
     "Component",
     "MultiComponentSource",
     "Source",
+    "choice",
+    "choose_sources",
     "datasets",
     "init",
     "measure",

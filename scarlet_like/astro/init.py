@@ -5,6 +5,7 @@ spectrum = sl.init.pixel_spectrum(obs, center)          # (C,) flux of a point s
 guess = sl.init.moments(obs, center)                    # flux, centroid, size, ellipticity
 centers = sl.init.detect(obs, sigma=2.0)                # (K, 2) peaks of the smoothed detection image
 sl.SersicMorphology(n=1.0, r_half=guess.r_half, ellipticity=guess.ellipticity)
+scene = sl.init.scene(obs, centers)                     # the whole scene: points and galaxies
 ```
 
 These run once, before fitting, in NumPy (not under `jit`), and are written for real data: masked,
@@ -29,7 +30,19 @@ from .measure import GAUSSIAN_R_HALF_PER_SIGMA, Moments, reduced_shear
 from .observation import Observation
 from .psf import PSF
 
-__all__ = ["pixel_spectrum", "moments", "detect", "Moments", "MIN_SIGMA", "MAX_SHEAR", "FLUX_FLOOR"]
+__all__ = [
+    "pixel_spectrum",
+    "moments",
+    "detect",
+    "scene",
+    "sersic_morphology",
+    "Moments",
+    "MIN_SIGMA",
+    "MAX_SHEAR",
+    "FLUX_FLOOR",
+    "MIN_RESOLUTION",
+    "SERSIC_N_RANGE",
+]
 
 #: Smallest intrinsic size (Gaussian sigma, in pixels) `moments` returns: what is left of an
 #: unresolved source after the PSF is taken out.
@@ -685,3 +698,288 @@ def _neighbour_values(padded: np.ndarray, row: int, col: int) -> list[tuple[floa
         (padded[y - 1, x], padded[y, x], padded[y + 1, x]),
         (padded[y, x - 1], padded[y, x], padded[y, x + 1]),
     ]
+
+
+# --------------------------------------------------------------------------------------
+# scene
+# --------------------------------------------------------------------------------------
+
+#: A detection is started as a point source when its PSF-corrected size over its size with the PSF
+#: (`R = T / (T + T_psf)`, `T` the trace of the second moments) is below this. Measured on the bundled
+#: HSC blend: the star has R = 0.04 (its size is the floor `MIN_SIGMA`), the six galaxies 0.43 to 0.85.
+MIN_RESOLUTION = 0.15
+#: Sérsic indices a started galaxy may take (the profile table covers 0.5 to 6.2).
+SERSIC_N_RANGE = (0.5, 6.0)
+
+
+def _point_source_parameters(center: np.ndarray, spectrum: np.ndarray, center_sd: float) -> dict[str, Any]:
+    import numpyro.distributions as nd
+
+    from ..core import constraints
+    from ..core.parameter import Parameter
+
+    center = np.asarray(center, dtype=np.float32)
+    return {
+        "center": Parameter(center, prior=nd.Normal(jnp.asarray(center), center_sd).to_event(1)),
+        "spectrum": Parameter(np.asarray(spectrum, dtype=np.float32), constraint=constraints.positive()),
+    }
+
+
+def sersic_morphology(r_half: float, ellipticity: ArrayLike = (0.0, 0.0), n: float = 1.0) -> Any:
+    """A [`scarlet_like.SersicMorphology`][] of free Parameters with weak priors that keep it off its bounds.
+
+    **Arguments:**
+
+    - `r_half`: starting half-light radius (pixels), e.g. `sl.init.moments(...).r_half`.
+    - `ellipticity`: starting reduced shear `(g1, g2)`.
+    - `n`: starting Sérsic index.
+
+    **Returns:**
+
+    A Sérsic morphology whose Parameters are
+
+    - `n` in `SERSIC_N_RANGE` (0.5 to 6), with a Beta(2, 2) prior stretched over that range: its log
+      density falls to minus infinity at both ends, so a fit cannot end pinned there; between 1.4
+      and 5.1 it costs less than 0.6 nats against the middle.
+    - `r_half` positive, with a LogNormal prior of median `r_half` and log-width 1 (a factor e): no
+      hard lower bound to collapse onto, a size of 0.1 `r_half` costs 2.7 nats.
+    - `ellipticity` in the unit disk, with a Normal(0, 0.4) prior on each component: |g| = 0.8 costs
+      2 nats against round.
+
+    Every prior is proper, so the Laplace evidence of a model made of these is defined
+    ([`scarlet_like.infer.evidence`][]).
+    """
+    import numpyro.distributions as nd
+
+    from ..core import constraints
+    from ..core.parameter import Parameter
+    from .morphology import SersicMorphology
+
+    low, high = SERSIC_N_RANGE
+    n_start = float(np.clip(n, low + 0.05 * (high - low), high - 0.05 * (high - low)))
+    r_start = float(r_half)
+    if not (math.isfinite(r_start) and r_start > 0):
+        raise ValueError(f"init.sersic_morphology: r_half must be positive and finite, got {r_half}")
+    shear = np.asarray(ellipticity, dtype=np.float32).reshape(2)
+    size = float(np.hypot(*shear))
+    if size > MAX_SHEAR:
+        shear = shear * (MAX_SHEAR / size)
+    n_prior = nd.TransformedDistribution(
+        nd.Beta(jnp.asarray(2.0), jnp.asarray(2.0)), nd.transforms.AffineTransform(low, high - low)
+    )
+    return SersicMorphology(
+        n=Parameter(
+            jnp.asarray(n_start, jnp.float32), constraint=constraints.interval(low, high), prior=n_prior
+        ),
+        r_half=Parameter(
+            jnp.asarray(r_start, jnp.float32),
+            constraint=constraints.positive(),
+            prior=nd.LogNormal(jnp.asarray(math.log(r_start), jnp.float32), 1.0),
+        ),
+        ellipticity=Parameter(
+            jnp.asarray(shear),
+            constraint=constraints.unit_disk(),
+            prior=nd.Normal(jnp.zeros(2), 0.4).to_event(1),
+        ),
+    )
+
+
+def _detections_in_frame(detections: Any, frame: Frame) -> np.ndarray:
+    """`(K, 2)` frame pixel positions of pixel pairs or a SkyCoord; clear errors for bad lists."""
+    from .frame import _is_sky_coordinate
+
+    if _is_sky_coordinate(detections):
+        coordinates = [detections] if detections.isscalar else list(detections)
+        positions = np.array([frame.to_pixel(c) for c in coordinates], dtype=np.float64).reshape(-1, 2)
+    else:
+        try:
+            positions = np.asarray(detections, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                "init.scene: detections must be (y, x) pixel pairs, a (K, 2) array or an astropy SkyCoord"
+            ) from error
+        if positions.size == 0:
+            positions = positions.reshape(0, 2)
+        if positions.ndim == 1 and positions.shape == (2,):
+            positions = positions[None]
+        if positions.ndim != 2 or positions.shape[1] != 2:
+            raise ValueError(
+                f"init.scene: detections must have shape (K, 2) as (y, x) pairs, got {positions.shape}"
+            )
+    if len(positions) == 0:
+        raise ValueError(
+            "init.scene: the detection list is empty: a scene needs at least one source (pass "
+            "detections=None to run sl.init.detect, or lower its threshold)"
+        )
+    for index, position in enumerate(positions):
+        if not np.all(np.isfinite(position)):
+            raise ValueError(f"init.scene: detection {index} is not finite: (y, x) = {position.tolist()}")
+        if not frame.contains(position):
+            raise ValueError(
+                f"init.scene: detection {index} at (y, x) = {tuple(np.round(position, 2).tolist())} is "
+                f"outside the model frame of {frame.height}x{frame.width} pixels; drop it or give a larger "
+                "frame"
+            )
+    return positions
+
+
+def _from_observation_pixels(observation: Observation, points: np.ndarray, frame: Frame) -> np.ndarray:
+    mapping = observation.to_pixels(frame)
+    if mapping is None:
+        return points
+    matrix, offset = (np.asarray(a, dtype=np.float64) for a in mapping)
+    return (points - offset) @ np.linalg.inv(matrix).T
+
+
+def _pixel_area(observation: Observation, frame: Frame) -> float:
+    """Area of one frame pixel in this observation's pixels: larger means finer observation pixels."""
+    mapping = observation.to_pixels(frame)
+    return 1.0 if mapping is None else abs(float(np.linalg.det(np.asarray(mapping[0], dtype=np.float64))))
+
+
+def _psf_trace(observation: Observation) -> float:
+    """Trace of the PSF's second moments (pixels^2), the mean over the channels."""
+    images = _effective_psf(observation.psf, observation.data.shape[0])
+    return float(np.mean([np.trace(_psf_covariance(image)) for image in images]))
+
+
+def _frame_spectrum(observations: list[Observation], position: np.ndarray, frame: Frame) -> np.ndarray:
+    """The PSF-corrected pixel spectrum in the frame's channels; channels of observations that do not
+    cover the position get the median of the others (a neutral start, to be fitted)."""
+    local = [(item, _to_observation_pixels(item, position, frame)) for item in observations]
+    covering = [(item, where) for item, where in local if _on_image(where, item.data.shape)]
+    if len(covering) == len(observations):
+        return np.asarray(pixel_spectrum(observations, position, frame=frame), dtype=np.float64)
+    known: dict[str, float] = {}
+    for item, where in covering:
+        known.update(zip(item.channels, np.asarray(pixel_spectrum(item, where)).tolist(), strict=True))
+    typical = float(np.median(list(known.values())))
+    return np.array([known.get(name, typical) for name in frame.channels], dtype=np.float64)
+
+
+def scene(
+    observations: Observation | Sequence[Observation],
+    detections: Any = None,
+    *,
+    frame: Frame | None = None,
+    kinds: str | Sequence[str] = "auto",
+    min_resolution: float = MIN_RESOLUTION,
+    center_sd: float = 1.0,
+    detect_options: dict[str, Any] | None = None,
+) -> Any:
+    """A whole [`scarlet_like.Scene`][] started from the data: one source per detection.
+
+    ```python
+    scene = sl.init.scene(obs, data.centers)          # or sl.init.scene(obs) to detect first
+    fitted = sl.fit(scene, obs)
+    ```
+
+    **Arguments:**
+
+    - `observations`: an [`scarlet_like.Observation`][] or a list of them.
+    - `detections`: `(K, 2)` source positions `(y, x)` in model-frame pixels, or an astropy
+      `SkyCoord` of `K` positions (needs WCSs). `None` runs [`scarlet_like.init.detect`][] on the
+      observation with the finest pixels.
+    - `frame`: the model frame; default `sl.Frame.from_observations(observations)`.
+    - `kinds`: `"auto"` (decide from the data), or one of `"point"`, `"extended"`, `"auto"` per
+      detection.
+    - `min_resolution`: a detection is a point source when its resolution (below) is under this.
+    - `center_sd`: width (pixels) of the Normal prior on each centre, around its detection.
+    - `detect_options`: keyword arguments for `sl.init.detect` when `detections` is `None`.
+
+    **Returns:**
+
+    A scene with the sources in the order of the detections. For each detection, the adaptive
+    moments ([`scarlet_like.init.moments`][], the other detections as `neighbors`) are measured on
+    the observation with the finest pixels that covers it, and compared with the PSF's:
+    the resolution `R = T / (T + T_psf)` (`T` the trace of the PSF-corrected second moments, `T_psf`
+    the PSF's) says how much of the light's spread is the source's own. Below `min_resolution`
+    (0.15: an intrinsic sigma under 0.42 of the PSF's), the detection becomes an
+    [`scarlet_like.PointSource`][] with the PSF-corrected [`scarlet_like.init.pixel_spectrum`][];
+    otherwise an [`scarlet_like.Source`][] with a Sérsic profile from
+    [`scarlet_like.init.sersic_morphology`][] started at the moments' `r_half` and ellipticity
+    (converted to frame pixels) and n = 1. Every source's spectrum starts at the PSF-corrected pixel
+    spectrum: below an extended source's total flux, which a fit recovers quickly. (Measured on the
+    bundled HSC blend: started from the moments' fluxes, which for the faint detections on the
+    bright galaxy's wings include much of its light, the fit ends at chi^2 per pixel 3.9; from the
+    pixel spectrum at 1.63.)
+
+    Every parameter is free: centres with a Normal prior of `center_sd` around the detection,
+    spectra positive, shapes with the weak proper priors of `sersic_morphology`. Raises a
+    `ValueError` for an empty detection list, a detection outside the frame, or a non-finite one,
+    naming it. A detection that some observations do not cover starts, in their channels, at the
+    median of its spectrum in the others.
+    """
+    from .frame import Frame as _Frame
+    from .scene import PointSource, Scene, Source
+
+    observation_list = list(observations) if isinstance(observations, list | tuple) else [observations]
+    if not observation_list:
+        raise ValueError("init.scene: got no observation")
+    for item in observation_list:
+        if not isinstance(item, Observation):
+            raise TypeError(f"init.scene: expected sl.Observation(s), got {type(item).__name__}")
+    if frame is None:
+        frame = _Frame.from_observations(observation_list)
+    finest = sorted(observation_list, key=lambda item: -_pixel_area(item, frame))
+
+    if detections is None:
+        found = np.asarray(detect(finest[0], **(detect_options or {})), dtype=np.float64)
+        if len(found) == 0:
+            raise ValueError(
+                f"init.scene: sl.init.detect found no source in observation '{finest[0].name}'; give "
+                "detections, or a lower `threshold` in detect_options"
+            )
+        detections = _from_observation_pixels(finest[0], found, frame)
+    positions = _detections_in_frame(detections, frame)
+
+    if isinstance(kinds, str):
+        kinds = [kinds] * len(positions)
+    kinds = list(kinds)
+    if len(kinds) != len(positions) or any(kind not in ("auto", "point", "extended") for kind in kinds):
+        raise ValueError(
+            f"init.scene: kinds must be 'auto', 'point' or 'extended', one per detection ({len(positions)}), "
+            f"got {kinds}"
+        )
+    if not 0 < min_resolution < 1:
+        raise ValueError(f"init.scene: min_resolution must be between 0 and 1, got {min_resolution}")
+
+    psf_traces = {id(item): _psf_trace(item) for item in observation_list}
+    with Scene(frame) as built:
+        for index, (position, kind) in enumerate(zip(positions, kinds, strict=True)):
+            measured_on = None
+            for item in finest:
+                if _on_image(_to_observation_pixels(item, position, frame), item.data.shape):
+                    measured_on = item
+                    break
+            if measured_on is None:
+                raise ValueError(
+                    f"init.scene: detection {index} at (y, x) = {tuple(np.round(position, 2).tolist())} "
+                    "is outside every observation"
+                )
+            local = _to_observation_pixels(measured_on, position, frame)
+            others = np.array([_to_observation_pixels(measured_on, p, frame) for p in positions])
+            shape = moments(measured_on, local, neighbors=others)
+            covariance = np.asarray(shape.covariance, dtype=np.float64)
+            trace = float(np.trace(covariance))
+            resolution = trace / (trace + psf_traces[id(measured_on)])
+            if kind == "auto":
+                kind = "point" if resolution < min_resolution else "extended"
+            spectrum = _frame_spectrum(observation_list, position, frame)
+            parameters = _point_source_parameters(position, spectrum, center_sd)
+            if kind == "point":
+                PointSource(parameters["center"], parameters["spectrum"])
+                continue
+            mapping = measured_on.to_pixels(frame)
+            if mapping is not None:  # covariance in observation pixels -> frame pixels
+                inverse = np.linalg.inv(np.asarray(mapping[0], dtype=np.float64))
+                covariance = inverse @ covariance @ inverse.T
+            sigma = float(np.linalg.det(covariance) ** 0.25)
+            Source(
+                parameters["center"],
+                parameters["spectrum"],
+                sersic_morphology(
+                    max(sigma, MIN_SIGMA) * GAUSSIAN_R_HALF_PER_SIGMA, np.asarray(reduced_shear(covariance))
+                ),
+            )
+    return built

@@ -4,12 +4,15 @@ Nothing here knows about astronomy.
 """
 
 from .batch import fit_many
+from .evidence import Evidence, evidence
 from .laplace import Laplace, laplace
 from .optimize import FitResult, fit, preconditioner
 from .sample import ImproperPriorWarning, Posterior, sample
 from .simulate import sample_prior
 
 __all__ = [
+    "Evidence",
+    "evidence",
     "FitResult",
     "ImproperPriorWarning",
     "Laplace",
