@@ -1,0 +1,59 @@
+"""Tools for free-form (pixelated) morphologies.
+
+For now: the starlet transform (isotropic undecimated wavelet, B3-spline "a trous"), written in JAX so
+that priors on its coefficients are differentiable.
+"""
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+# B3-spline kernel 1D taps: (1, 4, 6, 4, 1) / 16.
+_B3 = (1.0 / 16.0, 4.0 / 16.0, 6.0 / 16.0, 4.0 / 16.0, 1.0 / 16.0)
+
+
+def _smooth_axis(image: Float[Array, "H W"], step: int, axis: int) -> Float[Array, "H W"]:
+    """Convolve along one axis with the B3 kernel dilated by `step`, mirror-reflected edges."""
+    pad = 2 * step
+    widths = [(0, 0), (0, 0)]
+    widths[axis] = (pad, pad)
+    padded = jnp.pad(image, widths, mode="symmetric")
+    size = image.shape[axis]
+    out = jnp.zeros_like(image)
+    for tap, weight in zip(range(-2, 3), _B3, strict=True):
+        start = pad + tap * step
+        out = out + weight * jnp.take(padded, jnp.arange(start, start + size), axis=axis)
+    return out
+
+
+def starlet_transform(
+    image: Float[Array, "H W"], scales: int = 3
+) -> tuple[Float[Array, "S H W"], Float[Array, "H W"]]:
+    """Starlet (isotropic undecimated B3-spline "a trous") transform of a 2D image.
+
+    **Arguments:**
+
+    - `image`: the 2D image.
+    - `scales`: number of wavelet scales (positive int). The dilation of scale `j` is `2**j` pixels;
+      with mirror-reflected edges it must stay below the image size.
+
+    **Returns:**
+
+    `(coefficients, coarse)`: the wavelet coefficients of each scale (first axis) and the coarse
+    (smoothed) remainder, such that `coefficients.sum(0) + coarse == image` exactly up to rounding.
+    """
+    if scales < 1:
+        raise ValueError(f"starlet_transform: `scales` must be a positive int, got {scales}.")
+    limit = min(image.shape)
+    if 2 * 2 ** (scales - 1) >= limit:
+        raise ValueError(
+            f"starlet_transform: {scales} scales need an image larger than {2 * 2 ** (scales - 1)} "
+            f"pixels on each side, got shape {image.shape}; use fewer scales."
+        )
+    current = image
+    coefficients = []
+    for j in range(scales):
+        step = 2**j
+        smooth = _smooth_axis(_smooth_axis(current, step, 0), step, 1)
+        coefficients.append(current - smooth)
+        current = smooth
+    return jnp.stack(coefficients), current
