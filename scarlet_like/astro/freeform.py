@@ -4,8 +4,11 @@ For now: the starlet transform (isotropic undecimated wavelet, B3-spline "a trou
 that priors on its coefficients are differentiable.
 """
 
+import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ..core.priors import Prior
 
 # B3-spline kernel 1D taps: (1, 4, 6, 4, 1) / 16.
 _B3 = (1.0 / 16.0, 4.0 / 16.0, 6.0 / 16.0, 4.0 / 16.0, 1.0 / 16.0)
@@ -57,3 +60,43 @@ def starlet_transform(
         coefficients.append(current - smooth)
         current = smooth
     return jnp.stack(coefficients), current
+
+
+class SymmetryPrior(Prior):
+    """Smooth penalty on differences between each pixel of a free-form image and its 180-degree
+    rotated partner (galaxies are, to first order, point-symmetric about their center).
+
+    `log_prob(image) = -strength * sum(sqrt((image - rot180(image))**2 + eps**2) - eps) / 2`: a smooth
+    L1 norm, so the gradient is defined everywhere (usable by `sl.fit` and `sl.sample`). The image is
+    rotated about its central pixel, so give it an odd size centered on the source.
+
+    **Arguments:**
+
+    - `image_shape`: `(H, W)` of the free-form image (odd sizes keep the center on a pixel).
+    - `strength`: weight of the penalty (positive); larger forces more symmetry.
+    - `eps`: smoothing scale of the L1 norm, in image units.
+    """
+
+    image_shape: tuple[int, int] = eqx.field(static=True)
+    strength: float = eqx.field(static=True, default=1.0)
+    eps: float = eqx.field(static=True, default=1e-3)
+
+    def log_prob(self, value: Float[Array, "H W"]) -> Float[Array, ""]:
+        difference = value - value[::-1, ::-1]
+        eps = jnp.asarray(self.eps, dtype=value.dtype)
+        penalty = jnp.sum(jnp.sqrt(difference**2 + eps**2) - eps) / 2
+        return -jnp.asarray(self.strength, dtype=value.dtype) * penalty
+
+    def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
+        raise TypeError(
+            "SymmetryPrior is an improper penalty and cannot be sampled from; initialise the free-form "
+            "image from the data (or give it an explicit start value)."
+        )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.image_shape)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(self.image_shape)
