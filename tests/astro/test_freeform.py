@@ -45,3 +45,21 @@ def test_symmetry_prior_gradient_and_ordering():
         up, down = float(prior.log_prob(jnp.asarray(plus))), float(prior.log_prob(jnp.asarray(minus)))
         numeric = (up - down) / (2 * h)
         np.testing.assert_allclose(grad[index], numeric, rtol=2e-2, atol=2e-2)
+
+
+def test_starlet_sparsity_prior_gradient_and_ordering():
+    from scarlet_like.astro.freeform import StarletSparsityPrior
+
+    y, x = np.mgrid[-7:8, -7:8]
+    galaxy = np.exp(-(x**2 + y**2) / 8.0)
+    noisy = galaxy + 0.1 * np.asarray(jax.random.normal(jax.random.PRNGKey(1), (15, 15)))
+    prior = StarletSparsityPrior((15, 15), strength=1.0, scales=2)
+    assert prior.log_prob(jnp.asarray(galaxy)) > prior.log_prob(jnp.asarray(noisy)) + 1.0
+    grad = np.asarray(jax.grad(prior.log_prob)(jnp.asarray(noisy, dtype=jnp.float32)))
+    h = 1e-3
+    for index in [(3, 10), (11, 4), (7, 7), (0, 14)]:
+        plus, minus = noisy.copy(), noisy.copy()
+        plus[index] += h
+        minus[index] -= h
+        up, down = float(prior.log_prob(jnp.asarray(plus))), float(prior.log_prob(jnp.asarray(minus)))
+        np.testing.assert_allclose(grad[index], (up - down) / (2 * h), rtol=3e-2, atol=3e-2)
