@@ -5,6 +5,7 @@ that priors on its coefficients are differentiable.
 """
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -131,6 +132,50 @@ class StarletSparsityPrior(Prior):
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
         raise TypeError(
             "StarletSparsityPrior is an improper penalty and cannot be sampled from; initialise the "
+            "free-form image from the data (or give it an explicit start value)."
+        )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.image_shape)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(self.image_shape)
+
+
+class MonotonicityPrior(Prior):
+    """Smooth penalty on brightness increasing outward from the image center (radial decline).
+
+    Each pixel is compared with its neighbour one step toward the central pixel (step of
+    `sign(dy), sign(dx)`); an increase `d = pixel - inward_neighbour > 0` costs
+    `scale * softplus(d / scale)` minus its value at `d = 0`, so the penalty and its gradient are smooth.
+
+    **Arguments:**
+
+    - `image_shape`: `(H, W)` of the free-form image; the center is pixel `(H // 2, W // 2)`.
+    - `strength`: weight of the penalty (positive).
+    - `scale`: softness of the penalty in image units (smaller is closer to a hard max(d, 0)).
+    """
+
+    image_shape: tuple[int, int] = eqx.field(static=True)
+    strength: float = eqx.field(static=True, default=1.0)
+    scale: float = eqx.field(static=True, default=1e-3)
+
+    def log_prob(self, value: Float[Array, "H W"]) -> Float[Array, ""]:
+        height, width = self.image_shape
+        rows, columns = jnp.mgrid[0:height, 0:width]
+        inward_rows = rows - jnp.sign(rows - height // 2)
+        inward_columns = columns - jnp.sign(columns - width // 2)
+        increase = value - value[inward_rows, inward_columns]
+        scale = jnp.asarray(self.scale, dtype=value.dtype)
+        at_zero = jnp.log(jnp.asarray(2.0, dtype=value.dtype))
+        penalty = jnp.sum(scale * (jax.nn.softplus(increase / scale) - at_zero))
+        return -jnp.asarray(self.strength, dtype=value.dtype) * penalty
+
+    def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
+        raise TypeError(
+            "MonotonicityPrior is an improper penalty and cannot be sampled from; initialise the "
             "free-form image from the data (or give it an explicit start value)."
         )
 

@@ -63,3 +63,22 @@ def test_starlet_sparsity_prior_gradient_and_ordering():
         minus[index] -= h
         up, down = float(prior.log_prob(jnp.asarray(plus))), float(prior.log_prob(jnp.asarray(minus)))
         np.testing.assert_allclose(grad[index], (up - down) / (2 * h), rtol=3e-2, atol=3e-2)
+
+
+def test_monotonicity_prior_gradient_and_ordering():
+    from scarlet_like.astro.freeform import MonotonicityPrior
+
+    y, x = np.mgrid[-7:8, -7:8]
+    galaxy = np.exp(-(x**2 + y**2) / 8.0)
+    ugly = galaxy.copy()
+    ugly[1:4, 10:13] += 0.5  # an outer bump: brightness rises going outward
+    prior = MonotonicityPrior((15, 15), strength=1.0, scale=0.05)
+    assert prior.log_prob(jnp.asarray(galaxy)) > prior.log_prob(jnp.asarray(ugly)) + 0.3
+    grad = np.asarray(jax.grad(prior.log_prob)(jnp.asarray(ugly, dtype=jnp.float32)))
+    h = 1e-3
+    for index in [(3, 10), (2, 12), (7, 7), (0, 14)]:
+        plus, minus = ugly.copy(), ugly.copy()
+        plus[index] += h
+        minus[index] -= h
+        up, down = float(prior.log_prob(jnp.asarray(plus))), float(prior.log_prob(jnp.asarray(minus)))
+        np.testing.assert_allclose(grad[index], (up - down) / (2 * h), rtol=3e-2, atol=3e-2)
