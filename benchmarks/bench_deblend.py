@@ -43,7 +43,10 @@ import dataclasses
 import datetime
 import json
 import os
+import pickle
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -197,6 +200,101 @@ def oracle_run(blends: Sequence[Blend]) -> tuple[list[Outcome], dict[str, float]
     return outcomes, {"build": 0.0, "fit": time.perf_counter() - start}
 
 
+def _scarlet2_here(blends: Sequence[Blend]) -> tuple[list[Outcome], dict[str, float]]:
+    """scarlet2's documented recipe (its quick-start guide, as of 0.5.1), one blend after the other.
+
+    Frame from the observation (its default model PSF); galaxies as free-form `Source`s started by
+    `init.from_gaussian_moments(obs, center, min_corr=0.99)` (`init.pixel_spectrum` and
+    `init.compact_morphology` where that fails), stars as `PointSource`s from `init.pixel_spectrum`;
+    spectra positive with `relative_step(factor=0.05)`, morphologies positive with step 0.1, the stars'
+    centres free with step 0.1; `scene.fit(obs, max_iter=200, e_rel=1e-4)`. Centres at the true
+    positions, as for `sersic`.
+    """
+    from functools import partial
+
+    import jax.numpy as jnp
+    import scarlet2 as s2
+    from numpyro.distributions import constraints
+
+    s2.set_validation(False)
+    step = partial(s2.relative_step, factor=0.05)
+    outcomes, build, fit = [], 0.0, 0.0
+    for blend in blends:
+        start = time.perf_counter()
+        weights = np.broadcast_to((1 / blend.variance)[:, None, None], blend.images.shape)
+        observation = s2.Observation(
+            jnp.asarray(blend.images, dtype=jnp.float32),
+            jnp.asarray(weights, dtype=jnp.float32),
+            psf=s2.ArrayPSF(jnp.asarray(blend.psfs, dtype=jnp.float32)),
+            channels=list(BANDS),
+        )
+        frame = s2.Frame.from_observations(observation)
+        with s2.Scene(frame) as scene:
+            for kind, center in zip(blend.kinds, blend.centers, strict=True):
+                center = jnp.asarray(center, dtype=jnp.float32)
+                if kind == "star":
+                    s2.PointSource(center, s2.init.pixel_spectrum(observation, center))
+                    continue
+                try:
+                    spectrum, morphology = s2.init.from_gaussian_moments(observation, center, min_corr=0.99)
+                except ValueError:
+                    spectrum = s2.init.pixel_spectrum(observation, center)
+                    morphology = s2.init.compact_morphology()
+                s2.Source(center, spectrum, morphology)
+        with s2.Parameters(scene):
+            for index, (kind, source) in enumerate(zip(blend.kinds, scene.sources, strict=True)):
+                s2.Parameter(
+                    source.spectrum, name=f"spectrum:{index}", constraint=constraints.positive, stepsize=step
+                )
+                if kind == "star":
+                    s2.Parameter(source.center, name=f"center:{index}", stepsize=0.1)
+                else:
+                    s2.Parameter(
+                        source.morphology,
+                        name=f"morph:{index}",
+                        constraint=constraints.positive,
+                        stepsize=0.1,
+                    )
+        built = time.perf_counter()
+        fitted = scene.fit(observation, max_iter=200, e_rel=1e-4, progress_bar=False)
+        images = [np.asarray(observation.render(fitted.evaluate_source(source))) for source in fitted.sources]
+        done = time.perf_counter()
+        build, fit = build + built - start, fit + done - built
+        measured = [image_measure(image) for image in images]
+        fluxes = np.array([m[0] for m in measured])
+        centers = np.array([m[1] for m in measured])
+        finite = np.all(np.isfinite(fluxes)) and np.all(np.isfinite(centers))
+        outcomes.append(Outcome(fluxes, centers, "" if finite else "NaN flux or centroid", 200))
+    return outcomes, {"build": build, "fit": fit}
+
+
+def scarlet2_run(blends: Sequence[Blend]) -> tuple[list[Outcome], dict[str, float]]:
+    """scarlet2 where it is installed; else in the Python named by `$SCARLET2_PYTHON` (its own venv)."""
+    try:
+        import scarlet2  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        return _scarlet2_here(blends)
+    python = os.environ.get("SCARLET2_PYTHON")
+    if not python:
+        raise SystemExit(
+            "--method scarlet2: scarlet2 is not installed here; install it in a venv of its own "
+            "(python -m venv /work/venv-s2; /work/venv-s2/bin/pip install scarlet2 galsim) and set "
+            "SCARLET2_PYTHON=/work/venv-s2/bin/python"
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        blend_file, result_file = os.path.join(folder, "blends.pkl"), os.path.join(folder, "out.pkl")
+        with open(blend_file, "wb") as file:
+            pickle.dump(list(blends), file)
+        subprocess.run(
+            [python, os.path.abspath(__file__), "--scarlet2-worker", blend_file, result_file], check=True
+        )
+        with open(result_file, "rb") as file:
+            outcomes, seconds = pickle.load(file)
+        return [Outcome(**outcome) for outcome in outcomes], seconds
+
+
 METHODS: dict[str, Method] = {
     "sersic": Method(
         "single Sersic per galaxy + point source per star, box-sum spectra, sl.init.moments shapes, "
@@ -205,6 +303,9 @@ METHODS: dict[str, Method] = {
     ),
     "oracle": Method(
         "true isolated images, amplitudes per band by least squares (the noise floor)", run=oracle_run
+    ),
+    "scarlet2": Method(
+        "scarlet2's documented recipe (free-form morphologies), true positions", run=scarlet2_run
     ),
 }
 
@@ -338,7 +439,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="4 blends of one structure")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--json", help="also write the numbers (and per-blend outcomes) to this file")
+    parser.add_argument("--scarlet2-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.scarlet2_worker:
+        with open(args.scarlet2_worker[0], "rb") as file:
+            blends = pickle.load(file)
+        with open(args.scarlet2_worker[1], "wb") as file:
+            outcomes, seconds = _scarlet2_here(blends)
+            pickle.dump(([dataclasses.asdict(outcome) for outcome in outcomes], seconds), file)
+        return
     methods = args.method or ["sersic"]
     sets = ("band", "single") if args.psf == "both" else (args.psf,)
 
