@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import itertools
 import json
 import os
 import pickle
@@ -92,7 +93,7 @@ def image_measure(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def score(blends: Sequence[Blend], outcomes: Sequence[Outcome]) -> dict[str, Any]:
     """Median and 90th percentile flux and centroid errors over galaxy-bands and galaxies; failures."""
-    flux_errors, centroid_errors, star_errors = [], [], []
+    flux_errors, centroid_errors, star_errors, knotty = [], [], [], []
     failures = {}
     for blend, outcome in zip(blends, outcomes, strict=True):
         if outcome.failed:
@@ -100,11 +101,14 @@ def score(blends: Sequence[Blend], outcomes: Sequence[Outcome]) -> dict[str, Any
         for k, kind in enumerate(blend.kinds):
             errors = np.abs(outcome.fluxes[k] - blend.fluxes[k]) / blend.fluxes[k]
             if kind == "galaxy":
-                flux_errors.extend(errors)
+                flux_errors.append(errors)
+                knotty.append(blend.components[k]["knots"] > 0)
                 centroid_errors.append(float(np.hypot(*(outcome.centers[k] - blend.centers[k]))))
             else:
                 star_errors.extend(errors)
-    flux_errors = np.asarray(flux_errors)
+    per_band = np.where(np.isfinite(flux_errors), flux_errors, np.inf)  # (galaxies, C)
+    knotty = np.asarray(knotty)
+    flux_errors = np.ravel(flux_errors)
     centroid_errors = np.asarray(centroid_errors)
     # a non-finite error counts as infinitely wrong, so that it shows in the percentiles
     flux_finite = np.where(np.isfinite(flux_errors), flux_errors, np.inf)
@@ -117,6 +121,13 @@ def score(blends: Sequence[Blend], outcomes: Sequence[Outcome]) -> dict[str, Any
         "flux error mean": float(np.mean(flux_finite)),
         "centroid error median": float(np.median(centroid_finite)),
         "centroid error p90": float(np.percentile(centroid_finite, 90)),
+        "flux error median per band": dict(zip(BANDS, np.median(per_band, axis=0).tolist(), strict=True)),
+        "flux error median, galaxies with knots": float(np.median(per_band[knotty]))
+        if knotty.any()
+        else None,
+        "flux error median, galaxies without knots": float(np.median(per_band[~knotty]))
+        if (~knotty).any()
+        else None,
         "star-bands": len(star_errors),
         "star flux error median": float(np.median(star_errors)) if star_errors else float("nan"),
         "non-finite galaxy-bands": int(np.sum(~np.isfinite(flux_errors))),
@@ -413,9 +424,9 @@ def run_method(
 # ----------------------------------------------------------------------------------------------
 
 
-def quick_selection(count: int, seed: int) -> list[int]:
+def quick_selection(count: int, seed: int, difficulty: str) -> list[int]:
     """`count` blend indices of the most common structure among the first 40 (one compilation)."""
-    structures = [structure(index, seed) for index in range(40)]
+    structures = [structure(index, seed, difficulty) for index in range(40)]
     common = max(set(structures), key=structures.count)
     return [index for index, structure in enumerate(structures) if structure == common][:count]
 
@@ -434,6 +445,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", action="append", choices=sorted(METHODS), help="default: sersic")
     parser.add_argument("--psf", choices=("band", "single", "both"), default="both")
+    parser.add_argument("--difficulty", choices=("standard", "hard", "both"), default="standard")
     parser.add_argument("--blends", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="4 blends of one structure")
@@ -456,31 +468,33 @@ def main() -> None:
     started = datetime.datetime.now(datetime.UTC)
     print(f"{started:%Y-%m-%d %H:%M} UTC  commit {commit()}  {machine()}")
     print(f"load average at the start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    indices = quick_selection(4, args.seed) if args.quick else list(range(args.blends))
+    difficulties = ("standard", "hard") if args.difficulty == "both" else (args.difficulty,)
     report: dict[str, Any] = {
         "date": f"{started:%Y-%m-%d}",
         "commit": commit(),
         "machine": machine(),
         "seed": args.seed,
-        "blends": indices,
+        "blends": {},
         "results": {},
     }
-    for psf in sets:
+    for difficulty, psf in itertools.product(difficulties, sets):
+        indices = quick_selection(4, args.seed, difficulty) if args.quick else list(range(args.blends))
+        report["blends"][difficulty] = indices
         begin = time.perf_counter()
-        blends = [simulate_blend(index, args.seed, psf) for index in indices]
+        blends = [simulate_blend(index, args.seed, psf, difficulty) for index in indices]
         simulated = time.perf_counter() - begin
         galaxies = sum(kind == "galaxy" for blend in blends for kind in blend.kinds)
         stars = sum(kind == "star" for blend in blends for kind in blend.kinds)
         print(
-            f"\npsf={psf}: {len(blends)} blends, {galaxies} galaxies ({galaxies * len(BANDS)} galaxy-bands), "
-            f"{stars} stars, simulated in {simulated:.1f} s"
+            f"\n{difficulty}, psf={psf}: {len(blends)} blends, {galaxies} galaxies ({galaxies * len(BANDS)} "
+            f"galaxy-bands), {stars} stars, simulated in {simulated:.1f} s"
         )
         for name in methods:
             outcomes, seconds = run_method(name, blends, progress=not args.no_progress)
             numbers = score(blends, outcomes)
             numbers["seconds"] = seconds
             numbers["steps median"] = float(np.median([o.steps for o in outcomes]))
-            report["results"][f"{name}/{psf}"] = {
+            report["results"][f"{name}/{psf}/{difficulty}"] = {
                 **numbers,
                 "outcomes": [
                     {

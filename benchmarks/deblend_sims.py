@@ -3,6 +3,7 @@
 ```python
 from deblend_sims import simulate
 blends = simulate(40, seed=0, psf="band")     # a different PSF per band; psf="single": one for all
+hard = simulate(40, difficulty="hard")        # fainter, closer, knottier
 obs = blends[0].observation()                 # an sl.Observation of the noisy cutout
 blends[0].fluxes                              # (K, C) truth: each object drawn alone, summed over the cutout
 ```
@@ -15,6 +16,11 @@ A galaxy is
 - an exponential disk, half-light radius 2.5-6 px, |g| up to 0.5, bluer than the bulge;
 - in about half of the disks, `galsim.RandomKnots` (15-40 knots spread like the disk, 10-35 % of
   the disk's light), bluer still.
+
+Galaxies have i-band fluxes of 600-15000 (log-uniform), 15-60 % of it in the bulge; each object is
+6-15 px from one placed before it and at least 5 px from all. That is `difficulty="standard"`;
+`difficulty="hard"` has galaxies of 300-6000, 4-10 px apart (at least 3.5 px), knots in 80 % of
+the disks with 15-45 % of their light, and bulges 0.5-1.5 px off centre (`DIFFICULTY`).
 
 Each component's spectrum is a colour template jittered by 10-25 % per band, so no two galaxies
 share their colours and no galaxy has one colour throughout (what a single Sersic source per galaxy
@@ -37,6 +43,7 @@ isolated renders to float rounding.
 
 The random draws depend on `seed` and the blend's index only: blend `i` has the same galaxies,
 stars, positions and noise for psf="band" and psf="single", and for any `count` above `i`.
+(`difficulty` changes them.)
 """
 
 from __future__ import annotations
@@ -62,6 +69,27 @@ SINGLE_FWHM = 3.4
 #: Pixel noise sigma per band (u and y noisier).
 NOISE = (2.0, 1.2, 1.0, 1.0, 1.3, 1.8)
 
+#: The ranges of the two sets of blends. "standard": bright, resolved blends; "hard": fainter galaxies,
+#: closer neighbours, more and brighter knots and more offset bulges.
+DIFFICULTY = {
+    "standard": {
+        "i_flux": (600.0, 15000.0),
+        "separation": (6.0, 15.0),
+        "min_separation": 5.0,
+        "knotty": 0.5,
+        "knot_fraction": (0.1, 0.35),
+        "bulge_offset": (0.3, 1.0),
+    },
+    "hard": {
+        "i_flux": (300.0, 6000.0),
+        "separation": (4.0, 10.0),
+        "min_separation": 3.5,
+        "knotty": 0.8,
+        "knot_fraction": (0.15, 0.45),
+        "bulge_offset": (0.5, 1.5),
+    },
+}
+
 # Colour templates (flux per band relative to i) of the components.
 _BULGE_SED = np.array([0.15, 0.45, 0.8, 1.0, 1.12, 1.2])
 _DISK_SED = np.array([0.55, 0.8, 0.95, 1.0, 1.0, 0.98])
@@ -78,7 +106,7 @@ class Blend:
 
     **Fields:**
 
-    - `name`: `"blend-007"`.
+    - `name`: `"standard-007"`: the difficulty and the index.
     - `images`: `(C, H, W)` noisy data; `noiseless`: the same without noise.
     - `variance`: `(C,)` pixel noise variance per band.
     - `psfs`: `(C, PSF_SIZE, PSF_SIZE)` effective PSF images, each summing to 1.
@@ -152,21 +180,23 @@ def _shear(rng: np.random.Generator, largest: float, angle: float | None = None)
     return galsim.Shear(g1=g * math.cos(2 * angle), g2=g * math.sin(2 * angle))
 
 
-def _galaxy(rng: np.random.Generator, seed: int) -> tuple[list[tuple[galsim.GSObject, np.ndarray]], dict]:
+def _galaxy(
+    rng: np.random.Generator, seed: int, ranges: dict[str, Any]
+) -> tuple[list[tuple[galsim.GSObject, np.ndarray]], dict]:
     """A galaxy at the origin: (unit-flux profile, flux per band) per component, and its description."""
-    brightness = math.exp(rng.uniform(math.log(600.0), math.log(15000.0)))  # i-band flux
+    brightness = math.exp(rng.uniform(*np.log(ranges["i_flux"])))  # i-band flux
     bulge_fraction = rng.uniform(0.15, 0.6)
     disk_radius = rng.uniform(2.5, 6.0)
     bulge_radius = rng.uniform(0.8, min(2.2, 0.6 * disk_radius))
     angle = rng.uniform(0.0, math.pi)
     disk_shear = _shear(rng, 0.5, angle)
     bulge_shear = _shear(rng, 0.2, angle + rng.normal(0.0, 0.3))
-    offset = rng.uniform(0.3, 1.0)
+    offset = rng.uniform(*ranges["bulge_offset"])
     direction = rng.uniform(0.0, 2 * math.pi)
     bulge_shift = (offset * math.cos(direction), offset * math.sin(direction))  # (dx, dy)
     n_bulge = 4.0 if rng.uniform() < 0.5 else float(rng.uniform(3.0, 4.0))
-    has_knots = bool(rng.uniform() < 0.5)
-    knot_fraction = rng.uniform(0.1, 0.35)
+    has_knots = bool(rng.uniform() < ranges["knotty"])
+    knot_fraction = rng.uniform(*ranges["knot_fraction"])
     knot_count = int(rng.integers(15, 41))
     seds = {
         name: template * rng.uniform(1 - spread, 1 + spread, len(BANDS))
@@ -222,22 +252,31 @@ def _draw(profile: galsim.GSObject, psf: galsim.GSObject, size: int, position: n
     return image.array.astype(np.float64)
 
 
-def _plan(index: int, seed: int, psf: str) -> dict[str, Any]:
+def _plan(index: int, seed: int, psf: str, difficulty: str) -> dict[str, Any]:
     """Every random draw of blend `index`: PSFs, objects, positions, cutout size and noise."""
+    if difficulty not in DIFFICULTY:
+        raise ValueError(f"simulate: difficulty must be one of {sorted(DIFFICULTY)}, got {difficulty!r}")
+    ranges = DIFFICULTY[difficulty]
     rng = np.random.default_rng([seed, index])
     psfs = _moffats(rng, psf)
     galaxies = int(rng.integers(2, 5))
     has_star = bool(rng.uniform() < 0.35)
 
-    objects = [_galaxy(rng, seed * 100003 + index * 11 + k + 1) for k in range(galaxies)]
+    objects = [_galaxy(rng, seed * 100003 + index * 11 + k + 1, ranges) for k in range(galaxies)]
     if has_star:
         objects.append(_star(rng))
-    # Positions: the first galaxy near the middle, each other object 6-15 px from one placed before it.
+    # Positions: the first galaxy near the middle, each other object at `separation` from one placed
+    # before it and no closer than `min_separation` to any (objects that close would not be detected
+    # as two).
     offsets = [rng.normal(0.0, 1.5, 2)]
     for _ in objects[1:]:
-        anchor = offsets[int(rng.integers(len(offsets)))]
-        distance, direction = rng.uniform(6.0, 15.0), rng.uniform(0.0, 2 * math.pi)
-        offsets.append(anchor + distance * np.array([math.sin(direction), math.cos(direction)]))
+        for _attempt in range(1000):
+            anchor = offsets[int(rng.integers(len(offsets)))]
+            distance, direction = rng.uniform(*ranges["separation"]), rng.uniform(0.0, 2 * math.pi)
+            candidate = anchor + distance * np.array([math.sin(direction), math.cos(direction)])
+            if min(np.hypot(*(candidate - other)) for other in offsets) >= ranges["min_separation"]:
+                break
+        offsets.append(candidate)
     offsets = np.asarray(offsets)
     offsets -= offsets.mean(axis=0)  # the blend in the middle of its cutout
     reach = max(
@@ -251,16 +290,16 @@ def _plan(index: int, seed: int, psf: str) -> dict[str, Any]:
     return {"psfs": psfs, "objects": objects, "positions": positions, "size": size, "noise": noise}
 
 
-def structure(index: int, seed: int = 0) -> tuple[Any, ...]:
-    """`simulate_blend(index, seed).structure` without drawing anything."""
-    plan = _plan(index, seed, "band")
+def structure(index: int, seed: int = 0, difficulty: str = "standard") -> tuple[Any, ...]:
+    """`simulate_blend(index, seed, difficulty=difficulty).structure` without drawing anything."""
+    plan = _plan(index, seed, "band", difficulty)
     size = plan["size"]
     return ((len(BANDS), size, size), tuple(description["kind"] for _, description in plan["objects"]))
 
 
-def simulate_blend(index: int, seed: int = 0, psf: str = "band") -> Blend:
+def simulate_blend(index: int, seed: int = 0, psf: str = "band", difficulty: str = "standard") -> Blend:
     """Blend number `index` of the set `seed` (see the module's docstring)."""
-    plan = _plan(index, seed, psf)
+    plan = _plan(index, seed, psf, difficulty)
     psfs, objects, positions, size, noise = (
         plan[key] for key in ("psfs", "objects", "positions", "size", "noise")
     )
@@ -289,7 +328,7 @@ def simulate_blend(index: int, seed: int = 0, psf: str = "band") -> Blend:
         [(totals * y).sum(axis=(-2, -1)) / weight, (totals * x).sum(axis=(-2, -1)) / weight], -1
     )
     return Blend(
-        name=f"blend-{index:03d}",
+        name=f"{difficulty}-{index:03d}",
         images=(noiseless + noise).astype(np.float32),
         noiseless=noiseless,
         variance=np.asarray(NOISE, dtype=np.float64) ** 2,
@@ -304,6 +343,6 @@ def simulate_blend(index: int, seed: int = 0, psf: str = "band") -> Blend:
     )
 
 
-def simulate(count: int = 40, seed: int = 0, psf: str = "band") -> list[Blend]:
-    """`count` blends: `simulate_blend(i, seed, psf)` for i in 0 .. count - 1."""
-    return [simulate_blend(index, seed, psf) for index in range(count)]
+def simulate(count: int = 40, seed: int = 0, psf: str = "band", difficulty: str = "standard") -> list[Blend]:
+    """`count` blends: `simulate_blend(i, seed, psf, difficulty)` for i in 0 .. count - 1."""
+    return [simulate_blend(index, seed, psf, difficulty) for index in range(count)]
