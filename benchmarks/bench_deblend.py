@@ -3,15 +3,17 @@
 Run from the repository root:
 
     python benchmarks/bench_deblend.py                       # sersic on 40 blends x 2 PSF sets
-    python benchmarks/bench_deblend.py --quick               # 4 blends of one structure, ~2 minutes
+    python benchmarks/bench_deblend.py --quick               # 4 blends of one structure, ~1 minute
     python benchmarks/bench_deblend.py --method sersic --method oracle --json out.json
-    python benchmarks/bench_deblend.py --psf band --blends 10
+    python benchmarks/bench_deblend.py --psf band --blends 10 --difficulty hard
+    SCARLET2_PYTHON=/work/venv-s2/bin/python python benchmarks/bench_deblend.py --method scarlet2
 
 The blends (`deblend_sims.py`): 2-4 galaxies, each a red bulge (de Vaucouleurs or Sersic n 3-4) and
 a bluer exponential disk with offset centres, star-forming knots (`galsim.RandomKnots`, bluer still)
 in about half the disks, a star in about a third of the blends; 6 bands, Gaussian noise, drawn with
 GalSim through a different Moffat PSF per band (`--psf band`) or one for all bands (`--psf single`),
 with effective PSF images for the observation. Truth per object and band from its isolated render.
+`--difficulty hard` draws fainter galaxies, closer together, with more knots and more offset bulges.
 
 Per method and PSF set it reports, over galaxy-bands, the median and 90th percentile of the relative
 flux error |f_fit - f_true| / f_true, where both fluxes are sums over the cutout of the object drawn
@@ -29,11 +31,17 @@ Methods (`--method NAME`, repeatable):
   by `sl.fit_many` with `sl.fit`'s defaults.
 - `oracle`: not a deblender but the floor the noise leaves: the objects' TRUE isolated images, only
   their amplitude per band fitted to the data by linear least squares.
+- `scarlet2`: scarlet2's documented quick-start recipe (free-form morphologies started from Gaussian
+  moments), at the true positions. Never a dependency: it runs where `import scarlet2` works, or in
+  the interpreter named by `$SCARLET2_PYTHON` (a venv of its own with scarlet2 and galsim).
 
-A new method is a `Method`: a `build_scene(blend, observation) -> scene` fitted with `fit_scenes`
-(by `sl.fit_many`) as `sersic` is, or a `run(blends) -> list[Outcome]` of its own; add it to
-`METHODS`. `build_scene` may return `(scene, groups)` where `groups[k]` lists the indices of the
-scene's sources that make truth object `k` (default: source `k` is object `k`).
+A new method is a `Method` added to `METHODS`: a `build_scene(blend, observation) -> scene`, fitted
+by `fit_scenes` (`sl.fit_many` per structure) as `sersic` is, or by its own `fit(scenes,
+observations) -> results` (anything with `model`, `converged`, `nonfinite` and `steps`, as
+`sl.FitResult` has: a multi-start fit, say); or a `run(blends) -> (outcomes, seconds)` of its own.
+`build_scene` may return `(scene, groups)` where `groups[k]` lists the indices of the scene's
+sources that make truth object `k` (default: source `k` is object `k`): a galaxy modelled as
+several sources, or a detection list that does not follow the truth's order.
 """
 
 from __future__ import annotations
@@ -143,10 +151,11 @@ def score(blends: Sequence[Blend], outcomes: Sequence[Outcome]) -> dict[str, Any
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """How a method deblends. Either `build_scene` (fitted by `fit_scenes`) or `run`."""
+    """How a method deblends: `build_scene` (fitted by `fit`, default `fit_scenes`), or `run`."""
 
     description: str
     build_scene: Callable[[Blend, Any], Any] | None = None
+    fit: Callable[[Sequence[Any], Sequence[Any]], list[Any]] | None = None
     run: Callable[[Sequence[Blend]], tuple[list[Outcome], dict[str, float]]] | None = None
     fit_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -387,7 +396,10 @@ def scene_run(
         scenes.append(scene)
         groupings.append(grouping)
     built_at = time.perf_counter()
-    results = fit_scenes(scenes, observations, progress=progress, **method.fit_kwargs)
+    if method.fit is not None:
+        results = method.fit(scenes, observations)
+    else:
+        results = fit_scenes(scenes, observations, progress=progress, **method.fit_kwargs)
     fitted_at = time.perf_counter()
 
     outcomes = []
@@ -407,7 +419,8 @@ def scene_run(
         if not (np.all(np.isfinite(fluxes)) and np.all(np.isfinite(centers))):
             failed.append("NaN flux or centroid")
         outcomes.append(Outcome(fluxes, centers, ", ".join(failed), int(result.steps)))
-    return outcomes, {"build": built_at - start, "fit": fitted_at - built_at}
+    structures = len({_structure(scene, obs) for scene, obs in zip(scenes, observations, strict=True)})
+    return outcomes, {"build": built_at - start, "fit": fitted_at - built_at, "structures": structures}
 
 
 def run_method(
