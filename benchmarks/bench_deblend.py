@@ -137,7 +137,9 @@ def score(blends: Sequence[Blend], outcomes: Sequence[Outcome]) -> dict[str, Any
         if (~knotty).any()
         else None,
         "star-bands": len(star_errors),
-        "star flux error median": float(np.median(star_errors)) if star_errors else float("nan"),
+        "star flux error median": float(np.median(np.where(np.isfinite(star_errors), star_errors, np.inf)))
+        if star_errors
+        else float("nan"),
         "non-finite galaxy-bands": int(np.sum(~np.isfinite(flux_errors))),
         "failures": len(failures),
         "failed blends": failures,
