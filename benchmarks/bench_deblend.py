@@ -521,13 +521,13 @@ def main() -> None:
                     for b, o in zip(blends, outcomes, strict=True)
                 ],
             }
-            print(summary_line(name, numbers))
+            print(summary_line(name, numbers), flush=True)
+            if args.json:  # after every result: a long run that dies later keeps what it measured
+                with open(args.json, "w") as file:
+                    json.dump(report, file, indent=1)
             for blend_name, why in numbers["failed blends"].items():
                 print(f"      {blend_name}: {why}")
     print(f"\nload average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump(report, file, indent=1)
 
 
 if __name__ == "__main__":
