@@ -116,9 +116,14 @@ class MultiComponentSource(Module):
             raise SceneError(f"{who}: box must be 'auto', None or a positive number of pixels, got {box!r}")
 
     def __check_init__(self) -> None:
+        # joins the scene being built in this context, if any (checked against its frame now)
         stack = _BUILDING.get()
         if stack:
-            stack[-1]._add(self)
+            stack[-1].add(self)
+
+    def _reboxed(self, box: int | None) -> MultiComponentSource:
+        """This source, made again with another box (inside the `with` block of a scene)."""
+        return MultiComponentSource(self.center, self.components, box=box)
 
     @property
     def morphology(self) -> Morphology:
