@@ -1,9 +1,8 @@
 """The astronomy layer: frames, observations, PSFs, morphologies, sources, scenes and rendering."""
 
-from . import datasets, init, measure
-from .components import Component, MultiComponentSource
 from . import choice, datasets, init, measure
 from .choice import choose_sources
+from .components import Component, MultiComponentSource
 from .frame import Frame, FrameError
 from .morphology import (
     GaussianMorphology,
