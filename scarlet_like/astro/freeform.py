@@ -63,7 +63,27 @@ def starlet_transform(
     return jnp.stack(coefficients), current
 
 
-class SymmetryPrior(Prior):
+class _ImagePenalty(Prior):
+    """What the free-form image priors share: an improper penalty over an `(H, W)` image."""
+
+    image_shape: eqx.AbstractVar[tuple[int, int]]
+
+    def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
+        raise TypeError(
+            f"{type(self).__name__} is an improper penalty and cannot be sampled from; initialise the "
+            "free-form image from the data (or give it an explicit start value)."
+        )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.image_shape)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(self.image_shape)
+
+
+class SymmetryPrior(_ImagePenalty):
     """Smooth penalty on differences between each pixel of a free-form image and its 180-degree
     rotated partner (galaxies are, to first order, point-symmetric about their center).
 
@@ -88,22 +108,8 @@ class SymmetryPrior(Prior):
         penalty = jnp.sum(jnp.sqrt(difference**2 + eps**2) - eps) / 2
         return -jnp.asarray(self.strength, dtype=value.dtype) * penalty
 
-    def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
-        raise TypeError(
-            "SymmetryPrior is an improper penalty and cannot be sampled from; initialise the free-form "
-            "image from the data (or give it an explicit start value)."
-        )
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.image_shape)
-
-    @property
-    def event_shape(self) -> tuple[int, ...]:
-        return tuple(self.image_shape)
-
-
-class StarletSparsityPrior(Prior):
+class StarletSparsityPrior(_ImagePenalty):
     """Smooth L1 sparsity penalty on the starlet wavelet coefficients of a free-form image.
 
     `log_prob(image) = -strength * sum(sqrt(c**2 + eps**2) - eps)` over the detail coefficients `c` of
@@ -129,22 +135,8 @@ class StarletSparsityPrior(Prior):
         penalty = jnp.sum(jnp.sqrt(coefficients**2 + eps**2) - eps)
         return -jnp.asarray(self.strength, dtype=value.dtype) * penalty
 
-    def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
-        raise TypeError(
-            "StarletSparsityPrior is an improper penalty and cannot be sampled from; initialise the "
-            "free-form image from the data (or give it an explicit start value)."
-        )
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.image_shape)
-
-    @property
-    def event_shape(self) -> tuple[int, ...]:
-        return tuple(self.image_shape)
-
-
-class MonotonicityPrior(Prior):
+class MonotonicityPrior(_ImagePenalty):
     """Smooth penalty on brightness increasing outward from the image center (radial decline).
 
     Each pixel is compared with its neighbour one step toward the central pixel (step of
@@ -172,17 +164,3 @@ class MonotonicityPrior(Prior):
         at_zero = jnp.log(jnp.asarray(2.0, dtype=value.dtype))
         penalty = jnp.sum(scale * (jax.nn.softplus(increase / scale) - at_zero))
         return -jnp.asarray(self.strength, dtype=value.dtype) * penalty
-
-    def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
-        raise TypeError(
-            "MonotonicityPrior is an improper penalty and cannot be sampled from; initialise the "
-            "free-form image from the data (or give it an explicit start value)."
-        )
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.image_shape)
-
-    @property
-    def event_shape(self) -> tuple[int, ...]:
-        return tuple(self.image_shape)
