@@ -24,6 +24,9 @@ def run_page(name: str) -> dict:
     # User code runs with JAX's default promotion (numpyro and optax are not clean under "strict").
     with jax.numpy_dtype_promotion("standard"), warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # e.g. a fit that hit NaN
+        # ... but a fit that says its optimum is poor (parameters at bounds, a high chi^2) is what some
+        # pages show on purpose
+        warnings.filterwarnings("default", message="fit (ended|did not converge)", category=RuntimeWarning)
         for block in blocks:
             exec(compile(block, str(page), "exec"), namespace)
     return namespace

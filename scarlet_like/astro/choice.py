@@ -36,7 +36,7 @@ import numpy as np
 
 from ..core.tree import resolve
 from ..infer.evidence import Evidence, evidence
-from ..infer.optimize import fit
+from ..infer.optimize import FitWarning, fit
 from .init import MIN_SIGMA, moments, sersic_morphology
 from .measure import GAUSSIAN_R_HALF_PER_SIGMA
 from .morphology import PointMorphology
@@ -232,7 +232,10 @@ def choose_sources(
                 )
             sizes.append(len(replacement))
             trial = _replaced(scene, shifted[index], replacement)
-            result = fit(trial, observation_list, max_steps=max_steps, **options)
+            with warnings.catch_warnings():
+                # alternatives are meant to be tried and compared: the poor ones are expected to end badly
+                warnings.simplefilter("ignore", FitWarning)
+                result = fit(trial, observation_list, max_steps=max_steps, **options)
             fitted.append(result.model)
             scores.append(
                 evidence(result.model, observation_list, n_data=n_data, hessian=criterion == "laplace")

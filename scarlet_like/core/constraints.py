@@ -288,6 +288,10 @@ class Constraint(abc.ABC):
 
     event_dim: ClassVar[int]
 
+    #: Whether the support is bounded in every direction (an interval, the unit disk, the simplex):
+    #: without a prior, a posterior is then still proper. `None` when it cannot be told.
+    bounded: ClassVar[bool | None] = None
+
     @abc.abstractmethod
     def forward(self, unconstrained: Any) -> jax.Array:
         """Maps unconstrained values into the support.
@@ -353,6 +357,24 @@ class Constraint(abc.ABC):
         """Shape of the constrained array for an unconstrained array of shape `shape`."""
         return tuple(shape)
 
+    def at_bound(self, unconstrained: Any, start: Any) -> jax.Array:
+        """Which unconstrained entries have run to a bound of the support (where an optimizer stalls,
+        the map flattening out).
+
+        **Arguments:**
+
+        - `unconstrained`: where a fit ended.
+        - `start`: where it started (same shape): it sets the scale of a one-sided bound.
+
+        **Returns:**
+
+        A boolean array of the unconstrained shape. A value is at a two-sided bound within 1e-3 of the
+        interval's width (the unit disk: `|g| > 0.999`); at a one-sided bound once its distance to
+        the bound has shrunk below 1e-4 of the distance at the start (a size from 2 pixels to 2e-4).
+        The base class knows no bounds: all False.
+        """
+        return jnp.zeros(jnp.shape(unconstrained), bool)
+
 
 class _NumpyroBacked(Constraint):
     """A constraint whose maps are those of a numpyro transform, built on demand.
@@ -395,6 +417,12 @@ class _NumpyroBacked(Constraint):
 # --------------------------------------------------------------------------------------
 
 
+# How close to a bound `Constraint.at_bound` calls "at the bound": a fraction of an interval's width,
+# or of the start's distance to a one-sided bound.
+_TWO_SIDED = 1e-3
+_ONE_SIDED = 1e-4
+
+
 class _Elementwise(_NumpyroBacked):
     """Constraints acting on each scalar independently, with an optional lower and upper
     bound (per element if the bounds are arrays)."""
@@ -430,6 +458,24 @@ class _Elementwise(_NumpyroBacked):
         ceiling = largest if upper is None else _highest_below(upper.to_jax(dtype))
         return jnp.clip(constrained, floor, ceiling)
 
+    def at_bound(self, unconstrained: Any, start: Any) -> jax.Array:
+        lower, upper = self._bounds()
+        value = self.forward(unconstrained)
+        dtype = value.dtype
+        near = jnp.zeros(value.shape, bool)
+        if lower is not None and upper is not None:
+            width = upper.to_jax(dtype) - lower.to_jax(dtype)
+            near = (value - lower.to_jax(dtype) < _TWO_SIDED * width) | (
+                upper.to_jax(dtype) - value < _TWO_SIDED * width
+            )
+        elif lower is not None:
+            origin = self.forward(start) - lower.to_jax(dtype)
+            near = value - lower.to_jax(dtype) < _ONE_SIDED * origin
+        elif upper is not None:
+            origin = upper.to_jax(dtype) - self.forward(start)
+            near = upper.to_jax(dtype) - value < _ONE_SIDED * origin
+        return near
+
     def check(self, constrained: Any) -> jax.Array:
         constrained = _as_float_array(constrained)
         self._validate(constrained.shape)
@@ -446,6 +492,8 @@ class _Elementwise(_NumpyroBacked):
 class Real(_Elementwise):
     """No constraint: the identity map on the real line. Build with `real()`."""
 
+    bounded: ClassVar[bool | None] = False
+
     def _numpyro_transform(self, dtype: Any) -> numpyro_transforms.Transform:
         return biject_to(numpyro_constraints.real)
 
@@ -456,6 +504,8 @@ class Real(_Elementwise):
 @dataclasses.dataclass(frozen=True, repr=False)
 class Positive(_Elementwise):
     """Positive numbers, `x = exp(u)`. Build with `positive()`."""
+
+    bounded: ClassVar[bool | None] = False
 
     def _bounds(self) -> tuple[_Bound | None, _Bound | None]:
         return _Bound((0.0,), ()), None
@@ -470,6 +520,8 @@ class Positive(_Elementwise):
 @dataclasses.dataclass(frozen=True, repr=False)
 class GreaterThan(_Elementwise):
     """Numbers above `lower`, `x = lower + exp(u)`. Build with `greater_than(lower)`."""
+
+    bounded: ClassVar[bool | None] = False
 
     lower: _Bound
 
@@ -492,6 +544,8 @@ class GreaterThan(_Elementwise):
 class LessThan(_Elementwise):
     """Numbers below `upper`, `x = upper - exp(u)`. Build with `less_than(upper)`."""
 
+    bounded: ClassVar[bool | None] = False
+
     upper: _Bound
 
     def __post_init__(self):
@@ -513,6 +567,8 @@ class LessThan(_Elementwise):
 class Interval(_Elementwise):
     """Numbers in the open interval `(lower, upper)`, `x = lower + (upper - lower) sigmoid(u)`.
     Build with `interval(lower, upper)`."""
+
+    bounded: ClassVar[bool | None] = True
 
     lower: _Bound
     upper: _Bound
@@ -565,6 +621,8 @@ class UnitDisk(_NumpyroBacked):
     Build with `unit_disk()`.
     """
 
+    bounded: ClassVar[bool | None] = True
+
     event_dim: ClassVar[int] = 1
 
     def _numpyro_transform(self, dtype: Any) -> numpyro_transforms.Transform:
@@ -582,6 +640,10 @@ class UnitDisk(_NumpyroBacked):
         self.unconstrained_shape(constrained.shape)
         return jnp.all(jnp.isfinite(constrained)) & jnp.all(unit_disk_support(constrained))
 
+    def at_bound(self, unconstrained: Any, start: Any) -> jax.Array:
+        radius = jnp.linalg.norm(self.forward(unconstrained), axis=-1, keepdims=True)
+        return jnp.broadcast_to(radius > 1.0 - _TWO_SIDED, jnp.shape(unconstrained))
+
     def __repr__(self) -> str:
         return "unit_disk()"
 
@@ -594,6 +656,8 @@ class Simplex(_NumpyroBacked):
     `log_abs_det_jacobian` is taken with respect to the first `K - 1` coordinates (the last
     one is determined by them).
     """
+
+    bounded: ClassVar[bool | None] = True
 
     event_dim: ClassVar[int] = 1
 
@@ -653,6 +717,8 @@ def _strictly_increasing(values: jax.Array) -> jax.Array:
 class Ordered(_NumpyroBacked):
     """Strictly increasing vectors along the last axis, `x_0 = u_0`,
     `x_i = x_{i-1} + exp(u_i)`. Build with `ordered()`."""
+
+    bounded: ClassVar[bool | None] = False
 
     event_dim: ClassVar[int] = 1
 
@@ -787,11 +853,24 @@ def ordered() -> Ordered:
 # --------------------------------------------------------------------------------------
 
 
+# numpyro supports bounded in every direction (private classes, looked up by name so that a numpyro
+# release renaming one only loses the check).
+_BOUNDED_NUMPYRO_SUPPORTS = tuple(
+    getattr(numpyro_constraints, name)
+    for name in ("_Interval", "_Simplex", "_CorrCholesky", "_CorrMatrix")
+    if hasattr(numpyro_constraints, name)
+) + (_UnitDiskSupport,)
+
+
 class _WrappedTransform(_NumpyroBacked):
     """Common parts of the adapters built around a numpyro transform."""
 
     def _transform(self) -> numpyro_transforms.Transform:
         return self._numpyro_transform(None)
+
+    @property
+    def bounded(self) -> bool:  # type: ignore[override]
+        return isinstance(self._transform().codomain, _BOUNDED_NUMPYRO_SUPPORTS)
 
     @property
     def event_dim(self) -> int:  # type: ignore[override]

@@ -7,7 +7,7 @@ from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PyTree
+from jaxtyping import Array, Bool, Float, PyTree
 
 from .layout import stacked_lists, unstacked_lists
 from .resolve import resolve
@@ -149,6 +149,22 @@ class LogDensity(eqx.Module):
             total = total + self.log_jacobian(x)
         return total
 
+    def at_bounds(self, x: Float[Array, " n"]) -> Bool[Array, " n"]:
+        """Which entries of `x` have run to a bound of their parameter's constraint, measured from
+        `x0` (see [`scarlet_like.constraints.Constraint.at_bound`][]): one flag per entry."""
+        free, start = self.unravel.free(x), self.unravel.free(self.x0)
+        constraints = self._constraints()
+        flags = [
+            constraints[name].at_bound(free[name], start[name]).reshape(-1) for name in self.unravel.names
+        ]
+        return jnp.concatenate(flags) if flags else jnp.zeros((0,), bool)
+
+    def _constraints(self) -> dict[str, Any]:
+        """The constraint of each free parameter, by name."""
+        return {
+            group.name: group.parameter.constraint for group in walk(self.unravel.rest).groups if group.free
+        }
+
     def _prior_terms(self, model: PyTree) -> dict[str, Array]:
         # Free parameters' priors, plus those of fixed parameters whose prior depends on other
         # parameters (observed nodes of a hierarchical model); plain fixed priors are constants.
@@ -160,9 +176,7 @@ class LogDensity(eqx.Module):
 
     def _jacobian_terms(self, x: Float[Array, " n"]) -> dict[str, Array]:
         free = self.unravel.free(x)
-        constraints = {
-            group.name: group.parameter.constraint for group in walk(self.unravel.rest).groups if group.free
-        }
+        constraints = self._constraints()
         return {name: constraints[name].log_abs_det_jacobian(value) for name, value in free.items()}
 
 

@@ -5,22 +5,31 @@ Nothing here knows about astronomy.
 
 from .batch import fit_many
 from .evidence import Evidence, evidence
+from .fit_loop import FitLoop, FitResult, FitState, default_optimizer, preconditioner, run
 from .laplace import Laplace, laplace
-from .optimize import FitResult, fit, preconditioner
+from .optimize import FitWarning, Starts, fit, fit_starts, fit_warnings
 from .sample import ImproperPriorWarning, Posterior, sample
 from .simulate import sample_prior
 
 __all__ = [
     "Evidence",
     "evidence",
+    "FitLoop",
     "FitResult",
+    "FitState",
+    "FitWarning",
     "ImproperPriorWarning",
     "Laplace",
     "Posterior",
+    "Starts",
     "fit",
+    "default_optimizer",
     "fit_many",
+    "fit_starts",
+    "fit_warnings",
     "laplace",
     "preconditioner",
+    "run",
     "sample",
     "sample_prior",
 ]

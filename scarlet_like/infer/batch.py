@@ -15,18 +15,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, PyTree
 
 from ..core import LogDensity, Plate, PlateError, canonical_tokens, stack, unstack, walk
-from .optimize import (
-    FitResult,
-    _default_optimizer,
-    _initial_state,
-    _result,
-    _run_steps,
-    _start_chunk,
-    _State,
-    _with_extra_args,
-    fit,
-    stretches,
-)
+from .fit_loop import FitLoop, FitResult, run
+from .optimize import _loop_options, fit
 
 __all__ = ["fit_many"]
 
@@ -241,84 +231,40 @@ def _fit_batch(
 def _vectorised_fit(
     members: PyTree, data: PyTree, axes: PyTree, static: PyTree, key: Array, options: dict[str, Any]
 ) -> FitResult:
-    """`fit` (its pure path) of a group of blends at once, with `vmap`.
-
-    The blends go through the same stages as in `fit`, one optimizer step at a time in lockstep: every
-    blend of the group is computed at every step, and those that have nothing to do have their
-    results dropped. Two things make that cheaper than `vmap` of `fit` itself:
-
-    - the loops stop as soon as no blend of the group has anything left to do (under `vmap`, `fit`'s
-      loop over stretches would measure the curvature for all of them, finished or not);
-    - a blend with nothing to do is computed from a stand-in (its own state after its first step),
-      not from where it stopped: at a converged point the line search fails through all its trials
-      (20 with the default L-BFGS, two density evaluations each), at a stand-in it succeeds at once.
+    """`fit` of a group of blends at once: the fit loop's methods vectorised with `vmap` and driven in
+    lockstep by [`scarlet_like.infer.run`][], which stops as soon as no blend of the group has anything
+    left to do, measures the curvature only when some blend starts a stretch, and steps finished
+    blends from a cheap stand-in.
 
     One difference from `fit`: when a step turns non-finite, the fit keeps the point of the step
     before (`fit` keeps the one before that).
     """
-    max_steps, rtol = int(options["max_steps"]), options["rtol"]
-    optimizer = options["optimizer"]
-    optimizer = _default_optimizer() if optimizer is None else _with_extra_args(optimizer)
-    chunks, per_chunk = stretches(options["chunks"], max_steps)
-    keys = jax.random.split(key, chunks)
+    loop_options = _loop_options(
+        options["optimizer"], options["max_steps"], options["rtol"], options["chunks"]
+    )
     in_axes = (axes, eqx.if_array(0))
 
-    def density(member: PyTree, blend_data: PyTree) -> LogDensity:
-        return LogDensity(member, eqx.combine(blend_data, static), jacobian=False)
+    def loop(member: PyTree, blend_data: PyTree) -> FitLoop:
+        density = LogDensity(member, eqx.combine(blend_data, static), jacobian=False)
+        return FitLoop(density, **loop_options)
 
-    def initial(member: PyTree, blend_data: PyTree) -> _State:
-        return _initial_state(density(member, blend_data), optimizer, max_steps)
+    def method(name: str) -> Any:
+        def call(member: PyTree, blend_data: PyTree, state: Any) -> Any:
+            return getattr(loop(member, blend_data), name)(state)
 
-    def start_stretch(member: PyTree, blend_data: PyTree, state: _State, index: Array) -> _State:
-        return _start_chunk(density(member, blend_data), optimizer, state, keys[index])
+        batched = eqx.filter_vmap(call, in_axes=(*in_axes, 0))
+        return lambda state: batched(members, data, state)
 
-    def one_step(member: PyTree, blend_data: PyTree, state: _State) -> _State:
-        return _run_steps(density(member, blend_data), optimizer, state, 1, max_steps, rtol)
-
-    def result(member: PyTree, blend_data: PyTree, state: _State) -> FitResult:
-        return _result(density(member, blend_data), state)
-
-    batched_start = eqx.filter_vmap(start_stretch, in_axes=(*in_axes, 0, None))
-    batched_step = eqx.filter_vmap(one_step, in_axes=(*in_axes, 0))
-
-    def can_step(state: _State) -> Array:
-        return ~state.done & (state.step < max_steps)
-
-    def stretch(carry: tuple[Array, _State, _State]) -> tuple[Array, _State, _State]:
-        index, state, stand_in = carry
-        state = _where(state.done, state, batched_start(members, data, state, index))
-        stop = jnp.minimum(state.step + per_chunk, max_steps)
-
-        def active(state: _State) -> Array:
-            return can_step(state) & (state.step < stop) & ~state.stalled
-
-        def step(carry: tuple[_State, _State]) -> tuple[_State, _State]:
-            state, stand_in = carry
-            moving = active(state)
-            stepped = batched_step(members, data, _where(moving, state, stand_in))
-            # the first step of the fit makes the stand-ins (every blend takes it)
-            stand_in = _where(stand_in.step == 0, stepped, stand_in)
-            return _where(moving, stepped, state), stand_in
-
-        state, stand_in = jax.lax.while_loop(lambda c: jnp.any(active(c[0])), step, (state, stand_in))
-        return index + 1, state, stand_in
-
-    def keep_going(carry: tuple[Array, _State, _State]) -> Array:
-        index, state, _ = carry
-        return (index < chunks) & jnp.any(can_step(state))
-
-    state = eqx.filter_vmap(initial, in_axes=in_axes)(members, data)
-    _, state, _ = jax.lax.while_loop(keep_going, stretch, (jnp.zeros((), jnp.int32), state, state))
-    return eqx.filter_vmap(result, in_axes=(*in_axes, 0))(members, data, state)
-
-
-def _where(condition: Array, yes: PyTree, no: PyTree) -> PyTree:
-    """Blend by blend (`condition` has one entry per blend): `yes` where it holds, else `no`."""
-
-    def pick(a: Array, b: Array) -> Array:
-        return jnp.where(condition.reshape(condition.shape + (1,) * (a.ndim - 1)), a, b)
-
-    return jax.tree_util.tree_map(pick, yes, no)
+    initial = eqx.filter_vmap(lambda member, blend_data: loop(member, blend_data).init(key), in_axes=in_axes)
+    state = run(
+        method("restart"),
+        method("advance"),
+        method("can_step"),
+        method("stretch_over"),
+        initial(members, data),
+        loop_options["max_steps"],
+    )
+    return method("result")(state)
 
 
 def _on_axes(axes: PyTree, tree: PyTree, fn: Callable[[Any], Any]) -> PyTree:

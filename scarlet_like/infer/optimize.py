@@ -2,241 +2,38 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ..core import LogDensity, canonical_tokens
+from ..core import LogDensity, canonical_tokens, get_values, rename_tokens
+from ..core.tree import tokens
+from .fit_loop import STRETCH_STEPS, FitLoop, FitResult, FitState, run
 
-__all__ = ["FitResult", "fit", "preconditioner"]
+__all__ = ["FitWarning", "Starts", "fit", "fit_starts", "fit_warnings"]
 
-# Above this many free entries the Hessian diagonal is estimated from random probes, not exactly.
-_EXACT_DIAGONAL_LIMIT = 256
-_PROBES = 16
-
-
-class FitResult(NamedTuple):
-    """What [`scarlet_like.fit`][] returns (a pytree: it can come out of `jit` and `vmap`).
-
-    **Fields:**
-
-    - `model`: the fitted model: the point of lowest loss the fit evaluated.
-    - `loss`: `(max_steps,)` negative log posterior after each step (NaN after the last step).
-    - `steps`: number of steps taken.
-    - `converged`: whether the relative loss change stayed below `rtol` before `max_steps`.
-    - `nonfinite`: `(n,)` True for the entries of the flat vector whose gradient (or value) turned
-      non-finite; the fit then stopped, and `model` is the best point before that.
-    - `x`: the final flat unconstrained vector.
-    """
-
-    model: PyTree
-    loss: Float[Array, " max_steps"]
-    steps: Int[Array, ""]
-    converged: Bool[Array, ""]
-    nonfinite: Bool[Array, " n"]
-    x: Float[Array, " n"]
+# A converged fit whose chi^2 per data value is above this is reported: the model (or the optimum it
+# found) does not describe the data. Real blends fitted well give 1.0 to 1.7 (the bundled HSC blend:
+# 1.42 with bulge + disk sources, 1.68 with one Sersic profile each).
+_CHI2_FAR_ABOVE = 2.0
 
 
-def preconditioner(density: LogDensity, x: Float[Array, " n"], key: PRNGKeyArray | None = None) -> Array:
-    """Per-entry step scales from the curvature of the negative log density at `x`.
-
-    **Arguments:**
-
-    - `density`: the log density.
-    - `x`: where to measure the curvature.
-    - `key`: for the random probes used when there are many entries.
-
-    **Returns:**
-
-    `1 / sqrt(|diag H|)` per entry (bounded), so that a unit step in the scaled coordinates moves every
-    parameter by about its own uncertainty. Computed exactly (one Hessian-vector product per entry) for
-    up to 256 entries, else estimated from 16 random sign probes.
-    """
-    loss = lambda v: -density(v)  # noqa: E731
-    gradient = jax.grad(loss)
-
-    def hvp(direction: Array) -> Array:
-        return jax.jvp(gradient, (x,), (direction,))[1]
-
-    size = x.shape[0]
-    if size <= _EXACT_DIAGONAL_LIMIT:
-        diagonal = jax.lax.map(lambda e: jnp.vdot(e, hvp(e)), jnp.eye(size, dtype=x.dtype))
-    else:
-        key = jax.random.key(0) if key is None else key
-        probes = jax.random.rademacher(key, (_PROBES, size), dtype=x.dtype)
-        diagonal = jnp.mean(jax.lax.map(lambda z: z * hvp(z), probes), axis=0)
-    curvature = jnp.abs(jnp.where(jnp.isfinite(diagonal), diagonal, 0.0))
-    # Each entry gets its own scale, however different the curvatures (fluxes over many decades);
-    # entries with no curvature at the start keep a unit scale; no scale exceeds 10 units.
-    flat = curvature <= 1e-12
-    scales = 1.0 / jnp.sqrt(jnp.where(flat, 1.0, curvature))
-    return jnp.where(flat, 1.0, jnp.minimum(scales, 10.0)).astype(x.dtype)
+# An unconverged fit is reported only if its gradient is at least this (in units of each parameter's
+# uncertainty): below, the optimum is within a tenth of a standard deviation, whatever the loss does.
+_NEAR_OPTIMUM = 0.1
 
 
-@functools.cache
-def _default_optimizer() -> optax.GradientTransformationExtraArgs:
-    # One object for the whole process: the optimizer is static in the compiled loop, and a new object
-    # per call would mean a new compilation per call.
-    return optax.lbfgs()
-
-
-def _strong(tree: PyTree) -> PyTree:
-    """Drop weak types (optax initialises some counters weakly typed), so that the state going into
-    and out of a compiled stretch has one signature: no second compilation."""
-    return jax.tree_util.tree_map(lambda leaf: jnp.array(leaf, dtype=jnp.result_type(leaf)), tree)
-
-
-class _State(NamedTuple):
-    x: Array
-    reference: Array
-    scales: Array
-    y: Array
-    opt_state: Any
-    loss: Array
-    history: Array
-    step: Array
-    calm: Array
-    stalled: Array
-    chunk_start: Array  # loss when this stretch began
-    done: Array
-    converged: Array
-    nonfinite: Array
-    best_x: Array  # the point of lowest loss evaluated so far, and its loss
-    best_loss: Array
-
-
-def _start_chunk(density: LogDensity, optimizer: Any, state: _State, key: PRNGKeyArray) -> _State:
-    """Measure the curvature at the current point and restart the optimizer in scaled coordinates."""
-    scales = preconditioner(density, state.x, key)
-    y = jnp.zeros_like(state.x)
-    return state._replace(
-        reference=state.x,
-        scales=scales,
-        y=y,
-        opt_state=_strong(optimizer.init(y)),
-        calm=jnp.zeros_like(state.calm),
-        stalled=jnp.zeros_like(state.stalled),
-        chunk_start=state.loss,
-    )
-
-
-def _run_steps(
-    density: LogDensity, optimizer: Any, state: _State, num_steps: int, max_steps: int, rtol: float
-) -> _State:
-    """Up to `num_steps` optimizer steps, stopping early on convergence or a non-finite value."""
-    loss_of_y = lambda y: -density(state.reference + state.scales * y)  # noqa: E731
-    # L-BFGS keeps the value and gradient of its line search in its state; other optimizers do not.
-    if optimizer is _default_optimizer():
-        value_and_grad = optax.value_and_grad_from_state(loss_of_y)
-    else:
-        plain = jax.value_and_grad(loss_of_y)
-        value_and_grad = lambda y, state: plain(y)  # noqa: E731
-    stop_at = jnp.minimum(state.step + num_steps, max_steps)
-
-    def keep_going(state: _State) -> Array:
-        return (state.step < stop_at) & ~state.done & ~state.stalled
-
-    def step(state: _State) -> _State:
-        # The optimizer's own evaluation at the current point serves as the loss (L-BFGS has it from its
-        # line search): the density is not evaluated once more per step.
-        with jax.numpy_dtype_promotion("standard"):  # optax mixes integer counters with floats
-            value, grad = value_and_grad(state.y, state=state.opt_state)
-            updates, opt_state = optimizer.update(
-                grad, state.opt_state, state.y, value=value, grad=grad, value_fn=loss_of_y
-            )
-            y = optax.apply_updates(state.y, updates)
-        current = state.reference + state.scales * state.y
-        bad = ~jnp.isfinite(grad * state.scales) | ~jnp.isfinite(current)
-        failed = jnp.any(bad) | ~jnp.isfinite(value)
-        change = jnp.abs(state.loss - value)
-        calm = jnp.where(change <= rtol * jnp.maximum(jnp.abs(value), 1.0), state.calm + 1, 0)
-        # In scaled coordinates a unit gradient is about one standard deviation from the optimum: a calm
-        # loss with a large gradient is a stall (the next stretch measures the curvature again).
-        small_gradient = jnp.max(jnp.abs(grad)) < 0.1
-        # ... unless a whole stretch, with fresh curvature, made no progress either: then the
-        # gradient is as small as the float precision of the loss allows.
-        no_progress = jnp.abs(state.chunk_start - value) <= rtol * jnp.maximum(jnp.abs(value), 1.0)
-        converged = (calm >= 5) & (small_gradient | no_progress) & ~failed
-        # A line search that gives up may leave the optimizer far uphill (seen on real blends: a loss
-        # 1e13 times the best). End the stretch: the next one starts again from the best point.
-        jumped = value - state.best_loss > jnp.maximum(jnp.abs(state.best_loss), 1.0)
-        stalled = ((calm >= 5) & ~converged) | jumped
-        improved = ~failed & (value < state.best_loss)
-        return _State(
-            # on failure, stay at the last point whose value and gradient were finite
-            x=jnp.where(failed, state.x, current),
-            reference=state.reference,
-            scales=state.scales,
-            y=jnp.where(failed, state.y, y),
-            opt_state=_strong(opt_state),
-            loss=jnp.where(failed, state.loss, value),
-            history=state.history.at[state.step].set(jnp.where(failed, jnp.nan, value)),
-            step=state.step + 1,
-            calm=calm,
-            stalled=stalled,
-            chunk_start=state.chunk_start,
-            done=failed | converged,
-            converged=converged,
-            nonfinite=bad,
-            best_x=jnp.where(improved, current, state.best_x),
-            best_loss=jnp.where(improved, value, state.best_loss),
-        )
-
-    state = jax.lax.while_loop(keep_going, step, state)
-    # The best point evaluated: the last update's own point is not evaluated yet, and after a
-    # failed line search or a non-finite value the last points may be far worse.
-    return state._replace(x=state.best_x, loss=state.best_loss)
-
-
-def _initial_state(density: LogDensity, optimizer: Any, max_steps: int) -> _State:
-    x = density.x0
-    y = jnp.zeros_like(x)
-    loss = -density(x)
-    return _State(
-        x=x,
-        reference=x,
-        scales=jnp.ones_like(x),
-        y=y,
-        opt_state=_strong(optimizer.init(y)),
-        loss=loss,
-        history=jnp.full((max_steps,), jnp.nan, dtype=x.dtype),
-        step=jnp.zeros((), jnp.int32),
-        calm=jnp.zeros((), jnp.int32),
-        stalled=jnp.zeros((), bool),
-        chunk_start=loss,
-        done=jnp.zeros((), bool),
-        converged=jnp.zeros((), bool),
-        nonfinite=jnp.zeros(x.shape, bool),
-        best_x=x,
-        best_loss=loss,
-    )
-
-
-@eqx.filter_jit
-def _chunk(
-    density: LogDensity,
-    optimizer: Any,
-    state: _State,
-    key: PRNGKeyArray,
-    num_steps: int,
-    max_steps: int,
-    rtol: float,
-) -> _State:
-    state = _start_chunk(density, optimizer, state, key)
-    return _run_steps(density, optimizer, state, num_steps, max_steps, rtol)
-
-
-@eqx.filter_jit
-def _initial(density: LogDensity, optimizer: Any, max_steps: int) -> _State:
-    return _initial_state(density, optimizer, max_steps)
+class FitWarning(RuntimeWarning):
+    """What [`scarlet_like.fit`][] warns about its result: it did not converge, parameters ended at a
+    bound of their constraint, a value turned non-finite, or the chi^2 is far above the number of
+    data values. Filter it as any warning (`warnings.simplefilter("ignore", sl.FitWarning)`)."""
 
 
 def _check_start(density: LogDensity) -> None:
@@ -288,102 +85,296 @@ def fit(
     warns naming the parameters. A step that lands far uphill (a line search that gave up) ends its
     stretch, and the next one starts again from the best point.
     """
+    loop_options = _loop_options(optimizer, max_steps, rtol, chunks)
     density = LogDensity(model, likelihood, jacobian=False)
-    optimizer = _default_optimizer() if optimizer is None else _with_extra_args(optimizer)
     key = jax.random.key(0) if key is None else key
-    chunks, per_chunk = stretches(chunks, max_steps)
-    keys = jax.random.split(key, chunks)
-    if not progress:
-        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((density, keys))):
-            # inside the caller's jit or vmap: the fit is part of their computation
-            return _pure_fit(density, optimizer, keys, per_chunk, int(max_steps), rtol)
-        # called eagerly: compile once for the canonical structure, as the chunked path does
-        density, restore = canonical_tokens(density)
-        result = _compiled_pure_fit(density, optimizer, keys, per_chunk, int(max_steps), rtol)
-        return result._replace(model=restore(result.model))
-
-    from tqdm.auto import tqdm
-
+    if not progress and any(
+        isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((density, key))
+    ):
+        # inside the caller's jit or vmap: the fit is part of their computation
+        return _fit_all(FitLoop(density, **loop_options), key)
     _check_start(density)
     # compile for the canonical structure: a model rebuilt the same way reuses the compiled loop
-    density, restore = canonical_tokens(density)
-    state = _initial(density, optimizer, max_steps)
-    with tqdm(total=max_steps, desc="fit", unit="step", leave=False) as bar:
-        for index in range(chunks):
-            before = int(state.step)
-            state = _chunk(density, optimizer, state, keys[index], per_chunk, max_steps, rtol)
-            bar.update(int(state.step) - before)
-            bar.set_postfix(loss=f"{float(state.loss):.6g}")
-            if bool(state.done) or int(state.step) >= max_steps:
-                break
-    result = _result(density, state)
+    canonical, restore = canonical_tokens(density)
+    loop = FitLoop(canonical, **loop_options)
+    if progress:
+        result = _fit_with_progress_bar(loop, key)
+    else:
+        result = _compiled_fit_all(loop, key)
     result = result._replace(model=restore(result.model))
-    if bool(jnp.any(result.nonfinite)):
-        names = [name for name, bad in zip(density.names, np.asarray(result.nonfinite), strict=True) if bad]
-        warnings.warn(
-            f"fit stopped at step {int(state.step)}: non-finite gradient or value for {', '.join(names)}; "
-            "returning the best point before that",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    for message in fit_warnings(result, density, likelihood):
+        warnings.warn(message, FitWarning, stacklevel=2)
     return result
 
 
-#: Default length of a stretch: the curvature is measured again every this many steps.
-STRETCH_STEPS = 100
-
-
-def stretches(chunks: int | None, max_steps: int) -> tuple[int, int]:
-    """`(most stretches, steps per stretch)` for `fit(..., chunks=, max_steps=)`.
-
-    `chunks` stretches of `max_steps / chunks` steps fill `max_steps`; but a stretch that stalls
-    (the loss calm while the gradient is large) ends early so that the curvature can be measured
-    again, and the steps it leaves unused go to further stretches: up to one per 5 steps (a stall
-    takes at least 5), the fit still ending at `max_steps`.
-
-    Fresh curvature every 100 steps by default. On the HSC blend, stretches of 200 steps took 1380
-    steps to a worse optimum (chi^2 per pixel 1.81), stretches of 100 took 447 (1.69). (Stretches of
-    50 reach 1.63 there, with a faint detection wandering off to a neighbour; where a multimodal fit
-    ends depends on such details, see docs/astro.md.)
-    """
+def _loop_options(optimizer: Any, max_steps: int, rtol: float, chunks: int | None) -> dict[str, Any]:
+    """`FitLoop`'s settings from `fit`'s arguments."""
+    max_steps = int(max_steps)
+    if max_steps < 1:
+        raise ValueError(f"fit: max_steps must be a positive integer, got {max_steps!r}")
     count = math.ceil(max_steps / STRETCH_STEPS) if chunks is None else int(chunks)
-    count = max(1, min(count, int(max_steps)))
-    return max(count, math.ceil(max_steps / 5)), math.ceil(max_steps / count)
+    count = max(1, min(count, max_steps))
+    return {
+        "optimizer": optimizer,
+        "max_steps": max_steps,
+        "rtol": rtol,
+        "stretch_steps": math.ceil(max_steps / count),
+        # a stalled stretch ends early and its steps go to further stretches: up to one per 5 steps
+        "max_stretches": max(count, math.ceil(max_steps / 5)),
+    }
 
 
-@functools.lru_cache(maxsize=32)
-def _with_extra_args(optimizer: Any) -> Any:
-    # One wrapper per optimizer object: the optimizer is static in the compiled loop, and a new
-    # wrapper per call would mean a new compilation per call.
-    return optax.with_extra_args_support(optimizer)
+def _methods(loop: FitLoop, batched: bool) -> tuple[Any, Any, Any, Any]:
+    """The loop's `restart`, `advance`, `can_step` and `stretch_over`, over a batch of starts of the
+    same density if `batched`."""
+    methods = (loop.restart, loop.advance, loop.can_step, loop.stretch_over)
+    return tuple(jax.vmap(method) for method in methods) if batched else methods
 
 
-def _pure_fit(
-    density: LogDensity, optimizer: Any, keys: Array, per_chunk: int, max_steps: int, rtol: float
-) -> FitResult:
-    """The whole fit as one JAX computation: the stretches in a `fori_loop`, finished ones skipped."""
-    state = _initial_state(density, optimizer, max_steps)
-
-    def body(index: Array, state: _State) -> _State:
-        def run(state: _State) -> _State:
-            state = _start_chunk(density, optimizer, state, keys[index])
-            return _run_steps(density, optimizer, state, per_chunk, max_steps, rtol)
-
-        return jax.lax.cond(state.done | (state.step >= max_steps), lambda s: s, run, state)
-
-    state = jax.lax.fori_loop(0, keys.shape[0], body, state)
-    return _result(density, state)
+def _init(loop: FitLoop, key: PRNGKeyArray, starts: Array | None) -> FitState:
+    if starts is None:
+        return loop.init(key)
+    return jax.vmap(loop.init)(jax.random.split(key, starts.shape[0]), starts)
 
 
-_compiled_pure_fit = eqx.filter_jit(_pure_fit)
+def _result(loop: FitLoop, state: FitState, batched: bool) -> FitResult:
+    return jax.vmap(loop.result)(state) if batched else loop.result(state)
 
 
-def _result(density: LogDensity, state: _State) -> FitResult:
-    return FitResult(
-        model=density.model(state.x),
-        loss=state.history,
-        steps=state.step,
-        converged=state.converged,
-        nonfinite=state.nonfinite,
-        x=state.x,
+def _fit_all(loop: FitLoop, key: PRNGKeyArray, starts: Array | None = None) -> FitResult:
+    """The whole fit (of every start in `starts`, if given) as one JAX computation."""
+    batched = starts is not None
+    state = run(*_methods(loop, batched), _init(loop, key, starts), loop.max_steps)
+    return _result(loop, state, batched)
+
+
+_compiled_fit_all = eqx.filter_jit(_fit_all)
+_fit_init = eqx.filter_jit(_init)
+_fit_result = eqx.filter_jit(_result)
+
+
+@eqx.filter_jit
+def _fit_segment(loop: FitLoop, state: FitState, until: Array, batched: bool) -> FitState:
+    return run(*_methods(loop, batched), state, until)
+
+
+def _fit_with_progress_bar(loop: FitLoop, key: PRNGKeyArray, starts: Array | None = None) -> FitResult:
+    """The fit driven from Python a stretch's worth of steps at a time, a progress bar advancing."""
+    from tqdm.auto import tqdm
+
+    batched = starts is not None
+    state = _fit_init(loop, key, starts)
+    with tqdm(total=loop.max_steps, desc="fit", unit="step", leave=False) as bar:
+        while True:
+            before = int(jnp.max(state.step))
+            until = jnp.asarray(min(before + loop.stretch_steps, loop.max_steps), jnp.int32)
+            state = _fit_segment(loop, state, until, batched)
+            bar.update(int(jnp.max(state.step)) - before)
+            bar.set_postfix(loss=f"{float(jnp.min(state.best_loss)):.6g}")
+            if bool(jnp.all(loop.finished(state))):
+                break
+    return _fit_result(loop, state, batched)
+
+
+class Starts(NamedTuple):
+    """What [`scarlet_like.fit_starts`][] returns.
+
+    **Fields:**
+
+    - `best`: the [`scarlet_like.FitResult`][] of the start that ended at the lowest loss.
+    - `results`: every start's `FitResult`, in the order of the starts.
+    - `losses`: `(starts,)` the final loss (negative log posterior) of each start.
+    - `best_index`: which start is `best`.
+    - `values`: `{name: (starts, ...)}` every start's fitted constrained values, as
+      [`scarlet_like.get_values`][] names them: the spread of the optima.
+    """
+
+    best: FitResult
+    results: list[FitResult]
+    losses: Float[Array, " starts"]
+    best_index: int
+    values: dict[str, Array]
+
+    def distinct(self, tolerance: float = 1.0) -> int:
+        """How many different optima the starts found: final losses more than `tolerance` (in units of
+        the log posterior, default 1) apart count as different."""
+        losses = np.sort(np.asarray(self.losses)[np.isfinite(np.asarray(self.losses))])
+        return int(1 + np.sum(np.diff(losses) > tolerance)) if losses.size else 0
+
+
+def fit_starts(
+    model: PyTree,
+    likelihood: Any,
+    *,
+    starts: int | Sequence[PyTree] = 8,
+    scatter: float = 0.5,
+    key: PRNGKeyArray | None = None,
+    progress: bool = True,
+    vectorize: int | None = None,
+    **fit_kwargs: Any,
+) -> Starts:
+    """Fit the same model from several starts and keep the best.
+
+    Where a fit can end in different optima (a faint source wandering to its neighbour, a galaxy
+    collapsing to a point, a bulge taken for a disk), several starts find them; the one of lowest
+    loss is kept, and the others show how far apart the optima are. The starts are fitted as
+    [`scarlet_like.fit_many`][] fits blends: one compiled fit, spread over the devices, side by side
+    (`vmap`) where that pays.
+
+    **Arguments:**
+
+    - `model`, `likelihood`: as for [`scarlet_like.fit`][].
+    - `starts`: how many starts: the model's own values and `starts - 1` scattered copies; or a list
+      of models of the same structure (e.g. alternatives built with `sl.init`) to start from.
+    - `scatter`: the standard deviation of the scatter, in the unconstrained coordinates (a position
+      moves by about that many pixels, a positive value by a factor of about `exp(scatter)`).
+    - `key`: seeds the scatter (and the fits' preconditioner probes).
+    - `progress`: a progress bar over the starts.
+    - `vectorize`: how many starts a device fits side by side, as for `fit_many` (default: one after
+      the other on CPUs, all at once elsewhere).
+    - `fit_kwargs`: `optimizer`, `max_steps`, `rtol`, `chunks`, as for `sl.fit`.
+
+    **Returns:**
+
+    A [`scarlet_like.Starts`][]: the best fit, every fit, their final losses and their values.
+    Warns ([`scarlet_like.FitWarning`][]) about the best fit as `sl.fit` would.
+    """
+    from .batch import fit_many
+
+    density = LogDensity(model, likelihood, jacobian=False)
+    key = jax.random.key(0) if key is None else key
+    scatter_key, fit_key = jax.random.split(key)
+    if isinstance(starts, int | np.integer):
+        if starts < 1:
+            raise ValueError(f"fit_starts: starts must be a positive integer, got {starts}")
+        noise = scatter * jax.random.normal(scatter_key, (int(starts) - 1, density.size), density.x0.dtype)
+        models = [model] + [density.model(density.x0 + row) for row in noise]
+    else:
+        models = list(starts)
+        if not models:
+            raise ValueError("fit_starts: got an empty list of starts")
+        for index, other in enumerate(models):
+            _check_same_parameters(density, other, index)
+    _check_start(density)
+    # Each start its own identities: starts sharing identities would be stacked as one shared model.
+    renamed = [
+        rename_tokens(start, {token: f"{token}~start{index}" for token in tokens(start)})
+        for index, start in enumerate(models)
+    ]
+    on_cpu = jax.local_devices()[0].platform == "cpu"
+    results = fit_many(
+        renamed,
+        [likelihood] * len(models),
+        progress=progress,
+        # one start per compiled call where they run one after the other anyway: the bar advances
+        batch_size=1 if progress and on_cpu and vectorize in (None, 1) else None,
+        vectorize=vectorize,
+        key=fit_key,
+        **fit_kwargs,
     )
+    xs = jnp.stack([result.x for result in results])
+    # for the canonical structure: compiled once for all scenes built the same way
+    losses, values = _losses_and_values(canonical_tokens(density)[0], xs)
+    best_index = int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))
+    best = results[best_index]
+    start = models[best_index]
+    back = {f"{token}~start{best_index}": token for token in tokens(start)}
+    best = best._replace(model=rename_tokens(best.model, back))
+    for message in fit_warnings(best, density, likelihood):
+        warnings.warn(message, FitWarning, stacklevel=2)
+    return Starts(best=best, results=results, losses=losses, best_index=best_index, values=values)
+
+
+@eqx.filter_jit
+def _losses_and_values(density: LogDensity, xs: Array) -> tuple[Array, dict[str, Array]]:
+    """Each start's final loss and constrained values."""
+
+    def one(x: Array) -> tuple[Array, dict[str, Array]]:
+        return -density(x), get_values(density.model(x))
+
+    return jax.vmap(one)(xs)
+
+
+def _check_same_parameters(density: LogDensity, model: PyTree, index: int) -> None:
+    """A start given as a model must have the free parameters of the first."""
+    names = LogDensity(model, density.likelihood, jacobian=False).names
+    if names != density.names:
+        different = sorted(set(names) ^ set(density.names))[:5]
+        raise ValueError(
+            f"fit_starts: start {index} has other free parameters than the model ({', '.join(different)}); "
+            "give starts of the same structure"
+        )
+
+
+def fit_warnings(result: FitResult, density: LogDensity, likelihood: Any = None) -> list[str]:
+    """What is wrong with a fit's result, in words; empty when nothing is.
+
+    **Arguments:**
+
+    - `result`: a [`scarlet_like.FitResult`][] of one fit.
+    - `density`: the log density it maximised (for the names of the entries).
+    - `likelihood`: what the fit was given; observations among it give the chi^2 check.
+
+    **Returns:**
+
+    One message per finding: non-finite values (naming the parameters), no convergence with a
+    gradient still above 0.1 standard deviations, parameters at a bound of their constraint (naming
+    them and their values), and a chi^2 per data value above 2 for the observations.
+    """
+    messages = []
+    names = density.names
+    steps = int(result.steps)
+    if bool(np.any(result.nonfinite)):
+        bad = [name for name, flag in zip(names, np.asarray(result.nonfinite), strict=True) if flag]
+        messages.append(
+            f"fit stopped at step {steps}: non-finite gradient or value for {', '.join(bad)}; "
+            "returning the best point before that"
+        )
+    elif not bool(result.converged) and float(result.gradient) >= _NEAR_OPTIMUM:
+        messages.append(
+            f"fit did not converge in {steps} steps: the largest gradient, in units of each parameter's "
+            f"uncertainty, is {float(result.gradient):.3g}; raise max_steps, or start closer to the "
+            "optimum (sl.init.scene, sl.fit_starts)"
+        )
+    if bool(np.any(result.at_bounds)):
+        at = [name for name, flag in zip(names, np.asarray(result.at_bounds), strict=True) if flag]
+        model_values = _named_values(result.model)
+        shown = ", ".join(f"{name} = {model_values.get(name, '?')}" for name in at)
+        messages.append(
+            f"fit ended with {len(at)} parameter(s) at a bound of their constraint: {shown}; the data may "
+            "ask for another model there (a point source instead of a collapsed galaxy, another "
+            "component, a wider constraint)"
+        )
+    chi2 = _chi2_per_value(result.model, likelihood)
+    if chi2 is not None and chi2 > _CHI2_FAR_ABOVE:
+        messages.append(
+            f"fit ended at a chi^2 per data value of {chi2:.3g}, far above 1: the model does not describe "
+            "the data (a poor optimum, or sources missing or of the wrong kind); look at the residuals"
+        )
+    return messages
+
+
+def _named_values(model: PyTree) -> dict[str, str]:
+    """`{entry name: value as text}` for the free entries of `model`."""
+    out = {}
+    for name, value in get_values(model).items():
+        array = np.asarray(value)
+        if array.ndim == 0:
+            out[name] = f"{float(array):.3g}"
+        else:
+            for index in np.ndindex(array.shape):
+                out[name + "".join(f"[{i}]" for i in index)] = f"{float(array[index]):.3g}"
+    return out
+
+
+def _chi2_per_value(model: PyTree, likelihood: Any) -> float | None:
+    """Chi^2 per usable data value over the observations in `likelihood`; None if it holds none."""
+    terms = likelihood if isinstance(likelihood, list | tuple) else [likelihood]
+    observations = [
+        term for term in terms if callable(getattr(term, "chi2", None)) and hasattr(term, "weights")
+    ]
+    if not observations or len(observations) != len(terms):
+        return None
+    chi2 = sum(float(term.chi2(model)) for term in observations)
+    count = sum(int(np.sum(np.asarray(term.weights) > 0)) for term in observations)
+    return chi2 / max(count, 1)

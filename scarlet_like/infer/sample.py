@@ -46,7 +46,6 @@ from blackjax.mcmc.hmc import HMCState
 from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
-from numpyro.distributions import constraints as numpyro_constraints
 
 from ..core import (
     LogDensity,
@@ -59,7 +58,6 @@ from ..core import (
     unstacked_lists,
     walk,
 )
-from ..core import constraints as sl_constraints
 from .optimize import FitResult
 
 __all__ = ["ImproperPriorWarning", "Posterior", "sample"]
@@ -376,32 +374,6 @@ def _constrained_values(unravel: Unravel, samples: Float[Array, "chain draw n"])
 # Checks of the input
 # ------------------------------------------------------------------------------------------------
 
-_BOUNDED_NUMPYRO_SUPPORTS = tuple(
-    getattr(numpyro_constraints, name)
-    for name in ("_Interval", "_Simplex", "_CorrCholesky", "_CorrMatrix")
-    if hasattr(numpyro_constraints, name)
-) + (type(sl_constraints.unit_disk_support),)
-
-
-def _is_bounded(constraint: Any) -> bool | None:
-    """Whether the support is bounded in every direction (None: cannot tell)."""
-    if isinstance(constraint, sl_constraints.Interval | sl_constraints.UnitDisk | sl_constraints.Simplex):
-        return True
-    if isinstance(
-        constraint,
-        sl_constraints.Real
-        | sl_constraints.Positive
-        | sl_constraints.GreaterThan
-        | sl_constraints.LessThan
-        | sl_constraints.Ordered,
-    ):
-        return False
-    if isinstance(constraint, sl_constraints.NumpyroConstraint):
-        return isinstance(constraint.constraint, _BOUNDED_NUMPYRO_SUPPORTS)
-    if isinstance(constraint, sl_constraints.NumpyroTransform):
-        return isinstance(constraint.transform.codomain, _BOUNDED_NUMPYRO_SUPPORTS)
-    return None
-
 
 def _improper_parameters(model: PyTree) -> list[str]:
     """Free parameters along which the prior is improper: no prior and a support not bounded on every
@@ -410,7 +382,7 @@ def _improper_parameters(model: PyTree) -> list[str]:
     return [
         group.name
         for group in walk(model).groups
-        if group.free and group.parameter.prior is None and _is_bounded(group.parameter.constraint) is False
+        if group.free and group.parameter.prior is None and group.parameter.constraint.bounded is False
     ]
 
 

@@ -1,0 +1,456 @@
+"""The one fit loop: an `init` / `step` pair on a `FitState`, shared by every way of fitting.
+
+`sl.fit` (with and without a progress bar, inside or outside the user's `jit`/`vmap`), `sl.fit_many`,
+`sl.fit_starts` and `sl.laplace` all run [`FitLoop`][scarlet_like.FitLoop] through one driver,
+[`run`][scarlet_like.infer.run]: the steps and stopping rules are written once.
+
+The loop runs an optax optimizer in coordinates scaled by the curvature of the negative log density
+(see [`preconditioner`][scarlet_like.preconditioner]). It goes in *stretches*: each starts where the
+fit has got to (its best point), measures the curvature there and restarts the optimizer in the new
+scaled coordinates; a stretch ends after `stretch_steps` steps or earlier when it stalls.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
+
+from ..core import LogDensity
+
+__all__ = ["FitLoop", "FitResult", "FitState", "preconditioner", "run"]
+
+# Above this many free entries the Hessian diagonal is estimated from random probes, not exactly.
+_EXACT_DIAGONAL_LIMIT = 256
+_PROBES = 16
+
+#: Default length of a stretch: the curvature is measured again every this many steps.
+STRETCH_STEPS = 100
+
+# A step "made no progress" when the loss changed by less than `rtol` relative; converged after this
+# many such steps in a row (with a small gradient).
+_CALM_STEPS = 5
+# In the scaled coordinates a unit gradient is about one standard deviation from the optimum.
+_SMALL_GRADIENT = 0.1
+
+
+class FitResult(NamedTuple):
+    """What [`scarlet_like.fit`][] returns (a pytree: it can come out of `jit` and `vmap`).
+
+    **Fields:**
+
+    - `model`: the fitted model: the point of lowest loss the fit evaluated.
+    - `loss`: `(max_steps,)` negative log posterior after each step (NaN after the last step).
+    - `steps`: number of steps taken.
+    - `converged`: whether the fit stopped because it converged: the relative loss change stayed
+      below `rtol` for 5 steps with a small gradient (see `gradient`), or a whole stretch with freshly
+      measured curvature made no progress. False when it ran out of steps or hit a non-finite value.
+    - `nonfinite`: `(n,)` True for the entries of the flat vector whose gradient (or value) turned
+      non-finite; the fit then stopped, and `model` is the best point before that.
+    - `x`: the flat unconstrained vector of `model`.
+    - `gradient`: the largest entry of the gradient at `x` in the fit's scaled coordinates, that is
+      how many standard deviations (by the local curvature) the optimum may still be away along the
+      worst direction. Below 0.1 at a converged optimum; above 1 the optimum was not reached.
+    - `at_bounds`: `(n,)` True for the entries of the flat vector whose constrained value ended at a
+      bound of its constraint (see [`scarlet_like.constraints.Constraint.at_bound`][]): a size
+      collapsed to zero, a Sérsic index at the end of its range. The optimum may lie beyond, or the
+      model may be wrong for the data there.
+    """
+
+    model: PyTree
+    loss: Float[Array, " max_steps"]
+    steps: Int[Array, ""]
+    converged: Bool[Array, ""]
+    nonfinite: Bool[Array, " n"]
+    x: Float[Array, " n"]
+    gradient: Float[Array, ""]
+    at_bounds: Bool[Array, " n"]
+
+
+class FitState(NamedTuple):
+    """The state of a [`FitLoop`][scarlet_like.FitLoop] (a pytree of arrays).
+
+    **Fields:**
+
+    - `x`, `loss`: the point the optimizer last evaluated and its loss (negative log density).
+    - `best_x`, `best_loss`: the point of lowest loss evaluated so far: what the fit returns.
+    - `history`: `(max_steps,)` loss after each step, NaN where no step was taken (or it failed).
+    - `step`: steps taken; `stretch`: stretches started; `stretch_step`: steps in this stretch.
+    - `reference`, `scales`: this stretch's coordinates, `x = reference + scales * y`.
+    - `y`, `opt_state`: the optimizer's position and state in those coordinates.
+    - `calm`: consecutive steps whose loss change was below `rtol`.
+    - `stalled`: the stretch ended early (calm with a large gradient, or a jump far uphill).
+    - `stretch_start_loss`: the loss when this stretch began.
+    - `gradient`: the largest scaled gradient entry at the last step.
+    - `done`, `converged`, `nonfinite`: finished; by convergence; the entries that turned non-finite.
+    - `key`: for the preconditioner's random probes on large models.
+    """
+
+    x: Array
+    loss: Array
+    best_x: Array
+    best_loss: Array
+    history: Array
+    step: Array
+    stretch: Array
+    stretch_step: Array
+    reference: Array
+    scales: Array
+    y: Array
+    opt_state: Any
+    calm: Array
+    stalled: Array
+    stretch_start_loss: Array
+    gradient: Array
+    done: Array
+    converged: Array
+    nonfinite: Array
+    key: Array
+
+
+def preconditioner(density: LogDensity, x: Float[Array, " n"], key: PRNGKeyArray | None = None) -> Array:
+    """Per-entry step scales from the curvature of the negative log density at `x`.
+
+    **Arguments:**
+
+    - `density`: the log density.
+    - `x`: where to measure the curvature.
+    - `key`: for the random probes used when there are many entries.
+
+    **Returns:**
+
+    `1 / sqrt(|diag H|)` per entry (bounded), so that a unit step in the scaled coordinates moves every
+    parameter by about its own uncertainty. Computed exactly (one Hessian-vector product per entry) for
+    up to 256 entries, else estimated from 16 random sign probes.
+    """
+    loss = lambda v: -density(v)  # noqa: E731
+    gradient = jax.grad(loss)
+
+    def hvp(direction: Array) -> Array:
+        return jax.jvp(gradient, (x,), (direction,))[1]
+
+    size = x.shape[0]
+    if size <= _EXACT_DIAGONAL_LIMIT:
+        diagonal = jax.lax.map(lambda e: jnp.vdot(e, hvp(e)), jnp.eye(size, dtype=x.dtype))
+    else:
+        key = jax.random.key(0) if key is None else key
+        probes = jax.random.rademacher(key, (_PROBES, size), dtype=x.dtype)
+        diagonal = jnp.mean(jax.lax.map(lambda z: z * hvp(z), probes), axis=0)
+    curvature = jnp.abs(jnp.where(jnp.isfinite(diagonal), diagonal, 0.0))
+    # Each entry gets its own scale, however different the curvatures (fluxes over many decades);
+    # entries with no curvature at the start keep a unit scale; no scale exceeds 10 units.
+    flat = curvature <= 1e-12
+    scales = 1.0 / jnp.sqrt(jnp.where(flat, 1.0, curvature))
+    return jnp.where(flat, 1.0, jnp.minimum(scales, 10.0)).astype(x.dtype)
+
+
+def _strong(tree: PyTree) -> PyTree:
+    """Drop weak types (optax initialises some counters weakly typed), so that the state going into
+    and out of a compiled stretch has one signature: no second compilation."""
+    return jax.tree_util.tree_map(lambda leaf: jnp.array(leaf, dtype=jnp.result_type(leaf)), tree)
+
+
+@functools.cache
+def default_optimizer() -> optax.GradientTransformationExtraArgs:
+    """L-BFGS with optax's zoom line search, one object per process.
+
+    The optimizer is static in the compiled loop: a new object per fit would mean a new compilation
+    per fit.
+    """
+    return optax.lbfgs()
+
+
+@functools.lru_cache(maxsize=32)
+def _with_extra_args(optimizer: Any) -> Any:
+    # One wrapper per optimizer object, for the same reason as above.
+    return optax.with_extra_args_support(optimizer)
+
+
+def _keeps_value_and_grad(opt_state: Any) -> bool:
+    """Whether the optimizer keeps the loss and gradient of its line search in its state (L-BFGS and
+    optax's line searches with `store_grad=True` do): the loop then takes them from there instead of
+    evaluating the density once more per step. Decided from the state's structure, so any such
+    optimizer, not only the default object, gets the cheaper path."""
+    marker = object()
+    return all(optax.tree_utils.tree_get(opt_state, name, marker) is not marker for name in ("value", "grad"))
+
+
+class FitLoop(eqx.Module):
+    """One fit, step by step: `state = loop.init(key)`, then `state = loop.step(state)` until
+    `loop.finished(state)`; `loop.result(state)` is the [`scarlet_like.FitResult`][].
+
+    Like an optax optimizer or a blackjax kernel, a `FitLoop` holds no state of its own; it is a
+    pytree (its density's arrays are leaves, its settings static), so it can be passed into `jit`
+    and built inside `vmap`. [`scarlet_like.infer.run`][] drives it.
+
+    **Arguments:**
+
+    - `density`: the log density to maximise (for a MAP fit, built with `jacobian=False`).
+    - `optimizer`: an optax transformation (default:
+      [`default_optimizer`][scarlet_like.infer.default_optimizer]).
+    - `max_steps`: the most optimizer steps.
+    - `rtol`: the relative loss change below which a step counts as calm.
+    - `stretch_steps`: the most steps of one stretch (fresh curvature at the start of each).
+    - `max_stretches`: the most stretches (default: one per 5 steps: a stall takes at least 5).
+    """
+
+    density: LogDensity
+    optimizer: Any = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    stretch_steps: int = eqx.field(static=True)
+    max_stretches: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        density: LogDensity,
+        optimizer: Any = None,
+        *,
+        max_steps: int = 2000,
+        rtol: float = 1e-7,
+        stretch_steps: int = STRETCH_STEPS,
+        max_stretches: int | None = None,
+    ):
+        self.density = density
+        self.optimizer = default_optimizer() if optimizer is None else _with_extra_args(optimizer)
+        self.max_steps = int(max_steps)
+        if self.max_steps < 1:
+            raise ValueError(f"fit: max_steps must be a positive integer, got {max_steps!r}")
+        self.rtol = float(rtol)
+        self.stretch_steps = max(1, int(stretch_steps))
+        self.max_stretches = (
+            max(math.ceil(self.max_steps / self.stretch_steps), math.ceil(self.max_steps / _CALM_STEPS))
+            if max_stretches is None
+            else int(max_stretches)
+        )
+
+    def init(self, key: PRNGKeyArray | None = None, x: Float[Array, " n"] | None = None) -> FitState:
+        """The state before the first step, at `x` (default: the model's own values).
+
+        **Arguments:**
+
+        - `key`: seeds the preconditioner's random probes on large models.
+        - `x`: the flat unconstrained starting point.
+
+        **Returns:**
+
+        A [`FitState`][scarlet_like.FitState] whose first step will start a stretch.
+        """
+        x = self.density.x0 if x is None else x
+        key = jax.random.key(0) if key is None else key
+        loss = -self.density(x)
+        y = jnp.zeros_like(x)
+        zero = jnp.zeros((), jnp.int32)
+        false = jnp.zeros((), bool)
+        return FitState(
+            x=x,
+            loss=loss,
+            best_x=x,
+            best_loss=loss,
+            history=jnp.full((self.max_steps,), jnp.nan, dtype=x.dtype),
+            step=zero,
+            stretch=zero,
+            # "this stretch is over": the first step starts one
+            stretch_step=jnp.asarray(self.stretch_steps, jnp.int32),
+            reference=x,
+            scales=jnp.ones_like(x),
+            y=y,
+            opt_state=_strong(self.optimizer.init(y)),
+            calm=zero,
+            stalled=false,
+            stretch_start_loss=loss,
+            gradient=jnp.asarray(jnp.inf, x.dtype),
+            done=false,
+            converged=false,
+            nonfinite=jnp.zeros(x.shape, bool),
+            key=key,
+        )
+
+    def can_step(self, state: FitState) -> Bool[Array, "*batch"]:
+        """Whether the fit has steps left: not finished, within `max_steps` and `max_stretches`."""
+        return (
+            ~state.done
+            & (state.step < self.max_steps)
+            & ((state.stretch < self.max_stretches) | ~self.stretch_over(state))
+        )
+
+    def finished(self, state: FitState) -> Bool[Array, "*batch"]:
+        """Whether the fit is over."""
+        return ~self.can_step(state)
+
+    def stretch_over(self, state: FitState) -> Bool[Array, "*batch"]:
+        """Whether the next step must start a new stretch."""
+        return state.stalled | (state.stretch_step >= self.stretch_steps)
+
+    def restart(self, state: FitState) -> FitState:
+        """Start a stretch: from the best point so far, with the curvature measured there."""
+        x = state.best_x
+        scales = preconditioner(self.density, x, jax.random.fold_in(state.key, state.stretch))
+        y = jnp.zeros_like(x)
+        return state._replace(
+            x=x,
+            loss=state.best_loss,
+            stretch=state.stretch + 1,
+            stretch_step=jnp.zeros_like(state.stretch_step),
+            reference=x,
+            scales=scales,
+            y=y,
+            opt_state=_strong(self.optimizer.init(y)),
+            calm=jnp.zeros_like(state.calm),
+            stalled=jnp.zeros_like(state.stalled),
+            stretch_start_loss=state.best_loss,
+        )
+
+    def advance(self, state: FitState) -> FitState:
+        """One optimizer step within the current stretch."""
+        rtol = self.rtol
+        reference, scales = state.reference, state.scales
+        loss_of_y = lambda y: -self.density(reference + scales * y)  # noqa: E731
+        if _keeps_value_and_grad(state.opt_state):
+            value_and_grad = optax.value_and_grad_from_state(loss_of_y)
+        else:
+            plain = jax.value_and_grad(loss_of_y)
+            value_and_grad = lambda y, state: plain(y)  # noqa: E731
+        # The optimizer's own evaluation at the current point serves as the loss (L-BFGS has it from its
+        # line search): the density is not evaluated once more per step.
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes integer counters with floats
+            value, grad = value_and_grad(state.y, state=state.opt_state)
+            updates, opt_state = self.optimizer.update(
+                grad, state.opt_state, state.y, value=value, grad=grad, value_fn=loss_of_y
+            )
+            y = optax.apply_updates(state.y, updates)
+        current = reference + scales * state.y
+        bad = ~jnp.isfinite(grad * scales) | ~jnp.isfinite(current)
+        failed = jnp.any(bad) | ~jnp.isfinite(value)
+        tolerance = rtol * jnp.maximum(jnp.abs(value), 1.0)
+        calm = jnp.where(jnp.abs(state.loss - value) <= tolerance, state.calm + 1, 0)
+        gradient = jnp.max(jnp.abs(grad))
+        # A calm loss with a large gradient is a stall (the next stretch measures the curvature again)
+        # ... unless a whole stretch, with fresh curvature, made no progress either: then the gradient
+        # is as small as the float precision of the loss allows.
+        no_progress = jnp.abs(state.stretch_start_loss - value) <= tolerance
+        converged = (calm >= _CALM_STEPS) & ((gradient < _SMALL_GRADIENT) | no_progress) & ~failed
+        # A line search that gives up may leave the optimizer far uphill (seen on real blends: a loss
+        # 1e13 times the best). End the stretch: the next one starts again from the best point.
+        jumped = value - state.best_loss > jnp.maximum(jnp.abs(state.best_loss), 1.0)
+        stalled = ((calm >= _CALM_STEPS) & ~converged) | jumped
+        improved = ~failed & (value < state.best_loss)
+        return state._replace(
+            # on failure, stay at the last point whose value and gradient were finite
+            x=jnp.where(failed, state.x, current),
+            loss=jnp.where(failed, state.loss, value),
+            best_x=jnp.where(improved, current, state.best_x),
+            best_loss=jnp.where(improved, value, state.best_loss),
+            history=state.history.at[state.step].set(jnp.where(failed, jnp.nan, value)),
+            step=state.step + 1,
+            stretch_step=state.stretch_step + 1,
+            y=jnp.where(failed, state.y, y),
+            opt_state=_strong(opt_state),
+            calm=calm,
+            stalled=stalled,
+            gradient=jnp.where(failed, state.gradient, gradient),
+            done=failed | converged,
+            converged=converged,
+            nonfinite=bad,
+        )
+
+    def step(self, state: FitState) -> FitState:
+        """One step: a new stretch first if this one is over, then one optimizer step.
+
+        Vectorised drivers call the two halves, [`restart`][scarlet_like.FitLoop.restart] and
+        [`advance`][scarlet_like.FitLoop.advance], themselves, so that the curvature is measured only
+        when some fit of the batch needs it (under `vmap` both branches of a `cond` are computed).
+        """
+        state = jax.lax.cond(self.stretch_over(state), self.restart, lambda s: s, state)
+        return self.advance(state)
+
+    def result(self, state: FitState) -> FitResult:
+        """The [`scarlet_like.FitResult`][] of a state: the best point, and what is known about it."""
+        x = state.best_x
+        gradient = jax.grad(lambda v: -self.density(v))(x)
+        return FitResult(
+            model=self.density.model(x),
+            loss=state.history,
+            steps=state.step,
+            converged=state.converged,
+            nonfinite=state.nonfinite,
+            x=x,
+            gradient=jnp.max(jnp.abs(jnp.where(jnp.isfinite(gradient), gradient * state.scales, jnp.inf))),
+            at_bounds=self.density.at_bounds(x),
+        )
+
+
+def run(
+    restart: Any,
+    advance: Any,
+    can_step: Any,
+    stretch_over: Any,
+    state: FitState,
+    until: Int[Array, ""] | int,
+) -> FitState:
+    """Drive a fit, or a batch of fits in lockstep, until step `until` or the end.
+
+    The same code runs one fit (`state` without a batch axis) and a batch (a leading axis, with
+    `restart` and `advance` vectorised): an outer loop over stretches, measuring the curvature only
+    for fits that start one, and an inner loop over steps that runs while any fit of the batch is in
+    its stretch. A fit with nothing to do is stepped from a stand-in (its own state after its first
+    step) and the result dropped: at a converged point the line search would fail through all its
+    trials (20 for L-BFGS, two density evaluations each), at the stand-in it succeeds at once.
+
+    **Arguments:**
+
+    - `restart`, `advance`, `can_step`, `stretch_over`: the methods of a
+      [`FitLoop`][scarlet_like.FitLoop], or their vectorised versions.
+    - `state`: where the fit(s) stand.
+    - `until`: stop before this step (the fit may stop earlier).
+
+    **Returns:**
+
+    The state(s) after the steps.
+    """
+
+    def active(state: FitState) -> Array:
+        return can_step(state) & (state.step < until)
+
+    def in_stretch(state: FitState) -> Array:
+        return active(state) & ~stretch_over(state)
+
+    def stretch(carry: tuple[FitState, FitState]) -> tuple[FitState, FitState]:
+        state, stand_in = carry
+        state = _if(active(state) & stretch_over(state), restart, state)
+
+        def one_step(carry: tuple[FitState, FitState]) -> tuple[FitState, FitState]:
+            state, stand_in = carry
+            moving = in_stretch(state)
+            stepped = advance(_where(moving, state, stand_in))
+            # the first step of a fit makes its stand-in
+            stand_in = _where(stand_in.step == 0, stepped, stand_in)
+            return _where(moving, stepped, state), stand_in
+
+        return jax.lax.while_loop(lambda c: jnp.any(in_stretch(c[0])), one_step, (state, stand_in))
+
+    state, _ = jax.lax.while_loop(lambda c: jnp.any(active(c[0])), stretch, (state, state))
+    return state
+
+
+def _if(condition: Array, function: Any, state: FitState) -> FitState:
+    """`function(state)` where `condition` holds: for one fit a `cond` (not computed otherwise), for a
+    batch computed for all and kept where it holds."""
+    if condition.ndim == 0:
+        return jax.lax.cond(condition, function, lambda s: s, state)
+    return _where(condition, function(state), state)
+
+
+def _where(condition: Array, yes: PyTree, no: PyTree) -> PyTree:
+    """Fit by fit (`condition` has one entry per fit, or is a scalar): `yes` where it holds, else `no`."""
+
+    def pick(a: Array, b: Array) -> Array:
+        return jnp.where(condition.reshape(condition.shape + (1,) * (a.ndim - condition.ndim)), a, b)
+
+    return jax.tree_util.tree_map(pick, yes, no)

@@ -1,0 +1,173 @@
+"""The one fit loop: `FitLoop` by hand, the honest report of a result, and what `sl.fit` warns."""
+
+import sys
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import scarlet_like as sl
+from scarlet_like.infer.fit_loop import _keeps_value_and_grad
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "core"))
+from core_models import light_curve  # noqa: E402
+
+TIMES = jnp.linspace(-10.0, 10.0, 41)
+NOISE = 0.01
+
+
+class Data(sl.Module):
+    values: jax.Array
+
+    def log_likelihood(self, curve):
+        return -0.5 * jnp.sum(((curve(TIMES) - self.values) / NOISE) ** 2)
+
+
+def data(key=1):
+    curve = light_curve(t0=-1.0, width=3.0, peak=0.3)
+    return Data(curve(TIMES) + NOISE * jax.random.normal(jax.random.key(key), TIMES.shape))
+
+
+def test_stepping_the_loop_by_hand_is_the_fit():
+    likelihood = data()
+    density = sl.LogDensity(light_curve(), likelihood, jacobian=False)
+    loop = sl.FitLoop(density, max_steps=300)
+    step = jax.jit(loop.step)
+    state = loop.init(jax.random.key(0))
+    while not bool(loop.finished(state)):
+        state = step(state)
+    by_hand = loop.result(state)
+    fitted = sl.fit(light_curve(), likelihood, max_steps=300, progress=False)
+    assert int(by_hand.steps) == int(fitted.steps)
+    np.testing.assert_allclose(by_hand.x, fitted.x, rtol=1e-5)
+    assert bool(by_hand.converged)
+    # the reported gradient is that of the loss at x, in units of the scales: small at the optimum
+    assert float(by_hand.gradient) < 0.1
+    assert not bool(jnp.any(by_hand.at_bounds))
+
+
+def test_a_users_lbfgs_takes_the_same_path_as_the_default():
+    # L-BFGS keeps the line search's value and gradient in its state; the loop uses them for any
+    # optimizer that does, not only for the default object
+    assert _keeps_value_and_grad(optax.lbfgs().init(jnp.zeros(3)))
+    assert not _keeps_value_and_grad(optax.adam(0.1).init(jnp.zeros(3)))
+    likelihood = data()
+    default = sl.fit(light_curve(), likelihood, max_steps=300, progress=False)
+    own = sl.fit(light_curve(), likelihood, max_steps=300, progress=False, optimizer=optax.lbfgs())
+    assert int(own.steps) == int(default.steps)
+    np.testing.assert_array_equal(own.x, default.x)
+
+
+def blob_scene(sigma):
+    frame = sl.Frame((1, 25, 25), psf=sl.GaussianPSF(0.7))
+    with sl.Scene(frame) as scene:
+        sl.Source(
+            sl.Parameter(jnp.array([12.0, 12.0])),
+            sl.Parameter(jnp.array([50.0]), constraint=sl.constraints.positive()),
+            sl.GaussianMorphology(sl.Parameter(sigma, constraint=sl.constraints.positive())),
+        )
+    return scene
+
+
+def test_a_size_collapsing_to_zero_is_reported_and_named():
+    # the data hold a star (a PSF); a Gaussian galaxy fitted to it shrinks towards sigma = 0: the
+    # optimizer converges there in unconstrained space, and the result says the size is at its bound
+    psf = sl.GaussianPSF(1.2)
+    frame = sl.Frame((1, 25, 25), psf=sl.GaussianPSF(0.7))
+    with sl.Scene(frame) as star:
+        sl.PointSource(jnp.array([12.0, 12.0]), jnp.array([50.0]))
+    noise = 0.05
+    clean = sl.Observation(np.zeros((1, 25, 25)), psf=psf).render(star)
+    observed = clean + noise * jax.random.normal(jax.random.key(2), clean.shape)
+    observation = sl.Observation(observed, weights=np.full(observed.shape, 1 / noise**2), psf=psf)
+    with pytest.warns(
+        sl.FitWarning, match=r"at a bound of their constraint: sources\[0\]\.morphology\.sigma"
+    ):
+        result = sl.fit(blob_scene(2.0), observation, max_steps=1000)
+    names = np.asarray(sl.LogDensity(blob_scene(2.0), observation).names)
+    assert list(names[np.asarray(result.at_bounds)]) == ["sources[0].morphology.sigma"]
+    assert float(sl.get_values(result.model)["sources[0].morphology.sigma"]) < 2e-4
+    # a galaxy fitted to a galaxy does not warn
+    with sl.Scene(frame) as galaxy:
+        sl.Source(jnp.array([12.0, 12.0]), jnp.array([50.0]), sl.GaussianMorphology(1.5))
+    clean = sl.Observation(np.zeros((1, 25, 25)), psf=psf).render(galaxy)
+    observed = clean + noise * jax.random.normal(jax.random.key(2), clean.shape)
+    observation = sl.Observation(observed, weights=np.full(observed.shape, 1 / noise**2), psf=psf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sl.FitWarning)
+        result = sl.fit(blob_scene(2.0), observation, max_steps=1000, progress=False)
+    assert not bool(jnp.any(result.at_bounds))
+
+
+def test_bounds_of_intervals_and_the_unit_disk():
+    interval = sl.constraints.interval(0.5, 6.0)
+    values = jnp.array([0.5004, 0.6, 5.9, 5.9996])
+    flags = interval.at_bound(interval.inverse(values), interval.inverse(jnp.full(4, 2.0)))
+    np.testing.assert_array_equal(flags, [True, False, False, True])
+    disk = sl.constraints.unit_disk()
+    g = jnp.array([[0.3, 0.2], [0.9995, 0.0]])
+    np.testing.assert_array_equal(
+        disk.at_bound(disk.inverse(g), disk.inverse(g * 0)), [[False] * 2, [True] * 2]
+    )
+    positive = sl.constraints.positive()
+    start = positive.inverse(jnp.array([2.0, 2.0]))
+    np.testing.assert_array_equal(
+        positive.at_bound(positive.inverse(jnp.array([1e-5, 0.01])), start), [True, False]
+    )
+    assert interval.bounded and disk.bounded and not positive.bounded and not sl.constraints.real().bounded
+
+
+def test_running_out_of_steps_far_from_the_optimum_warns_and_a_missing_source_shows_in_chi2():
+    psf = sl.GaussianPSF(1.2)
+    frame = sl.Frame((1, 25, 25), psf=sl.GaussianPSF(0.7))
+    with sl.Scene(frame) as pair:
+        sl.Source(jnp.array([12.0, 12.0]), jnp.array([50.0]), sl.GaussianMorphology(1.5))
+        sl.Source(jnp.array([4.0, 19.0]), jnp.array([40.0]), sl.GaussianMorphology(1.5))
+    noise = 0.05
+    clean = sl.Observation(np.zeros((1, 25, 25)), psf=psf).render(pair)
+    observed = clean + noise * jax.random.normal(jax.random.key(2), clean.shape)
+    observation = sl.Observation(observed, weights=np.full(observed.shape, 1 / noise**2), psf=psf)
+    with pytest.warns(sl.FitWarning, match="did not converge in 3 steps") as caught:
+        sl.fit(blob_scene(3.0), observation, max_steps=3, progress=False)
+    # only one of the two sources is modelled: the chi^2 says so
+    assert any("chi^2 per data value" in str(w.message) for w in caught)
+
+
+def test_several_starts_find_the_optimum_one_start_misses(caplog):
+    # a narrow bump far from the start: from t0 = -6 the fit settles on a flat baseline (the peak
+    # shrinks to nothing), while scattered starts land near the bump and climb it
+    truth = light_curve(t0=5.0, width=0.8, peak=0.3)
+    observed = Data(truth(TIMES) + NOISE * jax.random.normal(jax.random.key(4), TIMES.shape))
+    start = light_curve(t0=-6.0, width=0.8, peak=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sl.FitWarning)
+        alone = sl.fit(start, observed, max_steps=300, progress=False)
+        found = sl.fit_starts(start, observed, starts=12, scatter=4.0, max_steps=300, progress=False)
+    assert abs(float(alone.model.t0.value) - 5.0) > 3.0
+    assert abs(float(found.best.model.t0.value) - 5.0) < 0.1
+    assert found.losses.shape == (12,) and found.values["t0"].shape == (12,)
+    assert float(found.losses[found.best_index]) < -float(
+        sl.LogDensity(start, observed, jacobian=False)(alone.x)
+    )
+    assert found.best_index != 0 and found.distinct() >= 2
+    # start 0 is the model itself: its fit is the fit alone
+    np.testing.assert_allclose(found.results[0].x, alone.x, rtol=1e-4, atol=1e-4)
+    # the best model keeps the identities of the model it started from
+    assert found.best.model.t0.token == start.t0.token
+    # a second call, same structure: nothing compiles
+    import logging
+
+    with caplog.at_level(logging.WARNING), jax.log_compiles(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", sl.FitWarning)
+        sl.fit_starts(light_curve(t0=-5.0), observed, starts=12, scatter=4.0, max_steps=300, progress=False)
+    assert [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()] == []
+
+
+def test_starts_given_as_models_must_match():
+    observed = data()
+    with pytest.raises(ValueError, match="start 1 has other free parameters"):
+        sl.fit_starts(light_curve(), observed, starts=[light_curve(), sl.fix(light_curve(), "width")])
