@@ -23,6 +23,7 @@ import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from ..core import LogDensity
+from .weak_types import strong
 
 __all__ = ["FitLoop", "FitResult", "FitState", "preconditioner", "run"]
 
@@ -150,12 +151,6 @@ def preconditioner(density: LogDensity, x: Float[Array, " n"], key: PRNGKeyArray
     return jnp.where(flat, 1.0, jnp.minimum(scales, 10.0)).astype(x.dtype)
 
 
-def _strong(tree: PyTree) -> PyTree:
-    """Drop weak types (optax initialises some counters weakly typed), so that the state going into
-    and out of a compiled stretch has one signature: no second compilation."""
-    return jax.tree_util.tree_map(lambda leaf: jnp.array(leaf, dtype=jnp.result_type(leaf)), tree)
-
-
 @functools.cache
 def default_optimizer() -> optax.GradientTransformationExtraArgs:
     """L-BFGS with optax's zoom line search, one object per process.
@@ -261,7 +256,7 @@ class FitLoop(eqx.Module):
             reference=x,
             scales=jnp.ones_like(x),
             y=y,
-            opt_state=_strong(self.optimizer.init(y)),
+            opt_state=strong(self.optimizer.init(y)),
             calm=zero,
             stalled=false,
             stretch_start_loss=loss,
@@ -301,7 +296,7 @@ class FitLoop(eqx.Module):
             reference=x,
             scales=scales,
             y=y,
-            opt_state=_strong(self.optimizer.init(y)),
+            opt_state=strong(self.optimizer.init(y)),
             calm=jnp.zeros_like(state.calm),
             stalled=jnp.zeros_like(state.stalled),
             stretch_start_loss=state.best_loss,
@@ -351,7 +346,7 @@ class FitLoop(eqx.Module):
             step=state.step + 1,
             stretch_step=state.stretch_step + 1,
             y=jnp.where(failed, state.y, y),
-            opt_state=_strong(opt_state),
+            opt_state=strong(opt_state),
             calm=calm,
             stalled=stalled,
             gradient=jnp.where(failed, state.gradient, gradient),

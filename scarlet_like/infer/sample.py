@@ -58,7 +58,8 @@ from ..core import (
     unstacked_lists,
     walk,
 )
-from .optimize import FitResult
+from .fit_loop import FitResult
+from .weak_types import strong
 
 __all__ = ["ImproperPriorWarning", "Posterior", "sample"]
 
@@ -118,12 +119,6 @@ class _Schedule(NamedTuple):
     active: Bool[Array, " steps"]  # False for the padding after the last step
 
 
-def _strong(tree: PyTree) -> PyTree:
-    """Drop weak types: the carry going into and out of a chunk must have one signature (else the second
-    chunk compiles again)."""
-    return jax.tree_util.tree_map(lambda leaf: jnp.array(leaf, dtype=jnp.result_type(leaf)), tree)
-
-
 def _like(new: PyTree, old: PyTree) -> PyTree:
     """`new` with the dtypes of `old` (blackjax re-initialises some states from Python numbers)."""
     return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, dtype=jnp.result_type(b)), new, old)
@@ -138,7 +133,7 @@ def _initial_adaptation(size: int, dtype: Any) -> _Adaptation:
     def as_dtype(leaf: Any) -> Array:  # floats in the dtype of the positions, counters as they are
         return jnp.asarray(leaf, dtype if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) else None)
 
-    return _strong(jax.tree_util.tree_map(as_dtype, adaptation))
+    return strong(jax.tree_util.tree_map(as_dtype, adaptation))
 
 
 def _adapt(
@@ -184,7 +179,7 @@ def _adapt(
     return jax.lax.cond(warmup_end, finish, frozen, adaptation)
 
 
-def _run_steps(
+def _run_chains(
     density: LogDensity,
     chains: _Chains,
     chain_keys: PRNGKeyArray,
@@ -237,7 +232,7 @@ def _run_steps(
     # blackjax mixes Python scalars and integer counters into its float arithmetic
     with jax.numpy_dtype_promotion("standard"):
         chains, _ = jax.lax.scan(step, chains, schedule)
-    return _strong(chains)
+    return strong(chains)
 
 
 def _on_each_device(fn: Any, mesh: Any, in_specs: Any, out_specs: Any) -> Any:
@@ -296,7 +291,7 @@ def _advance(
     arrays, others = eqx.partition(density, eqx.is_array)
 
     def on_device(arrays, chains, chain_keys, schedule, target, go):
-        return _run_steps(eqx.combine(arrays, others), chains, chain_keys, schedule, target, go)
+        return _run_chains(eqx.combine(arrays, others), chains, chain_keys, schedule, target, go)
 
     run = _on_each_device(
         on_device,
@@ -338,7 +333,7 @@ def _blank(num_chains: int, size: int, dtype: Any, num_samples: int) -> _Chains:
     """Chains before their start: zero states, fresh adaptation, and records to be filled (NaN draws,
     so that a run that never stepped does not pass for one that did)."""
     adaptation = _initial_adaptation(size, dtype)
-    return _strong(
+    return strong(
         _Chains(
             state=HMCState(
                 jnp.zeros((num_chains, size), dtype),
@@ -415,7 +410,7 @@ def _starting_points(density: LogDensity, init: Any, num_chains: int) -> tuple[A
     return jnp.broadcast_to(x.astype(density.x0.dtype), (num_chains, size)), True
 
 
-def _check_start(density: LogDensity, positions: Array, values: Array, gradient_finite: Array) -> None:
+def _check_chain_starts(density: LogDensity, positions: Array, values: Array, gradient_finite: Array) -> None:
     """Named errors for starting points where the log density or its gradient is not finite."""
     values = np.asarray(values)
     for index in np.flatnonzero(~np.isfinite(values))[:1]:
@@ -591,7 +586,7 @@ def sample(
             concrete = not isinstance(values, jax.core.Tracer)
             if index == 0:
                 if concrete:
-                    _check_start(density, positions, values, gradient_finite)
+                    _check_chain_starts(density, positions, values, gradient_finite)
                 start = start._replace(first=jnp.asarray(False))
             if bar is not None and concrete:
                 bar.set_description("warmup" if begin + chunk <= num_warmup else "sample")
