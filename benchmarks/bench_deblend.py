@@ -207,6 +207,57 @@ def sersic_scene(blend: Blend, observation: Any) -> Any:
     return scene
 
 
+def auto_scene(blend: Blend, observation: Any) -> Any:
+    """The automatic start: `sl.init.scene` at the true positions (point or extended from the data)."""
+    import scarlet_like as sl
+
+    return sl.init.scene(observation, np.asarray(blend.centers, dtype=np.float64))
+
+
+def bulge_disk_scene(blend: Blend, observation: Any) -> Any:
+    """`sl.init.scene`, then every extended source split by `sl.init.bulge_disk`."""
+    import scarlet_like as sl
+
+    started = auto_scene(blend, observation)
+    with sl.Scene(started.frame) as scene:
+        for source in started.sources:
+            if isinstance(source, sl.PointSource):
+                sl.PointSource(source.center, source.spectrum)
+            else:
+                sl.init.bulge_disk(source)
+    return scene
+
+
+def fit_with_starts(scenes: Sequence[Any], observations: Sequence[Any]) -> list[Any]:
+    """Each blend from 4 starts (`sl.fit_starts`, scatter 0.5), the best kept."""
+    import warnings
+
+    import scarlet_like as sl
+
+    results = []
+    for scene, observation in zip(scenes, observations, strict=True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sl.FitWarning)
+            results.append(sl.fit_starts(scene, observation, starts=4, progress=False).best)
+    return results
+
+
+def fit_and_choose(scenes: Sequence[Any], observations: Sequence[Any]) -> list[Any]:
+    """Fit, then let `sl.choose_sources` (BIC) pick point, Sersic or bulge + disk per source, refit."""
+    import warnings
+
+    import scarlet_like as sl
+
+    results = []
+    for scene, observation in zip(scenes, observations, strict=True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sl.FitWarning)
+            first = sl.fit(scene, observation, progress=False)
+            choice = sl.choose_sources(first.model, observation, candidates=sl.astro.choice.with_bulge_disk)
+            results.append(sl.fit(choice.model, observation, progress=False))
+    return results
+
+
 def oracle_run(blends: Sequence[Blend]) -> tuple[list[Outcome], dict[str, float]]:
     """The true isolated images, scaled per band by linear least squares against the noisy data."""
     start = time.perf_counter()
@@ -322,6 +373,23 @@ METHODS: dict[str, Method] = {
         "single Sersic per galaxy + point source per star, box-sum spectra, sl.init.moments shapes, "
         "true positions",
         build_scene=sersic_scene,
+    ),
+    "auto": Method(
+        "sl.init.scene at the true positions (point or Sersic from the data)", build_scene=auto_scene
+    ),
+    "bulge_disk": Method(
+        "sl.init.scene, every extended source split by sl.init.bulge_disk (de Vaucouleurs bulge with a "
+        "free offset + exponential disk)",
+        build_scene=bulge_disk_scene,
+    ),
+    "auto_starts": Method(
+        "sl.init.scene, fitted from 4 starts by sl.fit_starts", build_scene=auto_scene, fit=fit_with_starts
+    ),
+    "auto_choice": Method(
+        "sl.init.scene, fitted, then sl.choose_sources (BIC) among point, Sersic and bulge + disk per "
+        "source, refitted",
+        build_scene=auto_scene,
+        fit=fit_and_choose,
     ),
     "oracle": Method(
         "true isolated images, amplitudes per band by least squares (the noise floor)", run=oracle_run

@@ -37,6 +37,7 @@ import numpy as np
 from ..core.tree import resolve
 from ..infer.evidence import Evidence, evidence
 from ..infer.optimize import FitWarning, fit
+from .components import MultiComponentSource
 from .init import MIN_SIGMA, moments, sersic_morphology
 from .measure import GAUSSIAN_R_HALF_PER_SIGMA
 from .morphology import PointMorphology
@@ -167,6 +168,32 @@ def point_or_extended(source: Source, scene: Scene, observations: list[Observati
     return {"point": point, "extended": extended}
 
 
+def with_bulge_disk(source: Source, scene: Scene, observations: list[Observation]) -> dict[str, Source]:
+    """Alternatives with a bulge + disk galaxy too.
+
+    Those of [`point_or_extended`][scarlet_like.astro.choice.point_or_extended], and for a source
+    whose extended alternative has one profile, `"bulge+disk"`: that galaxy split by
+    [`scarlet_like.init.bulge_disk`][] into a de Vaucouleurs bulge (its offset free) and an
+    exponential disk.
+
+    Pass it as `sl.choose_sources(scene, obs, candidates=sl.astro.choice.with_bulge_disk)`; sources
+    that already have several components keep theirs as one more alternative.
+
+    **Returns:**
+
+    `{"point": ..., "extended": ..., "bulge+disk": ...}`.
+    """
+    from .init import bulge_disk
+
+    if isinstance(source, MultiComponentSource):
+        return {"bulge+disk": source}
+    alternatives: dict[str, Source] = dict(point_or_extended(source, scene, observations))
+    extended = alternatives["extended"]
+    if hasattr(extended.morphology, "r_half"):
+        alternatives["bulge+disk"] = bulge_disk(extended)
+    return alternatives
+
+
 def choose_sources(
     scene: Scene,
     observations: Observation | Sequence[Observation],
@@ -225,7 +252,8 @@ def choose_sources(
         fitted, scores, chi2, sizes = [], [], [], []
         for label, alternative in alternatives.items():
             replacement = list(alternative) if isinstance(alternative, list | tuple) else [alternative]
-            if not replacement or not all(isinstance(item, Source) for item in replacement):
+            kinds = (Source, MultiComponentSource)
+            if not replacement or not all(isinstance(item, kinds) for item in replacement):
                 raise ValueError(
                     f"choose_sources: alternative {label!r} for sources[{index}] must be an sl.Source or a "
                     f"non-empty list of them, got {alternative!r}"

@@ -265,6 +265,34 @@ class Scene(Module):
                 source._reboxed(_automatic_box(source.morphology, self.frame))
         return scene
 
+    @keep_parameters  # works on the Parameters, not on their values
+    def grown(self) -> Scene:
+        """The scene with the boxes that its sources have outgrown made larger; itself if none has.
+
+        **Returns:**
+
+        `self` when every source's light still fits its box (as `box="auto"` would size it now); else
+        a new scene in which those sources get the larger box, the others keeping theirs (boxes only
+        grow, so a fit cannot go back and forth), Parameters and their sharing unchanged.
+        [`scarlet_like.fit`][] calls it between stretches (its `adapt="auto"`), so a galaxy that grows
+        during a fit keeps all its light and the fit continues from where it was.
+        """
+        sizes = []
+        for source in self.sources:
+            wanted = _automatic_box(source.morphology, self.frame) if source.box is not None else None
+            sizes.append(source.box if wanted is not None and wanted <= source.box else wanted)
+        if all(size == source.box for size, source in zip(sizes, self.sources, strict=True)):
+            return self
+        with Scene(self.frame) as scene:
+            for source, size in zip(self.sources, sizes, strict=True):
+                source._reboxed(size)
+        return scene
+
+    @keep_parameters
+    def adapted(self) -> Scene:
+        """What `sl.fit(..., adapt="auto")` calls between stretches: [`grown`][scarlet_like.Scene.grown]."""
+        return self.grown()
+
     def __call__(self) -> Float[Array, "C H W"]:
         scene = resolve(self)
         return render(scene.sources, scene.frame.grid, tuple(range(scene.frame.shape[0])))

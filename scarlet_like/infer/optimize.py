@@ -56,6 +56,7 @@ def fit(
     progress: bool = True,
     key: PRNGKeyArray | None = None,
     chunks: int | None = None,
+    adapt: Any = "auto",
 ) -> FitResult:
     """Find the maximum a posteriori model.
 
@@ -64,8 +65,8 @@ def fit(
     - `model`: any model with free [`scarlet_like.Parameter`][]s.
     - `likelihood`: an Observation, a list of them, or a callable of the resolved model.
     - `optimizer`: an optax transformation; default L-BFGS. Whatever it is, it runs in coordinates
-      scaled by the curvature of each parameter (see [`scarlet_like.infer.optimize.preconditioner`][]), so
-      no step size needs tuning.
+      scaled by the curvature of each parameter (see [`scarlet_like.preconditioner`][]), so no step
+      size needs tuning.
     - `max_steps`: the most optimizer steps.
     - `rtol`: converged when the relative change of the loss stays below this for 5 steps and the
       gradient in the scaled coordinates is below 0.1 (or a whole stretch, with freshly measured
@@ -76,6 +77,11 @@ def fit(
     - `chunks`: the fit runs in this many stretches of `max_steps / chunks` steps; the curvature is
       measured again at the start of each (and the progress bar advances). Default: one stretch per
       100 steps. A stretch that stalls ends early, and its unused steps go to further stretches.
+    - `adapt`: a function `model -> model` called between stretches with the model at the best point
+      so far, which may change what is static in it (the free parameters must stay the same); when it
+      returns a new model, the fit continues from the same values with it. `"auto"` (default) uses
+      the model's own `adapted()` method if it has one: a [`scarlet_like.Scene`][] grows the boxes its
+      sources outgrow ([`Scene.grown`][scarlet_like.Scene.grown]). `None`: never.
 
     **Returns:**
 
@@ -97,14 +103,69 @@ def fit(
     # compile for the canonical structure: a model rebuilt the same way reuses the compiled loop
     canonical, restore = canonical_tokens(density)
     loop = FitLoop(canonical, **loop_options)
-    if progress:
-        result = _fit_with_progress_bar(loop, key)
+    adapter = _adapter(adapt, model)
+    if progress or adapter is not None:
+        result, loop = _fit_in_segments(loop, key, progress=progress, adapt=adapter, likelihood=likelihood)
     else:
         result = _compiled_fit_all(loop, key)
     result = result._replace(model=restore(result.model))
-    for message in fit_warnings(result, density, likelihood):
+    for message in fit_warnings(result, loop.density, likelihood):
         warnings.warn(message, FitWarning, stacklevel=2)
     return result
+
+
+def _adapter(adapt: Any, model: PyTree) -> Any:
+    """The function `fit` calls between stretches, or None."""
+    if adapt is None:
+        return None
+    if isinstance(adapt, str):
+        if adapt != "auto":
+            raise ValueError(f"fit: adapt must be 'auto', None or a function model -> model, got {adapt!r}")
+        method = getattr(type(model), "adapted", None)
+        return (lambda current: current.adapted()) if callable(method) else None
+    if not callable(adapt):
+        raise TypeError(f"fit: adapt must be 'auto', None or a function model -> model, got {adapt!r}")
+    return adapt
+
+
+def _adapted(loop: FitLoop, state: FitState, adapt: Any, likelihood: Any) -> tuple[FitLoop, FitState]:
+    """The loop and state after `adapt` of the model at the best point: the same ones if it kept the
+    model, else a loop for the new model and a state that starts a fresh stretch at the same values."""
+    current = loop.density.model(state.best_x)
+    changed = adapt(current)
+    if changed is current:
+        return loop, state
+    density = LogDensity(changed, likelihood, jacobian=False)
+    if sorted(density.names) != sorted(loop.density.names):
+        raise ValueError(
+            "fit: adapt must keep the model's free parameters; it changed "
+            f"{sorted(set(density.names) ^ set(loop.density.names))[:5]}"
+        )
+    loop = eqx.tree_at(lambda old: old.density, loop, density)
+    return loop, _moved(loop, state)
+
+
+@eqx.filter_jit
+def _moved(loop: FitLoop, state: FitState) -> FitState:
+    """`state` at the new loop's own values (their order in the flat vector may differ), its loss
+    measured again, a new stretch due."""
+    fresh = loop.init(state.key)
+    return state._replace(
+        x=fresh.x,
+        loss=fresh.loss,
+        best_x=fresh.best_x,
+        best_loss=fresh.best_loss,
+        reference=fresh.reference,
+        scales=fresh.scales,
+        y=fresh.y,
+        opt_state=fresh.opt_state,
+        calm=fresh.calm,
+        stalled=fresh.stalled,
+        stretch_step=fresh.stretch_step,
+        nonfinite=fresh.nonfinite,
+        done=fresh.done,
+        converged=fresh.converged,
+    )
 
 
 def _loop_options(optimizer: Any, max_steps: int, rtol: float, chunks: int | None) -> dict[str, Any]:
@@ -158,22 +219,35 @@ def _fit_segment(loop: FitLoop, state: FitState, until: Array, batched: bool) ->
     return run(*_methods(loop, batched), state, until)
 
 
-def _fit_with_progress_bar(loop: FitLoop, key: PRNGKeyArray, starts: Array | None = None) -> FitResult:
-    """The fit driven from Python a stretch's worth of steps at a time, a progress bar advancing."""
+def _fit_in_segments(
+    loop: FitLoop,
+    key: PRNGKeyArray,
+    starts: Array | None = None,
+    *,
+    progress: bool = True,
+    adapt: Any = None,
+    likelihood: Any = None,
+) -> tuple[FitResult, FitLoop]:
+    """The fit driven from Python a stretch's worth of steps at a time: a progress bar advancing, and
+    `adapt` called in between. Returns the result and the loop it ended with."""
     from tqdm.auto import tqdm
 
     batched = starts is not None
     state = _fit_init(loop, key, starts)
-    with tqdm(total=loop.max_steps, desc="fit", unit="step", leave=False) as bar:
+    with tqdm(total=loop.max_steps, desc="fit", unit="step", leave=False, disable=not progress) as bar:
         while True:
             before = int(jnp.max(state.step))
             until = jnp.asarray(min(before + loop.stretch_steps, loop.max_steps), jnp.int32)
             state = _fit_segment(loop, state, until, batched)
             bar.update(int(jnp.max(state.step)) - before)
             bar.set_postfix(loss=f"{float(jnp.min(state.best_loss)):.6g}")
+            if adapt is not None:
+                # also after the last step: a fit that converged with a source cut by its box goes on
+                # with the larger box while steps remain
+                loop, state = _adapted(loop, state, adapt, likelihood)
             if bool(jnp.all(loop.finished(state))):
                 break
-    return _fit_result(loop, state, batched)
+    return _fit_result(loop, state, batched), loop
 
 
 class Starts(NamedTuple):

@@ -299,3 +299,49 @@ def test_rebox_sizes_boxes_again_from_the_current_values():
     assert sl.LogDensity(resized, lambda model: 0.0).names == sl.LogDensity(grown, lambda model: 0.0).names
     np.testing.assert_array_equal(sl.ravel(resized)[0], sl.ravel(grown)[0])
     assert resized.sources[2].spectrum.token == resized.sources[0].spectrum.token
+
+
+def growing_galaxy_data():
+    """A galaxy of r_half 8 on a 128 x 128 frame (large enough for boxes), its data and a start of
+    r_half 1, whose automatic box (16 px) cannot hold the galaxy's light."""
+    psf = sl.GaussianPSF(1.2)
+    frame = sl.Frame((1, 128, 128), psf=sl.GaussianPSF(0.7))
+    with sl.Scene(frame) as truth:
+        sl.Source(jnp.array([64.0, 64.0]), jnp.array([500.0]), sl.SersicMorphology(1.0, 8.0), box=None)
+    clean = sl.Observation(np.zeros((1, 128, 128)), psf=psf).render(truth)
+    noise = 0.02
+    data = clean + noise * jax.random.normal(jax.random.key(0), clean.shape)
+    observation = sl.Observation(data, weights=np.full(data.shape, 1 / noise**2), psf=psf)
+    with sl.Scene(frame) as start:
+        sl.Source(
+            sl.Parameter(jnp.array([64.0, 64.0])),
+            sl.Parameter(jnp.array([100.0]), constraint=sl.constraints.positive()),
+            sl.SersicMorphology(1.0, sl.Parameter(1.0, constraint=sl.constraints.positive())),
+        )
+    return start, observation
+
+
+def test_boxes_grow_only_when_outgrown():
+    start, _ = growing_galaxy_data()
+    assert start.grown() is start  # the light of the start fits its box
+    wider = sl.set_values(start, {"sources[0].morphology.r_half": jnp.asarray(8.0)})
+    grown = wider.grown()
+    assert grown is not wider and (
+        grown.sources[0].box is None or grown.sources[0].box > start.sources[0].box
+    )
+    assert sl.entry_names(grown) == sl.entry_names(start)  # the same free parameters
+    narrower = sl.set_values(grown, {"sources[0].morphology.r_half": jnp.asarray(1.0)})
+    assert narrower.grown() is narrower  # boxes never shrink
+
+
+def test_a_fit_grows_the_box_of_a_galaxy_that_outgrows_it():
+    # Measured: kept in its start box (16 px, `adapt=None`) the galaxy ends at flux 419, r_half 7.0 and
+    # chi^2 per pixel 2.24; with the box grown during the fit at the truth: flux 500.1, r_half 8.00,
+    # chi^2 1.015.
+    start, observation = growing_galaxy_data()
+    result = sl.fit(start, observation, max_steps=300, progress=False)
+    values = sl.get_values(result.model)
+    assert result.model.sources[0].box is None or result.model.sources[0].box > start.sources[0].box
+    np.testing.assert_allclose(float(values["sources[0].spectrum"][0]), 500.0, rtol=0.01)
+    np.testing.assert_allclose(float(values["sources[0].morphology.r_half"]), 8.0, rtol=0.02)
+    assert float(observation.goodness_of_fit(result.model)) < 1.05

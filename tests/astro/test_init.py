@@ -301,3 +301,29 @@ def test_the_automatic_hsc_scene_fits_at_least_as_well_as_the_demo(hsc):
         chi2[name] = float(observation.goodness_of_fit(result.model))
     print(chi2)  # measured: automatic 1.628, demo 1.683
     assert chi2["automatic"] <= chi2["demo"] + 1e-3
+
+
+def test_bulge_disk_splits_a_galaxy_and_keeps_its_flux_and_centre():
+    frame = sl.Frame((3, 40, 40), psf=sl.GaussianPSF(0.7))
+    with sl.Scene(frame):
+        galaxy = sl.Source(
+            sl.Parameter(jnp.array([20.0, 21.0])),
+            sl.Parameter(jnp.array([10.0, 20.0, 30.0]), constraint=sl.constraints.positive()),
+            sl.init.sersic_morphology(4.0, (0.3, -0.1)),
+        )
+    with sl.Scene(frame) as split:
+        sl.init.bulge_disk(galaxy)
+    source = split.sources[0]
+    assert isinstance(source, sl.MultiComponentSource) and len(source.components) == 2
+    assert source.center is galaxy.center  # the same Parameter: its prior and sharing kept
+    np.testing.assert_allclose(sl.resolve(source.spectrum), [10.0, 20.0, 30.0], rtol=1e-6)
+    bulge, disk = (sl.resolve(component.morphology) for component in source.components)
+    assert (float(bulge.n), float(disk.n)) == (4.0, 1.0)
+    np.testing.assert_allclose([float(bulge.r_half), float(disk.r_half)], [1.6, 4.0], rtol=1e-6)
+    names = sl.entry_names(split)
+    assert "sources[0].components[0].offset[0]" in names and "sources[0].components[1].offset[0]" not in names
+    # the light is where the galaxy's was: the same total in every band (but the 1% of the de
+    # Vaucouleurs bulge's light that lies beyond the 40 x 40 frame)
+    np.testing.assert_allclose(np.asarray(split()).sum(axis=(1, 2)), [9.9, 19.8, 29.7], rtol=2e-3)
+    with sl.Scene(frame), pytest.raises(ValueError, match="r_half and ellipticity"):
+        sl.init.bulge_disk(sl.PointSource(jnp.array([20.0, 20.0]), jnp.ones(3)))
