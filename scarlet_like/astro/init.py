@@ -28,7 +28,7 @@ from jaxtyping import Array, ArrayLike, Float
 from .frame import Frame
 from .measure import GAUSSIAN_R_HALF_PER_SIGMA, Moments, reduced_shear
 from .observation import Observation
-from .psf import PSF
+from .psf import PSF, psf_extent
 
 __all__ = [
     "pixel_spectrum",
@@ -82,14 +82,8 @@ def _pixel_noise(weights: np.ndarray, usable: np.ndarray) -> np.ndarray:
 
 
 def _psf_size(psf: PSF) -> int:
-    """An odd image size that holds the PSF."""
-    images = getattr(psf, "images", None)
-    if images is not None:
-        size = max(images.shape[-2:])
-    elif getattr(psf, "sigma", None) is not None:
-        size = 2 * math.ceil(6 * float(np.max(np.asarray(psf.sigma))) + 2) + 1
-    else:
-        size = 41
+    """An odd image size that holds the PSF (41 for a PSF of unknown extent)."""
+    size = psf_extent(psf) or 41
     return size + 1 - size % 2
 
 

@@ -21,7 +21,7 @@ from jaxtyping import Array, Float
 
 from ..core.plate import Plate, Stacked
 from . import profiles
-from .psf import PSF, GaussianPSF, phasor
+from .psf import PSF, GaussianPSF, phasor, psf_extent
 
 __all__ = ["FourierGrid", "box_shape", "render"]
 
@@ -74,11 +74,7 @@ class FourierGrid(eqx.Module):
         self.height, self.width = int(height), int(width)
         self.psf = psf
         self.boxes = boxes
-        self.psf_extent = 0
-        if hasattr(psf, "images"):
-            self.psf_extent = max(psf.images.shape[1:])
-        elif isinstance(psf, GaussianPSF):
-            self.psf_extent = int(math.ceil(8 * float(np.max(np.asarray(psf.sigma)))))
+        self.psf_extent = psf_extent(psf)
         if margin is None:
             # room for the PSF, and for the wings of sources near an edge not to wrap around
             margin = max(self.psf_extent, max(height, width) // 2) + 16
