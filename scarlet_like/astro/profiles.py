@@ -33,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ..core.constraints import float_array
+
 __all__ = [
     "SERSIC_N_MAX",
     "SERSIC_N_MIN",
@@ -58,10 +60,9 @@ SERSIC_N_MAX = 6.2
 
 
 def _as_common_float(*values: ArrayLike) -> tuple[jax.Array, ...]:
-    arrays = [jnp.asarray(value) for value in values]
+    """The values as floating arrays of one dtype (their common one)."""
+    arrays = [float_array(value) for value in values]
     dtype = jnp.result_type(*arrays)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
     return tuple(array.astype(dtype) for array in arrays)
 
 

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike
 from numpyro.distributions import constraints as numpyro_constraints
 from numpyro.distributions import transforms as numpyro_transforms
 from numpyro.distributions.transforms import biject_to
@@ -58,6 +59,7 @@ __all__ = [
     "unit_disk",
     "simplex",
     "ordered",
+    "float_array",
     "as_constraint",
 ]
 
@@ -67,12 +69,28 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 
 
-def _as_float_array(value: Any) -> jax.Array:
-    """Converts to a JAX array, keeping a floating dtype and promoting anything else to the
-    default float dtype (float32, or float64 when x64 is enabled)."""
-    array = jnp.asarray(value)
-    if not jnp.issubdtype(array.dtype, jnp.floating):
-        array = array.astype(jnp.result_type(float))
+def float_array(value: ArrayLike, *, strong: bool = False) -> Array:
+    """`value` as a floating JAX array: the one conversion to floats of the package.
+
+    A floating (or complex) dtype is kept; integers and booleans become the default float type
+    (float32, or float64 when x64 is enabled).
+
+    **Arguments:**
+
+    - `value`: an array, a number or a tracer.
+    - `strong`: also drop a weak type (a Python number's), as parameter values and prior numbers need:
+      a weakly typed value would make `jit` compile a second time for the same dtype. A tracer keeps
+      its type.
+
+    **Returns:**
+
+    The floating array.
+    """
+    array = value if isinstance(value, jax.core.Tracer) else jnp.asarray(value)
+    if not jnp.issubdtype(array.dtype, jnp.inexact):
+        return array.astype(jnp.result_type(float))
+    if strong and not isinstance(array, jax.core.Tracer):
+        return jnp.array(array, dtype=array.dtype)
     return array
 
 
@@ -226,7 +244,7 @@ class UnitDiskTransform(numpyro_transforms.ParameterFreeTransform):
         return is_small, safe_radius
 
     def __call__(self, x):
-        x = _as_float_array(x)
+        x = float_array(x)
         _require_vector_shape(jnp.shape(x), unit_disk(), last_axis=2)
         squared_radius = jnp.sum(x * x, axis=-1, keepdims=True)
         is_small, radius = self._split_radius(squared_radius)
@@ -239,7 +257,7 @@ class UnitDiskTransform(numpyro_transforms.ParameterFreeTransform):
         return x * tanh_over_radius
 
     def _inverse(self, y):
-        y = _as_float_array(y)
+        y = float_array(y)
         _require_vector_shape(jnp.shape(y), unit_disk(), last_axis=2)
         squared_radius = jnp.sum(y * y, axis=-1, keepdims=True)
         is_small, radius = self._split_radius(squared_radius)
@@ -253,7 +271,7 @@ class UnitDiskTransform(numpyro_transforms.ParameterFreeTransform):
     def log_abs_det_jacobian(self, x, y, intermediates=None):
         # For a radial map u -> f(r) u / r in the plane, det J = f'(r) f(r) / r, here
         # (1 - tanh^2 r) tanh(r) / r.
-        x = _as_float_array(x)
+        x = float_array(x)
         _require_vector_shape(jnp.shape(x), unit_disk(), last_axis=2)
         squared_radius = jnp.sum(x * x, axis=-1)
         is_small, radius = self._split_radius(squared_radius)
@@ -369,18 +387,18 @@ class _NumpyroBacked(Constraint):
         return constrained
 
     def forward(self, unconstrained: Any) -> jax.Array:
-        unconstrained = _as_float_array(unconstrained)
+        unconstrained = float_array(unconstrained)
         self.constrained_shape(unconstrained.shape)
         transform = self._numpyro_transform(unconstrained.dtype)
         return self._into_support(transform(unconstrained))
 
     def inverse(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         return self._numpyro_transform(constrained.dtype).inv(constrained)
 
     def log_abs_det_jacobian(self, unconstrained: Any) -> jax.Array:
-        unconstrained = _as_float_array(unconstrained)
+        unconstrained = float_array(unconstrained)
         self.constrained_shape(unconstrained.shape)
         transform = self._numpyro_transform(unconstrained.dtype)
         # Some log-dets are written in terms of the output (the simplex's); the output kept
@@ -431,7 +449,7 @@ class _Elementwise(_NumpyroBacked):
         return jnp.clip(constrained, floor, ceiling)
 
     def check(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         self._validate(constrained.shape)
         inside = jnp.isfinite(constrained)
         lower, upper = self._bounds()
@@ -578,7 +596,7 @@ class UnitDisk(_NumpyroBacked):
     constrained_shape = unconstrained_shape
 
     def check(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         return jnp.all(jnp.isfinite(constrained)) & jnp.all(unit_disk_support(constrained))
 
@@ -618,7 +636,7 @@ class Simplex(_NumpyroBacked):
         return jnp.maximum(constrained, jnp.asarray(jnp.finfo(constrained.dtype).tiny))
 
     def check(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         categories = constrained.shape[-1]
         # Summing K numbers each rounded to half an ulp can be off by about K ulps.
@@ -672,7 +690,7 @@ class Ordered(_NumpyroBacked):
         return _strictly_increasing(constrained)
 
     def check(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         increasing = jnp.diff(constrained, axis=-1) > 0
         return jnp.all(jnp.isfinite(constrained)) & jnp.all(increasing)
@@ -804,7 +822,7 @@ class _WrappedTransform(_NumpyroBacked):
         return tuple(self._transform().forward_shape(tuple(shape)))
 
     def check(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         transform = self._transform()
         # numpyro's own checks may accept the boundary of an open support (its intervals are
         # closed); requiring a finite `inverse` rules the boundary out.
@@ -921,7 +939,7 @@ class DistraxBijector(Constraint):
     bijector: Any
 
     def __post_init__(self):
-        if not _is_distrax_bijector(self.bijector):
+        if not is_distrax(self.bijector, "Bijector"):
             raise TypeError(
                 f"DistraxBijector needs a distrax.Bijector (and distrax installed), got "
                 f"{type(self.bijector)}."
@@ -932,19 +950,19 @@ class DistraxBijector(Constraint):
         return int(self.bijector.event_ndims_out)
 
     def forward(self, unconstrained: Any) -> jax.Array:
-        return self.bijector.forward(_as_float_array(unconstrained))
+        return self.bijector.forward(float_array(unconstrained))
 
     def inverse(self, constrained: Any) -> jax.Array:
-        return self.bijector.inverse(_as_float_array(constrained))
+        return self.bijector.inverse(float_array(constrained))
 
     def log_abs_det_jacobian(self, unconstrained: Any) -> jax.Array:
-        unconstrained = _as_float_array(unconstrained)
+        unconstrained = float_array(unconstrained)
         # distrax already sums over the `event_ndims_in` event axes; the rest are batch axes.
         log_det = self.bijector.forward_log_det_jacobian(unconstrained)
         return jnp.sum(log_det).astype(unconstrained.dtype)
 
     def check(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         unconstrained = self.bijector.inverse(constrained)
         round_trip = self.bijector.forward(unconstrained)
         tolerance = math.sqrt(float(jnp.finfo(constrained.dtype).eps))
@@ -979,10 +997,6 @@ def is_distrax(obj: Any, kind: str) -> bool:
     return isinstance(obj, getattr(distrax, kind))
 
 
-def _is_distrax_bijector(obj: Any) -> bool:
-    return is_distrax(obj, "Bijector")
-
-
 def as_constraint(obj: Any) -> Constraint:
     """Turns anything describing a support into a [`scarlet_like.core.constraints.Constraint`][].
 
@@ -1012,7 +1026,7 @@ def as_constraint(obj: Any) -> Constraint:
         return NumpyroConstraint(obj)
     if isinstance(obj, numpyro_transforms.Transform):
         return NumpyroTransform(obj)
-    if _is_distrax_bijector(obj):
+    if is_distrax(obj, "Bijector"):
         return DistraxBijector(obj)
     raise TypeError(
         f"Cannot use an object of type {type(obj).__module__}.{type(obj).__qualname__} as a "

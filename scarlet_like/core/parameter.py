@@ -11,8 +11,8 @@ import jax
 import numpy as np
 from jaxtyping import Array, ArrayLike
 
-from .constraints import Constraint, as_constraint
-from .priors import Prior, _short_value, as_prior, float_array
+from .constraints import Constraint, as_constraint, float_array
+from .priors import Prior, _short_value, as_prior
 
 __all__ = ["Parameter", "ParameterError", "is_parameter"]
 
@@ -78,7 +78,7 @@ class Parameter(eqx.Module):
         self.name = name
         self.token = uuid.uuid4().hex
         try:
-            self.value = float_array(value)
+            self.value = float_array(value, strong=True)
         except TypeError as error:
             raise ParameterError(
                 f"Parameter{_label(name)}: cannot convert {type(value).__name__} to an array"
