@@ -513,7 +513,7 @@ def moments(
 
     **Returns:**
 
-    A [`scarlet_like.astro.measure.Moments`][] with the source's intrinsic (PSF-corrected) shape:
+    A [`scarlet_like.measure.Moments`][] with the source's intrinsic (PSF-corrected) shape:
     `covariance` is the measured one minus the PSF's, floored at `MIN_SIGMA**2` along each axis;
     `sigma` and `r_half` are its Gaussian-equivalent size (use `r_half` to start a
     [`scarlet_like.SersicMorphology`][], `sigma` a [`scarlet_like.GaussianMorphology`][]);
@@ -741,7 +741,7 @@ def sersic_morphology(r_half: float, ellipticity: ArrayLike = (0.0, 0.0), n: flo
       2 nats against round.
 
     Every prior is proper, so the Laplace evidence of a model made of these is defined
-    ([`scarlet_like.infer.evidence`][]).
+    ([`scarlet_like.evidence`][]).
     """
     import numpyro.distributions as nd
 

@@ -145,7 +145,7 @@ def moments(image: Float[ArrayLike, "*C H W"]) -> Moments:
 
     **Returns:**
 
-    A [`scarlet_like.astro.measure.Moments`][]. These are the moments of the image as it is: for a
+    A [`scarlet_like.measure.Moments`][]. These are the moments of the image as it is: for a
     Gaussian of standard deviation `sigma` rendered through a Gaussian PSF `psf` and integrated over
     pixels, `covariance` is `(sigma^2 + psf^2 + 1/12) I` (round case). Moments of an image that is cut
     off by its edges are those of what is inside.

@@ -126,7 +126,7 @@ def render_units(source: Any) -> list[RenderUnit]:
 def group_by_structure(sources: Sequence[Any]) -> list[Any]:
     """Stack render units of the same structure: one `vmap`-able pytree per kind of unit.
 
-    Sources are first expanded into their [render units][scarlet_like.astro.render.RenderUnit]. Sources
+    Sources are first expanded into their [render units][scarlet_like.astro.RenderUnit]. Sources
     that come stacked already (resolved plates of a `Stacked` list, the layout `LogDensity` computes
     with) are used as they are, one stacked unit per component; the others are stacked here.
     """
@@ -194,7 +194,7 @@ def box_shape(
 
     **Arguments:**
 
-    - `grid`: the target's [`scarlet_like.astro.render.FourierGrid`][].
+    - `grid`: the target's [`scarlet_like.astro.FourierGrid`][].
     - `side`: the sources' `box`, in model-frame pixels (`None`: no box).
     - `matrix`: the linear part of the map from model-frame to target pixels (identity by default).
 
@@ -230,7 +230,7 @@ def render(
     - `sources`: resolved sources (plain arrays) with `center` `(2,)` in model-frame pixels (y, x),
       `spectrum` `(C_model,)`, a `morphology` with a `fourier(ky, kx)` method and optionally a static
       `box` (see [`scarlet_like.Source`][]).
-    - `grid`: the target's [`scarlet_like.astro.render.FourierGrid`][].
+    - `grid`: the target's [`scarlet_like.astro.FourierGrid`][].
     - `channel_index`: for each target channel, its index in the model spectrum.
     - `to_pixels`: the affine map `(A, b)` from model-frame pixels to target pixels,
       `p = A @ q + b`; identity by default.
@@ -240,7 +240,7 @@ def render(
     The image `(C, H, W)`: the continuous scene convolved with the target's PSF, integrated over its
     pixels (or sampled at pixel centres through an effective PSF).
 
-    Sources whose box is small against the grid (see [`scarlet_like.astro.render.box_shape`][]) are
+    Sources whose box is small against the grid (see [`scarlet_like.astro.box_shape`][]) are
     each convolved in an FFT box of their own and added into the image; the others are summed on
     the whole padded grid, convolved once per channel, and brought back with one inverse FFT per
     channel.

@@ -1,6 +1,6 @@
 """Constraints: bijections from unconstrained space onto the support of a parameter.
 
-A [`scarlet_like.core.constraints.Constraint`][] maps an unconstrained array `u` (any real
+A [`scarlet_like.constraints.Constraint`][] maps an unconstrained array `u` (any real
 values) onto a constrained array `x = forward(u)` lying inside a support (positive numbers,
 an interval, the unit disk, the simplex, ...). Optimisers and samplers work on `u`; the
 model sees `x`; a prior density on `x` is carried over to `u` with
@@ -578,7 +578,7 @@ class Interval(_Elementwise):
 class UnitDisk(_NumpyroBacked):
     """2-vectors inside the open unit disk, e.g. galaxy ellipticities `g = (g1, g2)`, `|g| < 1`.
 
-    Uses [`scarlet_like.core.constraints.UnitDiskTransform`][], a radial map that keeps the
+    Uses [`scarlet_like.constraints.UnitDiskTransform`][], a radial map that keeps the
     direction of `u`. The last axis must have size 2; leading axes hold independent vectors.
     Build with `unit_disk()`.
     """
@@ -709,7 +709,7 @@ def real() -> Real:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] for the whole real line.
+    A [`scarlet_like.constraints.Constraint`][] for the whole real line.
     """
     return Real()
 
@@ -719,7 +719,7 @@ def positive() -> Positive:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with support `(0, inf)`.
+    A [`scarlet_like.constraints.Constraint`][] with support `(0, inf)`.
     """
     return Positive()
 
@@ -734,7 +734,7 @@ def greater_than(lower: Any) -> GreaterThan:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with support `(lower, inf)`.
+    A [`scarlet_like.constraints.Constraint`][] with support `(lower, inf)`.
     """
     return GreaterThan(lower)
 
@@ -748,7 +748,7 @@ def less_than(upper: Any) -> LessThan:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with support `(-inf, upper)`.
+    A [`scarlet_like.constraints.Constraint`][] with support `(-inf, upper)`.
     """
     return LessThan(upper)
 
@@ -763,7 +763,7 @@ def interval(lower: Any, upper: Any) -> Interval:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with support `(lower, upper)`.
+    A [`scarlet_like.constraints.Constraint`][] with support `(lower, upper)`.
     """
     return Interval(lower, upper)
 
@@ -773,7 +773,7 @@ def unit_disk() -> UnitDisk:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with `event_dim = 1`, mapping `u` to
+    A [`scarlet_like.constraints.Constraint`][] with `event_dim = 1`, mapping `u` to
     `tanh(|u|) u / |u|`.
     """
     return UnitDisk()
@@ -784,7 +784,7 @@ def simplex() -> Simplex:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with `event_dim = 1`; `K - 1`
+    A [`scarlet_like.constraints.Constraint`][] with `event_dim = 1`; `K - 1`
     unconstrained values give `K` constrained ones.
     """
     return Simplex()
@@ -795,7 +795,7 @@ def ordered() -> Ordered:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with `event_dim = 1`.
+    A [`scarlet_like.constraints.Constraint`][] with `event_dim = 1`.
     """
     return Ordered()
 
@@ -998,13 +998,13 @@ def is_distrax(obj: Any, kind: str) -> bool:
 
 
 def as_constraint(obj: Any) -> Constraint:
-    """Turns anything describing a support into a [`scarlet_like.core.constraints.Constraint`][].
+    """Turns anything describing a support into a [`scarlet_like.constraints.Constraint`][].
 
     **Arguments:**
 
     - `obj`: one of
-        - `None`, meaning unconstrained ([`scarlet_like.core.constraints.real`][]);
-        - a [`scarlet_like.core.constraints.Constraint`][], returned as is;
+        - `None`, meaning unconstrained ([`scarlet_like.constraints.real`][]);
+        - a [`scarlet_like.constraints.Constraint`][], returned as is;
         - a numpyro constraint (`numpyro.distributions.constraints.positive`, ...), mapped
             with numpyro's `biject_to`;
         - a numpyro transform, used as the forward map;

@@ -46,7 +46,7 @@ class Parameter(eqx.Module):
     Two models built separately therefore differ in their Parameters' identities, and `jax.jit` traces
     a function of each anew. The framework's own compiled functions (`sl.fit`, `sl.sample`,
     `sl.fit_many`, ...) number identities canonically first (see
-    [`scarlet_like.core.canonical_tokens`][]) and compile once for models built the same way.
+    [`scarlet_like.canonical_tokens`][]) and compile once for models built the same way.
     """
 
     value: Array | None

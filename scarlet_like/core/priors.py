@@ -37,7 +37,7 @@ class Prior(eqx.Module):
     """Interface of a prior on one parameter value.
 
     Subclasses implement `log_prob`, `sample`, `shape` (batch + event shape of the distribution) and
-    `event_shape`. Use [`scarlet_like.core.priors.as_prior`][] to wrap a user's distribution.
+    `event_shape`. Use [`scarlet_like.priors.as_prior`][] to wrap a user's distribution.
     """
 
     def log_prob(self, value: Array) -> Float[Array, ""]:
@@ -119,7 +119,7 @@ class NumpyroPrior(DistributionPrior):
 
 
 class DistraxPrior(NumpyroPrior):
-    """A distrax distribution, held like [`scarlet_like.core.priors.NumpyroPrior`][].
+    """A distrax distribution, held like [`scarlet_like.priors.NumpyroPrior`][].
 
     distrax names the random key `seed`; this adapter hides that difference.
     """
@@ -164,7 +164,7 @@ class LogProbPrior(Prior):
 
 
 def as_prior(obj: Any) -> Prior | None:
-    """Wrap a user's distribution as a [`scarlet_like.core.priors.Prior`][].
+    """Wrap a user's distribution as a [`scarlet_like.Prior`][].
 
     **Arguments:**
 

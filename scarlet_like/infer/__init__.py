@@ -4,7 +4,7 @@ Nothing here knows about astronomy.
 """
 
 from .batch import fit_many
-from .evidence import Evidence, evidence
+from .evidence import Evidence, bic, evidence
 from .laplace import Laplace, laplace
 from .optimize import FitResult, fit, preconditioner
 from .sample import ImproperPriorWarning, Posterior, sample
@@ -12,6 +12,7 @@ from .simulate import sample_prior
 
 __all__ = [
     "Evidence",
+    "bic",
     "evidence",
     "FitResult",
     "ImproperPriorWarning",
