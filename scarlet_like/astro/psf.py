@@ -8,7 +8,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, Float
+
+from ..core.constraints import NumbersLike
 
 __all__ = ["PSF", "ArrayPSF", "GaussianPSF", "PSFError"]
 
@@ -57,7 +59,7 @@ class ArrayPSF(PSF):
 
     images: Float[Array, "C h w"]
 
-    def __init__(self, images: ArrayLike):
+    def __init__(self, images: NumbersLike):
         array = np.asarray(images, dtype=np.float64)
         if array.ndim == 2:
             array = array[None]
@@ -114,7 +116,7 @@ class GaussianPSF(PSF):
 
     sigma: Float[Array, " C"]
 
-    def __init__(self, sigma: ArrayLike, channels: int | None = None):
+    def __init__(self, sigma: NumbersLike, channels: int | None = None):
         array = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
         if array.ndim != 1 or not np.all(np.isfinite(array)) or np.any(array <= 0):
             raise PSFError(f"GaussianPSF: sigma must be positive and finite, got {sigma!r}")

@@ -123,7 +123,7 @@ def render_units(source: Any) -> list[RenderUnit]:
     return [RenderUnit(source.center, source.spectrum, source.morphology, box)]
 
 
-def group_by_structure(sources: Sequence[Any]) -> list[Any]:
+def group_by_structure(sources: Sequence[Any] | Stacked) -> list[Any]:
     """Stack render units of the same structure: one `vmap`-able pytree per kind of unit.
 
     Sources are first expanded into their [render units][scarlet_like.astro.RenderUnit]. Sources
@@ -218,7 +218,7 @@ def box_shape(
 
 
 def render(
-    sources: Sequence[Any],
+    sources: Sequence[Any] | Stacked,
     grid: FourierGrid,
     channel_index: Sequence[int],
     to_pixels: tuple[np.ndarray, np.ndarray] | None = None,

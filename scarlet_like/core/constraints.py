@@ -59,6 +59,7 @@ __all__ = [
     "unit_disk",
     "simplex",
     "ordered",
+    "NumbersLike",
     "float_array",
     "as_constraint",
 ]
@@ -69,7 +70,12 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 
 
-def float_array(value: ArrayLike, *, strong: bool = False) -> Array:
+#: Numbers as users give them: a number, an array, or a (nested) list or tuple of numbers (jaxtyping's
+#: `ArrayLike` leaves out the lists and tuples that `jnp.asarray` takes).
+NumbersLike = ArrayLike | list[Any] | tuple[Any, ...]
+
+
+def float_array(value: NumbersLike, *, strong: bool = False) -> Array:
     """`value` as a floating JAX array: the one conversion to floats of the package.
 
     A floating (or complex) dtype is kept; integers and booleans become the default float type
@@ -489,7 +495,7 @@ class Positive(_Elementwise):
 class GreaterThan(_Elementwise):
     """Numbers above `lower`, `x = lower + exp(u)`. Build with `greater_than(lower)`."""
 
-    lower: _Bound
+    lower: _Bound | NumbersLike  # a _Bound once built
 
     def __post_init__(self):
         lower = _Bound.from_user(self.lower, "lower")
@@ -510,7 +516,7 @@ class GreaterThan(_Elementwise):
 class LessThan(_Elementwise):
     """Numbers below `upper`, `x = upper - exp(u)`. Build with `less_than(upper)`."""
 
-    upper: _Bound
+    upper: _Bound | NumbersLike  # a _Bound once built
 
     def __post_init__(self):
         upper = _Bound.from_user(self.upper, "upper")
@@ -532,8 +538,8 @@ class Interval(_Elementwise):
     """Numbers in the open interval `(lower, upper)`, `x = lower + (upper - lower) sigmoid(u)`.
     Build with `interval(lower, upper)`."""
 
-    lower: _Bound
-    upper: _Bound
+    lower: _Bound | NumbersLike  # a _Bound once built
+    upper: _Bound | NumbersLike  # a _Bound once built
 
     def __post_init__(self):
         lower = _Bound.from_user(self.lower, "lower")

@@ -9,9 +9,9 @@ from typing import Any
 import equinox as eqx
 import jax
 import numpy as np
-from jaxtyping import Array, ArrayLike
+from jaxtyping import Array
 
-from .constraints import Constraint, as_constraint, float_array
+from .constraints import Constraint, NumbersLike, as_constraint, float_array
 from .priors import Prior, _short_value, as_prior
 
 __all__ = ["Parameter", "ParameterError", "is_parameter"]
@@ -59,7 +59,7 @@ class Parameter(eqx.Module):
 
     def __init__(
         self,
-        value: ArrayLike,
+        value: NumbersLike,
         *,
         prior: Any = None,
         constraint: Any = None,
