@@ -1,7 +1,7 @@
 """The astronomy layer: frames, observations, PSFs, morphologies, sources, scenes and rendering."""
 
-from . import choice, datasets, init, measure
-from .choice import choose_sources
+from . import choice, datasets, init, measure, profiles
+from .choice import Choice, SourceChoice, choose_sources, point_or_extended
 from .components import Component, MultiComponentSource
 from .frame import Frame, FrameError
 from .morphology import (
@@ -14,6 +14,7 @@ from .morphology import (
 )
 from .observation import Observation, ObservationError
 from .psf import PSF, ArrayPSF, GaussianPSF, PSFError
+from .render import FourierGrid, RenderUnit, box_shape
 from .scene import PointSource, Scene, SceneError, Source
 
 __all__ = [
@@ -37,8 +38,15 @@ __all__ = [
     "Component",
     "MultiComponentSource",
     "Source",
+    "Choice",
+    "FourierGrid",
+    "RenderUnit",
+    "SourceChoice",
+    "box_shape",
     "choice",
     "choose_sources",
+    "point_or_extended",
+    "profiles",
     "datasets",
     "init",
     "measure",

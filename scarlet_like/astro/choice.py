@@ -21,7 +21,7 @@ stated criterion computed by [`scarlet_like.evidence`][]:
 
 The alternative with the best score is kept, and the next source is tried on that scene. The
 alternatives of a source come from a callable, so any model can compete: the default
-[`point_or_extended`][scarlet_like.astro.choice.point_or_extended] offers a point source and a Sérsic
+[`point_or_extended`][scarlet_like.point_or_extended] offers a point source and a Sérsic
 galaxy; a bulge + disk alternative is one more entry of the dictionary it returns.
 """
 
@@ -61,7 +61,7 @@ class SourceChoice(NamedTuple):
     - `index`: the source's index in the scene given to `choose_sources` (sources before it that
       were replaced by several move it along in `Choice.model`).
     - `labels`: the alternatives' labels, in the order the candidate callable gave them.
-    - `scores`: one [`scarlet_like.infer.evidence.Evidence`][] per alternative, at its fit.
+    - `scores`: one [`scarlet_like.Evidence`][] per alternative, at its fit.
     - `chi2`: chi^2 per usable data value of each alternative's fit.
     - `chosen`: the label kept.
     - `criterion`: the criterion that decided (`"bic"`, or `"laplace"`; `"bic"` also when
@@ -93,7 +93,7 @@ class Choice(NamedTuple):
 
     - `model`: the scene with each tried source replaced by its chosen alternative, as fitted after
       the last choice.
-    - `choices`: one [`SourceChoice`][scarlet_like.astro.choice.SourceChoice] per tried source.
+    - `choices`: one [`SourceChoice`][scarlet_like.SourceChoice] per tried source.
     """
 
     model: Scene
@@ -215,7 +215,7 @@ def choose_sources(
       block (so `sl.Source(...)` may be created in it); an alternative is a source, or a list of
       sources that together replace it (a galaxy and a point-like nucleus sharing its centre
       Parameter, say). Reuse the source's own Parameters to start an alternative from its values. Default
-      [`point_or_extended`][scarlet_like.astro.choice.point_or_extended].
+      [`point_or_extended`][scarlet_like.point_or_extended].
     - `criterion`: `"bic"` or `"laplace"` (see the module documentation for their basis).
     - `sources`: indices of the sources to try, in this order; default all, in scene order.
     - `max_steps`: the most optimizer steps of each alternative's fit.
@@ -223,7 +223,7 @@ def choose_sources(
 
     **Returns:**
 
-    A [`Choice`][scarlet_like.astro.choice.Choice]: the scene with the chosen alternatives, fitted,
+    A [`Choice`][scarlet_like.Choice]: the scene with the chosen alternatives, fitted,
     and per source the scores of every alternative. Costs one fit per alternative per source.
     Raises `ValueError` for an unknown criterion, a source index out of range, or a candidate
     callable that returns no alternative or something that is not a source (naming the source).

@@ -66,7 +66,7 @@ def hsc_cosmos() -> Blend:
 
     **Returns:**
 
-    A [`scarlet_like.astro.datasets.Blend`][]. Pixels whose mask has any of
+    A [`scarlet_like.datasets.Blend`][]. Pixels whose mask has any of
     `HSC_BAD_PIXEL_BITS` set are masked (about 4 % of them: interpolated cosmic rays).
     """
     data_files = resources.files("scarlet_like") / "data"
@@ -135,7 +135,7 @@ class TwoInstruments(NamedTuple):
 
     **Fields:**
 
-    - `hst`: the high-resolution [`Cutout`][scarlet_like.astro.datasets.Cutout].
+    - `hst`: the high-resolution [`Cutout`][scarlet_like.datasets.Cutout].
     - `hsc`: the multi-band, low-resolution one.
     - `centers`: an astropy `SkyCoord` of `K` detections (place sources with it, or convert it with
       `frame.to_pixel`).
@@ -172,7 +172,7 @@ def hsc_hst() -> TwoInstruments:
 
     **Returns:**
 
-    A [`TwoInstruments`][scarlet_like.astro.datasets.TwoInstruments], prepared as follows:
+    A [`TwoInstruments`][scarlet_like.datasets.TwoInstruments], prepared as follows:
 
     - *Noise.* The cutouts have no variance planes. Each band's noise is the sigma-clipped
       (3 sigma, iterated) standard deviation of its pixels, which the sources (a few percent of the

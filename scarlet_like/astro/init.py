@@ -28,7 +28,7 @@ from jaxtyping import Array, ArrayLike, Float
 from .frame import Frame
 from .measure import GAUSSIAN_R_HALF_PER_SIGMA, Moments, reduced_shear
 from .observation import Observation
-from .psf import PSF
+from .psf import PSF, psf_extent
 
 __all__ = [
     "bulge_disk",
@@ -83,14 +83,8 @@ def _pixel_noise(weights: np.ndarray, usable: np.ndarray) -> np.ndarray:
 
 
 def _psf_size(psf: PSF) -> int:
-    """An odd image size that holds the PSF."""
-    images = getattr(psf, "images", None)
-    if images is not None:
-        size = max(images.shape[-2:])
-    elif getattr(psf, "sigma", None) is not None:
-        size = 2 * math.ceil(6 * float(np.max(np.asarray(psf.sigma))) + 2) + 1
-    else:
-        size = 41
+    """An odd image size that holds the PSF (41 for a PSF of unknown extent)."""
+    size = psf_extent(psf) or 41
     return size + 1 - size % 2
 
 
@@ -520,7 +514,7 @@ def moments(
 
     **Returns:**
 
-    A [`scarlet_like.astro.measure.Moments`][] with the source's intrinsic (PSF-corrected) shape:
+    A [`scarlet_like.measure.Moments`][] with the source's intrinsic (PSF-corrected) shape:
     `covariance` is the measured one minus the PSF's, floored at `MIN_SIGMA**2` along each axis;
     `sigma` and `r_half` are its Gaussian-equivalent size (use `r_half` to start a
     [`scarlet_like.SersicMorphology`][], `sigma` a [`scarlet_like.GaussianMorphology`][]);
@@ -748,7 +742,7 @@ def sersic_morphology(r_half: float, ellipticity: ArrayLike = (0.0, 0.0), n: flo
       2 nats against round.
 
     Every prior is proper, so the Laplace evidence of a model made of these is defined
-    ([`scarlet_like.infer.evidence`][]).
+    ([`scarlet_like.evidence`][]).
     """
     import numpyro.distributions as nd
 

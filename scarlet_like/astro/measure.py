@@ -23,6 +23,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from ..core.constraints import float_array
 from ..core.tree import resolve
 from .components import MultiComponentSource
 from .scene import Scene, Source
@@ -84,9 +85,7 @@ def reduced_shear(covariance: Float[ArrayLike, "*batch 2 2"]) -> Float[Array, "*
 
 
 def _as_float_image(image: ArrayLike) -> Array:
-    array = jnp.asarray(image)
-    if not jnp.issubdtype(array.dtype, jnp.floating):
-        array = array.astype(jnp.result_type(float))
+    array = float_array(image)
     if array.ndim not in (2, 3):
         raise ValueError(f"expected an image (H, W) or a cube (C, H, W), got shape {array.shape}")
     return array
@@ -146,7 +145,7 @@ def moments(image: Float[ArrayLike, "*C H W"]) -> Moments:
 
     **Returns:**
 
-    A [`scarlet_like.astro.measure.Moments`][]. These are the moments of the image as it is: for a
+    A [`scarlet_like.measure.Moments`][]. These are the moments of the image as it is: for a
     Gaussian of standard deviation `sigma` rendered through a Gaussian PSF `psf` and integrated over
     pixels, `covariance` is `(sigma^2 + psf^2 + 1/12) I` (round case). Moments of an image that is cut
     off by its edges are those of what is inside.

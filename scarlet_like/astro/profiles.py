@@ -33,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ..core.constraints import float_array
+
 __all__ = [
     "SERSIC_N_MAX",
     "SERSIC_N_MIN",
@@ -58,10 +60,9 @@ SERSIC_N_MAX = 6.2
 
 
 def _as_common_float(*values: ArrayLike) -> tuple[jax.Array, ...]:
-    arrays = [jnp.asarray(value) for value in values]
+    """The values as floating arrays of one dtype (their common one)."""
+    arrays = [float_array(value) for value in values]
     dtype = jnp.result_type(*arrays)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
     return tuple(array.astype(dtype) for array in arrays)
 
 
@@ -105,12 +106,12 @@ def shear_matrix(
 
 @jax.jit
 def gaussian_ft(
-    ky: Float[ArrayLike, "*shape"],
-    kx: Float[ArrayLike, "*shape"],
-    sigma: Float[ArrayLike, "*shape"],
-    g1: Float[ArrayLike, "*shape"] = 0.0,
-    g2: Float[ArrayLike, "*shape"] = 0.0,
-) -> Float[Array, "*shape"]:
+    ky: Float[ArrayLike, "*#shape"],
+    kx: Float[ArrayLike, "*#shape"],
+    sigma: Float[ArrayLike, "*#shape"],
+    g1: Float[ArrayLike, "*#shape"] = 0.0,
+    g2: Float[ArrayLike, "*#shape"] = 0.0,
+) -> Float[Array, "*#shape"]:
     """Fourier transform of a unit-flux, sheared, circular Gaussian centred at the origin.
 
     Matches `galsim.Gaussian(sigma=sigma).shear(g1=g1, g2=g2).kValue(kx, ky)`.
@@ -132,7 +133,7 @@ def gaussian_ft(
 
 
 @jax.jit
-def pixel_ft(ky: Float[ArrayLike, "*shape"], kx: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
+def pixel_ft(ky: Float[ArrayLike, "*#shape"], kx: Float[ArrayLike, "*#shape"]) -> Float[Array, "*#shape"]:
     """Fourier transform of the unit square pixel (a box of side 1 centred at the origin, unit flux).
 
     Multiplying a profile's transform by it integrates the profile over pixels, as GalSim's `drawImage`
@@ -346,13 +347,13 @@ def sersic_b(n: float) -> float:
 
 @jax.jit
 def sersic_ft(
-    ky: Float[ArrayLike, "*shape"],
-    kx: Float[ArrayLike, "*shape"],
-    n: Float[ArrayLike, "*shape"],
-    r_half: Float[ArrayLike, "*shape"],
-    g1: Float[ArrayLike, "*shape"] = 0.0,
-    g2: Float[ArrayLike, "*shape"] = 0.0,
-) -> Float[Array, "*shape"]:
+    ky: Float[ArrayLike, "*#shape"],
+    kx: Float[ArrayLike, "*#shape"],
+    n: Float[ArrayLike, "*#shape"],
+    r_half: Float[ArrayLike, "*#shape"],
+    g1: Float[ArrayLike, "*#shape"] = 0.0,
+    g2: Float[ArrayLike, "*#shape"] = 0.0,
+) -> Float[Array, "*#shape"]:
     """Fourier transform of a unit-flux, sheared Sersic profile centred at the origin.
 
     Matches `galsim.Sersic(n, half_light_radius=r_half).shear(g1=g1, g2=g2).kValue(kx, ky)` (the
@@ -466,7 +467,7 @@ def _spergel_table() -> tuple[np.ndarray, np.ndarray, float]:
     return values, -d_nu / d_x, float(nodes[1] - nodes[0])
 
 
-def spergel_half_light_factor(nu: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
+def spergel_half_light_factor(nu: Float[ArrayLike, "*#shape"]) -> Float[Array, "*#shape"]:
     """`r_half / r_c` of a Spergel profile of index `nu`, differentiable in `nu`.
 
     Cubic Hermite interpolation of a table of exact root solves (values and derivatives at 971
@@ -491,13 +492,13 @@ def spergel_half_light_factor(nu: Float[ArrayLike, "*shape"]) -> Float[Array, "*
 
 @jax.jit
 def spergel_ft(
-    ky: Float[ArrayLike, "*shape"],
-    kx: Float[ArrayLike, "*shape"],
-    nu: Float[ArrayLike, "*shape"],
-    r_half: Float[ArrayLike, "*shape"],
-    g1: Float[ArrayLike, "*shape"] = 0.0,
-    g2: Float[ArrayLike, "*shape"] = 0.0,
-) -> Float[Array, "*shape"]:
+    ky: Float[ArrayLike, "*#shape"],
+    kx: Float[ArrayLike, "*#shape"],
+    nu: Float[ArrayLike, "*#shape"],
+    r_half: Float[ArrayLike, "*#shape"],
+    g1: Float[ArrayLike, "*#shape"] = 0.0,
+    g2: Float[ArrayLike, "*#shape"] = 0.0,
+) -> Float[Array, "*#shape"]:
     """Fourier transform of a unit-flux, sheared Spergel (2010) profile centred at the origin.
 
     Matches `galsim.Spergel(nu, half_light_radius=r_half).shear(g1=g1, g2=g2).kValue(kx, ky)`: the

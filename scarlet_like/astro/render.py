@@ -21,7 +21,7 @@ from jaxtyping import Array, Float
 
 from ..core.plate import Plate, Stacked
 from . import profiles
-from .psf import PSF, GaussianPSF, phasor
+from .psf import PSF, GaussianPSF, phasor, psf_extent
 
 __all__ = ["FourierGrid", "box_shape", "render"]
 
@@ -74,11 +74,7 @@ class FourierGrid(eqx.Module):
         self.height, self.width = int(height), int(width)
         self.psf = psf
         self.boxes = boxes
-        self.psf_extent = 0
-        if hasattr(psf, "images"):
-            self.psf_extent = max(psf.images.shape[1:])
-        elif isinstance(psf, GaussianPSF):
-            self.psf_extent = int(math.ceil(8 * float(np.max(np.asarray(psf.sigma)))))
+        self.psf_extent = psf_extent(psf)
         if margin is None:
             # room for the PSF, and for the wings of sources near an edge not to wrap around
             margin = max(self.psf_extent, max(height, width) // 2) + 16
@@ -127,10 +123,10 @@ def render_units(source: Any) -> list[RenderUnit]:
     return [RenderUnit(source.center, source.spectrum, source.morphology, box)]
 
 
-def group_by_structure(sources: Sequence[Any]) -> list[Any]:
+def group_by_structure(sources: Sequence[Any] | Stacked) -> list[Any]:
     """Stack render units of the same structure: one `vmap`-able pytree per kind of unit.
 
-    Sources are first expanded into their [render units][scarlet_like.astro.render.RenderUnit]. Sources
+    Sources are first expanded into their [render units][scarlet_like.astro.RenderUnit]. Sources
     that come stacked already (resolved plates of a `Stacked` list, the layout `LogDensity` computes
     with) are used as they are, one stacked unit per component; the others are stacked here.
     """
@@ -198,7 +194,7 @@ def box_shape(
 
     **Arguments:**
 
-    - `grid`: the target's [`scarlet_like.astro.render.FourierGrid`][].
+    - `grid`: the target's [`scarlet_like.astro.FourierGrid`][].
     - `side`: the sources' `box`, in model-frame pixels (`None`: no box).
     - `matrix`: the linear part of the map from model-frame to target pixels (identity by default).
 
@@ -222,7 +218,7 @@ def box_shape(
 
 
 def render(
-    sources: Sequence[Any],
+    sources: Sequence[Any] | Stacked,
     grid: FourierGrid,
     channel_index: Sequence[int],
     to_pixels: tuple[np.ndarray, np.ndarray] | None = None,
@@ -234,7 +230,7 @@ def render(
     - `sources`: resolved sources (plain arrays) with `center` `(2,)` in model-frame pixels (y, x),
       `spectrum` `(C_model,)`, a `morphology` with a `fourier(ky, kx)` method and optionally a static
       `box` (see [`scarlet_like.Source`][]).
-    - `grid`: the target's [`scarlet_like.astro.render.FourierGrid`][].
+    - `grid`: the target's [`scarlet_like.astro.FourierGrid`][].
     - `channel_index`: for each target channel, its index in the model spectrum.
     - `to_pixels`: the affine map `(A, b)` from model-frame pixels to target pixels,
       `p = A @ q + b`; identity by default.
@@ -244,7 +240,7 @@ def render(
     The image `(C, H, W)`: the continuous scene convolved with the target's PSF, integrated over its
     pixels (or sampled at pixel centres through an effective PSF).
 
-    Sources whose box is small against the grid (see [`scarlet_like.astro.render.box_shape`][]) are
+    Sources whose box is small against the grid (see [`scarlet_like.astro.box_shape`][]) are
     each convolved in an FFT box of their own and added into the image; the others are summed on
     the whole padded grid, convolved once per channel, and brought back with one inverse FFT per
     channel.

@@ -11,8 +11,9 @@ from typing import Any
 import equinox as eqx
 import jax
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, Float
 
+from ..core.constraints import NumbersLike
 from ..core.module import Module, keep_parameters
 from ..core.parameter import Parameter
 from ..core.resolve import resolve
@@ -142,7 +143,7 @@ class Source(Module):
     def __init__(
         self,
         center: Any,
-        spectrum: ArrayLike | Parameter,
+        spectrum: NumbersLike | Parameter,
         morphology: Morphology,
         box: int | str | None = "auto",
     ):
@@ -188,7 +189,7 @@ class PointSource(Source):
       the star is drawn in a box the size of the PSF.
     """
 
-    def __init__(self, center: Any, spectrum: ArrayLike | Parameter, box: int | str | None = "auto"):
+    def __init__(self, center: Any, spectrum: NumbersLike | Parameter, box: int | str | None = "auto"):
         super().__init__(center, spectrum, PointMorphology(), box=box)
 
     def _reboxed(self, box: int | None) -> PointSource:

@@ -5,7 +5,7 @@ list: `constraints`; `priors`; `parameter`; `resolve`; `derived`; `hierarchical`
 `stacking`; `layout`; `graph`; `module`; `density`; `serialization`.
 """
 
-from . import constraints
+from . import constraints, priors
 from .constraints import Constraint, as_constraint
 from .density import Likelihood, LogDensity
 from .derived import Derived, DerivedError, Meta
@@ -64,6 +64,7 @@ __all__ = [
     "canonical_tokens",
     "combine",
     "constraints",
+    "priors",
     "entry_names",
     "fix",
     "free",

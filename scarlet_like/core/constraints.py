@@ -1,6 +1,6 @@
 """Constraints: bijections from unconstrained space onto the support of a parameter.
 
-A [`scarlet_like.core.constraints.Constraint`][] maps an unconstrained array `u` (any real
+A [`scarlet_like.constraints.Constraint`][] maps an unconstrained array `u` (any real
 values) onto a constrained array `x = forward(u)` lying inside a support (positive numbers,
 an interval, the unit disk, the simplex, ...). Optimisers and samplers work on `u`; the
 model sees `x`; a prior density on `x` is carried over to `u` with
@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike
 from numpyro.distributions import constraints as numpyro_constraints
 from numpyro.distributions import transforms as numpyro_transforms
 from numpyro.distributions.transforms import biject_to
@@ -58,6 +59,8 @@ __all__ = [
     "unit_disk",
     "simplex",
     "ordered",
+    "NumbersLike",
+    "float_array",
     "as_constraint",
 ]
 
@@ -67,12 +70,33 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 
 
-def _as_float_array(value: Any) -> jax.Array:
-    """Converts to a JAX array, keeping a floating dtype and promoting anything else to the
-    default float dtype (float32, or float64 when x64 is enabled)."""
-    array = jnp.asarray(value)
-    if not jnp.issubdtype(array.dtype, jnp.floating):
-        array = array.astype(jnp.result_type(float))
+#: Numbers as users give them: a number, an array, or a (nested) list or tuple of numbers (jaxtyping's
+#: `ArrayLike` leaves out the lists and tuples that `jnp.asarray` takes).
+NumbersLike = ArrayLike | list[Any] | tuple[Any, ...]
+
+
+def float_array(value: NumbersLike, *, strong: bool = False) -> Array:
+    """`value` as a floating JAX array: the one conversion to floats of the package.
+
+    A floating (or complex) dtype is kept; integers and booleans become the default float type
+    (float32, or float64 when x64 is enabled).
+
+    **Arguments:**
+
+    - `value`: an array, a number or a tracer.
+    - `strong`: also drop a weak type (a Python number's), as parameter values and prior numbers need:
+      a weakly typed value would make `jit` compile a second time for the same dtype. A tracer keeps
+      its type.
+
+    **Returns:**
+
+    The floating array.
+    """
+    array = value if isinstance(value, jax.core.Tracer) else jnp.asarray(value)
+    if not jnp.issubdtype(array.dtype, jnp.inexact):
+        return array.astype(jnp.result_type(float))
+    if strong and not isinstance(array, jax.core.Tracer):
+        return jnp.array(array, dtype=array.dtype)
     return array
 
 
@@ -226,7 +250,7 @@ class UnitDiskTransform(numpyro_transforms.ParameterFreeTransform):
         return is_small, safe_radius
 
     def __call__(self, x):
-        x = _as_float_array(x)
+        x = float_array(x)
         _require_vector_shape(jnp.shape(x), unit_disk(), last_axis=2)
         squared_radius = jnp.sum(x * x, axis=-1, keepdims=True)
         is_small, radius = self._split_radius(squared_radius)
@@ -239,7 +263,7 @@ class UnitDiskTransform(numpyro_transforms.ParameterFreeTransform):
         return x * tanh_over_radius
 
     def _inverse(self, y):
-        y = _as_float_array(y)
+        y = float_array(y)
         _require_vector_shape(jnp.shape(y), unit_disk(), last_axis=2)
         squared_radius = jnp.sum(y * y, axis=-1, keepdims=True)
         is_small, radius = self._split_radius(squared_radius)
@@ -253,7 +277,7 @@ class UnitDiskTransform(numpyro_transforms.ParameterFreeTransform):
     def log_abs_det_jacobian(self, x, y, intermediates=None):
         # For a radial map u -> f(r) u / r in the plane, det J = f'(r) f(r) / r, here
         # (1 - tanh^2 r) tanh(r) / r.
-        x = _as_float_array(x)
+        x = float_array(x)
         _require_vector_shape(jnp.shape(x), unit_disk(), last_axis=2)
         squared_radius = jnp.sum(x * x, axis=-1)
         is_small, radius = self._split_radius(squared_radius)
@@ -391,18 +415,18 @@ class _NumpyroBacked(Constraint):
         return constrained
 
     def forward(self, unconstrained: Any) -> jax.Array:
-        unconstrained = _as_float_array(unconstrained)
+        unconstrained = float_array(unconstrained)
         self.constrained_shape(unconstrained.shape)
         transform = self._numpyro_transform(unconstrained.dtype)
         return self._into_support(transform(unconstrained))
 
     def inverse(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         return self._numpyro_transform(constrained.dtype).inv(constrained)
 
     def log_abs_det_jacobian(self, unconstrained: Any) -> jax.Array:
-        unconstrained = _as_float_array(unconstrained)
+        unconstrained = float_array(unconstrained)
         self.constrained_shape(unconstrained.shape)
         transform = self._numpyro_transform(unconstrained.dtype)
         # Some log-dets are written in terms of the output (the simplex's); the output kept
@@ -477,7 +501,7 @@ class _Elementwise(_NumpyroBacked):
         return near
 
     def check(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         self._validate(constrained.shape)
         inside = jnp.isfinite(constrained)
         lower, upper = self._bounds()
@@ -523,7 +547,7 @@ class GreaterThan(_Elementwise):
 
     bounded: ClassVar[bool | None] = False
 
-    lower: _Bound
+    lower: _Bound | NumbersLike  # a _Bound once built
 
     def __post_init__(self):
         lower = _Bound.from_user(self.lower, "lower")
@@ -546,7 +570,7 @@ class LessThan(_Elementwise):
 
     bounded: ClassVar[bool | None] = False
 
-    upper: _Bound
+    upper: _Bound | NumbersLike  # a _Bound once built
 
     def __post_init__(self):
         upper = _Bound.from_user(self.upper, "upper")
@@ -570,8 +594,8 @@ class Interval(_Elementwise):
 
     bounded: ClassVar[bool | None] = True
 
-    lower: _Bound
-    upper: _Bound
+    lower: _Bound | NumbersLike  # a _Bound once built
+    upper: _Bound | NumbersLike  # a _Bound once built
 
     def __post_init__(self):
         lower = _Bound.from_user(self.lower, "lower")
@@ -616,7 +640,7 @@ class Interval(_Elementwise):
 class UnitDisk(_NumpyroBacked):
     """2-vectors inside the open unit disk, e.g. galaxy ellipticities `g = (g1, g2)`, `|g| < 1`.
 
-    Uses [`scarlet_like.core.constraints.UnitDiskTransform`][], a radial map that keeps the
+    Uses [`scarlet_like.constraints.UnitDiskTransform`][], a radial map that keeps the
     direction of `u`. The last axis must have size 2; leading axes hold independent vectors.
     Build with `unit_disk()`.
     """
@@ -636,7 +660,7 @@ class UnitDisk(_NumpyroBacked):
     constrained_shape = unconstrained_shape
 
     def check(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         return jnp.all(jnp.isfinite(constrained)) & jnp.all(unit_disk_support(constrained))
 
@@ -682,7 +706,7 @@ class Simplex(_NumpyroBacked):
         return jnp.maximum(constrained, jnp.asarray(jnp.finfo(constrained.dtype).tiny))
 
     def check(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         categories = constrained.shape[-1]
         # Summing K numbers each rounded to half an ulp can be off by about K ulps.
@@ -738,7 +762,7 @@ class Ordered(_NumpyroBacked):
         return _strictly_increasing(constrained)
 
     def check(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         increasing = jnp.diff(constrained, axis=-1) > 0
         return jnp.all(jnp.isfinite(constrained)) & jnp.all(increasing)
@@ -757,7 +781,7 @@ def real() -> Real:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] for the whole real line.
+    A [`scarlet_like.constraints.Constraint`][] for the whole real line.
     """
     return Real()
 
@@ -767,7 +791,7 @@ def positive() -> Positive:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with support `(0, inf)`.
+    A [`scarlet_like.constraints.Constraint`][] with support `(0, inf)`.
     """
     return Positive()
 
@@ -782,7 +806,7 @@ def greater_than(lower: Any) -> GreaterThan:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with support `(lower, inf)`.
+    A [`scarlet_like.constraints.Constraint`][] with support `(lower, inf)`.
     """
     return GreaterThan(lower)
 
@@ -796,7 +820,7 @@ def less_than(upper: Any) -> LessThan:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with support `(-inf, upper)`.
+    A [`scarlet_like.constraints.Constraint`][] with support `(-inf, upper)`.
     """
     return LessThan(upper)
 
@@ -811,7 +835,7 @@ def interval(lower: Any, upper: Any) -> Interval:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with support `(lower, upper)`.
+    A [`scarlet_like.constraints.Constraint`][] with support `(lower, upper)`.
     """
     return Interval(lower, upper)
 
@@ -821,7 +845,7 @@ def unit_disk() -> UnitDisk:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with `event_dim = 1`, mapping `u` to
+    A [`scarlet_like.constraints.Constraint`][] with `event_dim = 1`, mapping `u` to
     `tanh(|u|) u / |u|`.
     """
     return UnitDisk()
@@ -832,7 +856,7 @@ def simplex() -> Simplex:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with `event_dim = 1`; `K - 1`
+    A [`scarlet_like.constraints.Constraint`][] with `event_dim = 1`; `K - 1`
     unconstrained values give `K` constrained ones.
     """
     return Simplex()
@@ -843,7 +867,7 @@ def ordered() -> Ordered:
 
     **Returns:**
 
-    A [`scarlet_like.core.constraints.Constraint`][] with `event_dim = 1`.
+    A [`scarlet_like.constraints.Constraint`][] with `event_dim = 1`.
     """
     return Ordered()
 
@@ -883,7 +907,7 @@ class _WrappedTransform(_NumpyroBacked):
         return tuple(self._transform().forward_shape(tuple(shape)))
 
     def check(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         transform = self._transform()
         # numpyro's own checks may accept the boundary of an open support (its intervals are
         # closed); requiring a finite `inverse` rules the boundary out.
@@ -1000,7 +1024,7 @@ class DistraxBijector(Constraint):
     bijector: Any
 
     def __post_init__(self):
-        if not _is_distrax_bijector(self.bijector):
+        if not is_distrax(self.bijector, "Bijector"):
             raise TypeError(
                 f"DistraxBijector needs a distrax.Bijector (and distrax installed), got "
                 f"{type(self.bijector)}."
@@ -1011,19 +1035,19 @@ class DistraxBijector(Constraint):
         return int(self.bijector.event_ndims_out)
 
     def forward(self, unconstrained: Any) -> jax.Array:
-        return self.bijector.forward(_as_float_array(unconstrained))
+        return self.bijector.forward(float_array(unconstrained))
 
     def inverse(self, constrained: Any) -> jax.Array:
-        return self.bijector.inverse(_as_float_array(constrained))
+        return self.bijector.inverse(float_array(constrained))
 
     def log_abs_det_jacobian(self, unconstrained: Any) -> jax.Array:
-        unconstrained = _as_float_array(unconstrained)
+        unconstrained = float_array(unconstrained)
         # distrax already sums over the `event_ndims_in` event axes; the rest are batch axes.
         log_det = self.bijector.forward_log_det_jacobian(unconstrained)
         return jnp.sum(log_det).astype(unconstrained.dtype)
 
     def check(self, constrained: Any) -> jax.Array:
-        constrained = _as_float_array(constrained)
+        constrained = float_array(constrained)
         unconstrained = self.bijector.inverse(constrained)
         round_trip = self.bijector.forward(unconstrained)
         tolerance = math.sqrt(float(jnp.finfo(constrained.dtype).eps))
@@ -1058,18 +1082,14 @@ def is_distrax(obj: Any, kind: str) -> bool:
     return isinstance(obj, getattr(distrax, kind))
 
 
-def _is_distrax_bijector(obj: Any) -> bool:
-    return is_distrax(obj, "Bijector")
-
-
 def as_constraint(obj: Any) -> Constraint:
-    """Turns anything describing a support into a [`scarlet_like.core.constraints.Constraint`][].
+    """Turns anything describing a support into a [`scarlet_like.constraints.Constraint`][].
 
     **Arguments:**
 
     - `obj`: one of
-        - `None`, meaning unconstrained ([`scarlet_like.core.constraints.real`][]);
-        - a [`scarlet_like.core.constraints.Constraint`][], returned as is;
+        - `None`, meaning unconstrained ([`scarlet_like.constraints.real`][]);
+        - a [`scarlet_like.constraints.Constraint`][], returned as is;
         - a numpyro constraint (`numpyro.distributions.constraints.positive`, ...), mapped
             with numpyro's `biject_to`;
         - a numpyro transform, used as the forward map;
@@ -1091,7 +1111,7 @@ def as_constraint(obj: Any) -> Constraint:
         return NumpyroConstraint(obj)
     if isinstance(obj, numpyro_transforms.Transform):
         return NumpyroTransform(obj)
-    if _is_distrax_bijector(obj):
+    if is_distrax(obj, "Bijector"):
         return DistraxBijector(obj)
     raise TypeError(
         f"Cannot use an object of type {type(obj).__module__}.{type(obj).__qualname__} as a "

@@ -3,7 +3,7 @@
 
 Both views follow the model in field order, the order that also names parameters, so every parameter
 is shown under the name used by `get_values`, the flat vector's names and errors. A shared parameter
-(one group of `scarlet_like.core.tree.walk` with several spots) is shown once and referred to
+(one group of `scarlet_like.core.walk` with several spots) is shown once and referred to
 elsewhere; a plate's member structure is shown once, however many members it stacks.
 """
 

@@ -4,7 +4,7 @@ A scene of K sources written as a list compiles into K copies of every per-sourc
 (slicing the flat vector, constraint transforms, priors, and their gradients), and XLA's compile time
 grows faster than linearly with their number. `LogDensity` therefore works on the *stacked* layout:
 in every list of sub-models, the elements of one structure become one [`scarlet_like.Plate`][] (a
-leading axis, `vmap`-ed), held in a [`scarlet_like.core.plate.Stacked`][] that still reads like the
+leading axis, `vmap`-ed), held in a [`scarlet_like.core.Stacked`][] that still reads like the
 list. Names are unchanged (`sources[3].center`), and results are handed back in the list layout.
 """
 
@@ -94,7 +94,7 @@ def stacked_lists(model: PyTree) -> PyTree:
 
 
 def unstacked_lists(model: PyTree) -> PyTree:
-    """The inverse of [`stacked_lists`][scarlet_like.core.layout.stacked_lists]: plain lists again."""
+    """The inverse of [`stacked_lists`][scarlet_like.core.stacked_lists]: plain lists again."""
     return jax.tree_util.tree_map(_as_list, model, is_leaf=lambda node: isinstance(node, Stacked))
 
 

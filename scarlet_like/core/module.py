@@ -67,7 +67,7 @@ class Module(eqx.Module):
     ```
 
     Private methods (leading underscore, other than `__call__`) and methods decorated with
-    [`scarlet_like.core.module.keep_parameters`][] receive `self` unchanged.
+    [`scarlet_like.keep_parameters`][] receive `self` unchanged.
     """
 
     def __repr__(self) -> str:

@@ -9,10 +9,10 @@ from typing import Any
 import equinox as eqx
 import jax
 import numpy as np
-from jaxtyping import Array, ArrayLike
+from jaxtyping import Array
 
-from .constraints import Constraint, as_constraint
-from .priors import Prior, _short_value, as_prior, float_array
+from .constraints import Constraint, NumbersLike, as_constraint, float_array
+from .priors import Prior, _short_value, as_prior
 
 __all__ = ["Parameter", "ParameterError", "is_parameter"]
 
@@ -46,7 +46,7 @@ class Parameter(eqx.Module):
     Two models built separately therefore differ in their Parameters' identities, and `jax.jit` traces
     a function of each anew. The framework's own compiled functions (`sl.fit`, `sl.sample`,
     `sl.fit_many`, ...) number identities canonically first (see
-    [`scarlet_like.core.canonical_tokens`][]) and compile once for models built the same way.
+    [`scarlet_like.canonical_tokens`][]) and compile once for models built the same way.
     """
 
     value: Array | None
@@ -59,7 +59,7 @@ class Parameter(eqx.Module):
 
     def __init__(
         self,
-        value: ArrayLike,
+        value: NumbersLike,
         *,
         prior: Any = None,
         constraint: Any = None,
@@ -78,7 +78,7 @@ class Parameter(eqx.Module):
         self.name = name
         self.token = uuid.uuid4().hex
         try:
-            self.value = float_array(value)
+            self.value = float_array(value, strong=True)
         except TypeError as error:
             raise ParameterError(
                 f"Parameter{_label(name)}: cannot convert {type(value).__name__} to an array"

@@ -141,7 +141,7 @@ class Stacked(eqx.Module):
     The layout the framework computes with: a list of K like sources becomes one
     [`scarlet_like.Plate`][], so the compiled program does not grow with K. It reads like the list
     (`len`, indexing, iteration give the elements), and names still say `sources[3].center`.
-    Made by `scarlet_like.core.layout.stacked_lists`; users normally never see one.
+    Made by `scarlet_like.core.stacked_lists`; users normally never see one.
 
     **Fields:**
 

@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as numpyro_distributions
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray
 
-from .constraints import is_distrax
+from .constraints import float_array, is_distrax
 
 __all__ = [
     "Prior",
@@ -30,7 +30,6 @@ __all__ = [
     "LogProbPrior",
     "DistributionPrior",
     "as_prior",
-    "float_array",
 ]
 
 
@@ -38,7 +37,7 @@ class Prior(eqx.Module):
     """Interface of a prior on one parameter value.
 
     Subclasses implement `log_prob`, `sample`, `shape` (batch + event shape of the distribution) and
-    `event_shape`. Use [`scarlet_like.core.priors.as_prior`][] to wrap a user's distribution.
+    `event_shape`. Use [`scarlet_like.priors.as_prior`][] to wrap a user's distribution.
     """
 
     def log_prob(self, value: Array) -> Float[Array, ""]:
@@ -58,20 +57,6 @@ class Prior(eqx.Module):
         raise NotImplementedError
 
 
-def float_array(value: ArrayLike) -> Array:
-    """A strongly typed floating JAX array (a weak type would make `jit` compile twice).
-
-    Integers become the default float type; a tracer passes through as it is. Parameter values and the
-    numeric arguments of priors are converted by this one function.
-    """
-    if isinstance(value, jax.core.Tracer):
-        return value
-    array = jnp.asarray(value)
-    if not jnp.issubdtype(array.dtype, jnp.inexact):
-        array = array.astype(jnp.asarray(0.0).dtype)
-    return jnp.array(array, dtype=array.dtype)
-
-
 def _split(distribution: Any) -> tuple[list[Any], Any] | None:
     """Leaves and structure of a distribution, or None if it cannot be split into array leaves."""
     try:
@@ -82,7 +67,7 @@ def _split(distribution: Any) -> tuple[list[Any], Any] | None:
     numeric = (jax.Array, np.ndarray, np.generic, float, int)
     if not leaves or not all(isinstance(leaf, numeric) and not isinstance(leaf, bool) for leaf in leaves):
         return None
-    return [float_array(leaf) for leaf in leaves], treedef
+    return [float_array(leaf, strong=True) for leaf in leaves], treedef
 
 
 class DistributionPrior(Prior):
@@ -134,7 +119,7 @@ class NumpyroPrior(DistributionPrior):
 
 
 class DistraxPrior(NumpyroPrior):
-    """A distrax distribution, held like [`scarlet_like.core.priors.NumpyroPrior`][].
+    """A distrax distribution, held like [`scarlet_like.priors.NumpyroPrior`][].
 
     distrax names the random key `seed`; this adapter hides that difference.
     """
@@ -179,7 +164,7 @@ class LogProbPrior(Prior):
 
 
 def as_prior(obj: Any) -> Prior | None:
-    """Wrap a user's distribution as a [`scarlet_like.core.priors.Prior`][].
+    """Wrap a user's distribution as a [`scarlet_like.Prior`][].
 
     **Arguments:**
 

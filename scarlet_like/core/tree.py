@@ -6,8 +6,8 @@ a dict, ...) and returns new trees; nothing is mutated.
 Sharing: all spots of a model holding copies of one `Parameter` (the same identity, `token`) are one
 *group* with one free entry. A group is named by its first spot in flattening order.
 
-Where a value sits is data, not text: a [`Path`][scarlet_like.core.tree.Path] of keys and
-[`PlateAxis`][scarlet_like.core.tree.PlateAxis] entries, one for each plate around it. The names users
+Where a value sits is data, not text: a [`Path`][scarlet_like.core.Path] of keys and
+[`PlateAxis`][scarlet_like.core.PlateAxis] entries, one for each plate around it. The names users
 see (`blobs[:].center`, `blobs[3].center[1]`, `sources[0:4].center`) are written from it by
 `Path.text`, and nowhere else.
 """
@@ -155,7 +155,7 @@ class Group:
 
         The leading axes of the plates fill the plates' places in the name (`blobs[3].center[0]`); a
         parameter given its own `name=` shows every axis as an index (`host_flux[3]`). `fill` is for
-        a value of [`entries`][scarlet_like.core.tree.Group.entries]: the plates already picked there,
+        a value of [`entries`][scarlet_like.core.Group.entries]: the plates already picked there,
         `None` for the axes it still has.
         """
         if self.parameter.name is not None:
@@ -213,7 +213,7 @@ class Walk:
 
     def replaced(self, changes: Mapping[int, Mapping[str, Any]]) -> PyTree:
         """The model with some groups' Parameters changed (`{group index: {field: value}}`) in every
-        spot; changing identities is [`rename_tokens`][scarlet_like.core.tree.rename_tokens]' job."""
+        spot; changing identities is [`rename_tokens`][scarlet_like.core.rename_tokens]' job."""
         parameters = [spot.parameter for spot in self.spots]
         for group_index, fields in changes.items():
             for spot in self.groups[group_index].spots:
@@ -375,7 +375,7 @@ def rename_tokens(tree: PyTree, mapping: Mapping[str, str]) -> PyTree:
     """`tree` with the Parameter identities in `mapping` renamed, everywhere they appear (Parameters,
     their priors, the shared identities of plates and the members' identities they keep).
 
-    The one function that changes identities: [`canonical_tokens`][scarlet_like.core.tree.canonical_tokens],
+    The one function that changes identities: [`canonical_tokens`][scarlet_like.canonical_tokens],
     stacking and batched fits all use it.
     """
 

@@ -4,7 +4,7 @@ Nothing here knows about astronomy.
 """
 
 from .batch import fit_many
-from .evidence import Evidence, evidence
+from .evidence import Evidence, bic, evidence
 from .fit_loop import FitLoop, FitResult, FitState, default_optimizer, preconditioner, run
 from .laplace import Laplace, laplace
 from .optimize import FitWarning, Starts, fit, fit_starts, fit_warnings
@@ -13,6 +13,7 @@ from .simulate import sample_prior
 
 __all__ = [
     "Evidence",
+    "bic",
     "evidence",
     "FitLoop",
     "FitResult",

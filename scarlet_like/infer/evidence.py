@@ -99,7 +99,7 @@ def evidence(model: PyTree, likelihood: Any, *, n_data: int | None = None, hessi
 
     **Returns:**
 
-    An [`scarlet_like.infer.evidence.Evidence`][]; see the module documentation for the formulas.
+    An [`scarlet_like.Evidence`][]; see the module documentation for the formulas.
     When [`scarlet_like.laplace`][] finds the log posterior not curved downwards (not a mode, or a
     direction left flat), `log_evidence` is NaN and `error` holds its message, so that candidates
     can still be compared by BIC.
