@@ -313,4 +313,7 @@ def _report(data, scene, fitted, result, summary, posterior, held, written) -> N
         if held:
             print(f"    held at their fitted values (at a bound of their constraint): {', '.join(held)}")
     for path in written:
-        print(f"  wrote {path}: {OUTPUTS.get(path.name, 'the model graph as DOT text (no Graphviz dot)')}")
+        text = OUTPUTS.get(path.name, "the model graph as DOT text (no Graphviz dot)")
+        if path.name == "summary.json" and posterior is None:
+            text = "sources, chi2_dof, fit_seconds, fitted values (no sampling)"
+        print(f"  wrote {path}: {text}")
