@@ -6,23 +6,54 @@ import argparse
 import sys
 
 
+def _demo_epilog() -> str:
+    from .demo import CHAINS, DRAWS, FIT_OUTPUTS, OUTPUTS, WARMUP
+
+    width = max(len(name) for name in OUTPUTS)
+    lines = ["files written into the output folder:"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in OUTPUTS.items()]
+    lines += [
+        "",
+        f"with --no-sample only {', '.join(FIT_OUTPUTS)} are written",
+        "(summary.json then without the sampling keys).",
+        f"NUTS runs {CHAINS} chains of {WARMUP} warmup steps and {DRAWS} draws (change with --warmup,",
+        "--draws, --chains), starting from the fit; parameters the fit left at a bound of their constraint",
+        "are held fixed while sampling (summary.json lists them under fixed_for_sampling).",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     import scarlet_like
+
+    from .demo import CHAINS, DRAWS, WARMUP
 
     parser = argparse.ArgumentParser(prog="python -m scarlet_like", description=scarlet_like.__doc__)
     parser.add_argument("--version", action="version", version=f"scarlet_like {scarlet_like.__version__}")
     commands = parser.add_subparsers(dest="command")
-    demo = commands.add_parser("demo", help="fit the bundled real HSC blend and report the result")
+    demo = commands.add_parser(
+        "demo",
+        help="fit and sample the bundled real HSC blend, write figures and a summary",
+        description="Fit the real HSC COSMOS blend bundled with scarlet_like (a point source and six "
+        "elliptical Sersic galaxies in five bands), sample its posterior with NUTS, and write figures, "
+        "the posterior summary table and summary.json.",
+        epilog=_demo_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     demo.add_argument("--steps", type=int, default=1000, help="the most optimizer steps (default 1000)")
     demo.add_argument(
         "--output",
         default="scarlet_like-demo",
-        help="folder for the results, created if missing and checked before the fit: "
-        "scarlet_like_demo.png (data / model / residual panels) and summary.json (sources, chi2_dof, "
-        "fit_seconds, fitted values) (default: ./scarlet_like-demo)",
+        help="folder for the results, created if missing and checked for writing before the fit "
+        "(default: ./scarlet_like-demo)",
     )
-    demo.add_argument("--no-plot", action="store_true", help="write nothing (no picture, no summary)")
-    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo.add_argument("--no-sample", action="store_true", help="fit only: no NUTS run, no posterior figures")
+    demo.add_argument("--warmup", type=int, default=WARMUP, help=f"NUTS warmup steps per chain ({WARMUP})")
+    demo.add_argument("--draws", type=int, default=DRAWS, help=f"NUTS draws kept per chain ({DRAWS})")
+    demo.add_argument("--chains", type=int, default=CHAINS, help=f"NUTS chains ({CHAINS})")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the sampler (0)")
+    demo.add_argument("--no-plot", action="store_true", help="write nothing (no figures, no summary)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .demo import run
@@ -31,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.steps,
             progress=not args.no_progress,
             output=None if args.no_plot else args.output,
+            sample=not args.no_sample,
+            num_warmup=args.warmup,
+            num_samples=args.draws,
+            num_chains=args.chains,
+            seed=args.seed,
         )
         return 0
     parser.print_help()

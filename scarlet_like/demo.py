@@ -1,4 +1,4 @@
-"""`python -m scarlet_like demo`: model the bundled real HSC blend and report what happened."""
+"""`python -m scarlet_like demo`: fit and sample the bundled real HSC blend, and show what happened."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import os
 import time
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as nd
 
 import scarlet_like as sl
 
-__all__ = ["build_scene", "run"]
+__all__ = ["OUTPUTS", "at_bound_parameters", "build_scene", "prepare_output", "run"]
 
 STAR = 0  # the compact detection at (y, x) = (33, 14)
 
@@ -71,49 +72,169 @@ def prepare_output(output: str | Path) -> Path:
     return folder
 
 
+# What the demo writes into its output folder (also the text of `--help`).
+OUTPUTS = {
+    "scarlet_like_demo.png": "data, fitted model and residual (in sigma) side by side, sources numbered",
+    "sources.png": "each fitted source on its own, one panel per source, on one colour scale",
+    "graph.png": "the model graph (sl.graph): sources, their parameters, constraints and priors",
+    "corner.png": "corner plot of the posterior of one galaxy's position and shape (NUTS draws)",
+    "trace.png": "trace plot of the same parameters: the draws of each chain in order",
+    "rank.png": "rank plot of the same parameters: flat histograms when the chains agree",
+    "predictive.png": "data, posterior mean model, its residual and the spread of the model over draws",
+    "summary.txt": "the posterior summary table (mean, sd, quantiles, ESS, R-hat of every parameter)",
+    "summary.json": "sources, chi2_dof, fit_seconds, sample_seconds, ess_min, rhat_max, divergences, "
+    "fitted values and the run's settings",
+}
+# Written without sampling (`--no-sample`).
+FIT_OUTPUTS = ("scarlet_like_demo.png", "sources.png", "graph.png", "summary.json")
+# The parameters of a galaxy drawn in the corner, trace and rank plots (those sampled).
+GALAXY_PARAMETERS = ("center", "morphology.n", "morphology.r_half", "morphology.ellipticity")
+# NUTS run of the demo; see `run` for the time they take.
+WARMUP, DRAWS, CHAINS = 100, 100, 4
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: a statistic that could not be computed is written `null`."""
+    return float(value) if np.isfinite(value) else None
+
+
+def _save(figure: object, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def _write_graph(scene: sl.Scene, folder: Path) -> Path:
+    """The model graph as a PNG; as DOT text (`graph.gv`) when Graphviz's `dot` program is missing."""
+    import graphviz
+
+    drawing = sl.graph(scene, name="demo scene")
+    try:
+        picture = folder / "graph.png"
+        picture.write_bytes(drawing.pipe(format="png"))
+        return picture
+    except graphviz.ExecutableNotFound:
+        text = folder / "graph.gv"
+        text.write_text(drawing.source)
+        return text
+
+
+def at_bound_parameters(result: sl.FitResult, observation: sl.Observation) -> list[str]:
+    """Names (as in `sl.get_values`) of the parameters with an entry the fit left at a bound of its
+    constraint.
+
+    Such a parameter sits far out in the unconstrained space the sampler moves in, where the
+    posterior is flat along it and NUTS runs its longest trajectories; the demo holds it fixed at the
+    fitted value while sampling, so the posterior drawn is conditional on those values.
+    """
+    # `at_bounds` follows the entries of the fit's log density (which may order them unlike
+    # `sl.entry_names`, e.g. sources of one kind stacked)
+    entries = sl.LogDensity(result.model, observation).names
+    at = [name for name, flag in zip(entries, np.asarray(result.at_bounds), strict=True) if flag]
+    return [
+        name for name in sl.get_values(result.model) if any(e == name or e.startswith(f"{name}[") for e in at)
+    ]
+
+
+def shown_galaxy(sources: int, held: list[str]) -> tuple[int, list[str]]:
+    """The galaxy whose posterior the corner, trace and rank plots show: the first with the most of
+    `GALAXY_PARAMETERS` sampled (not `held`), and those parameters' names."""
+    best: tuple[int, list[str]] = (-1, [])
+    for index in range(sources):
+        if index == STAR:
+            continue
+        names = [f"sources[{index}].{name}" for name in GALAXY_PARAMETERS]
+        names = [name for name in names if name not in held]
+        if len(names) > len(best[1]):
+            best = (index, names)
+    return best
+
+
 def run(
     steps: int = 1000,
     progress: bool = True,
     output: str | Path | None = "scarlet_like-demo",
     report: bool = True,
+    *,
+    sample: bool = True,
+    num_warmup: int = WARMUP,
+    num_samples: int = DRAWS,
+    num_chains: int = CHAINS,
+    seed: int = 0,
 ) -> dict[str, float]:
-    """Fit the bundled HSC blend and print a report.
+    """Fit the bundled HSC blend, sample its posterior with NUTS, write figures and print a report.
 
     **Arguments:**
 
     - `steps`: the most optimizer steps.
-    - `progress`: show the progress bar.
-    - `output`: folder for the results (`scarlet_like_demo.png`, `summary.json`), created if missing
-      and checked for writing before the fit starts; `None` to write nothing.
+    - `progress`: show the progress bars.
+    - `output`: folder for the results (see `OUTPUTS`), created if missing and checked for writing
+      before the fit starts; `None` to write nothing.
     - `report`: print what was done.
+    - `sample`: after the fit, draw from the posterior with NUTS (`sl.sample`), starting at the fit,
+      with the parameters the fit left at a bound held fixed (see `at_bound_parameters`).
+    - `num_warmup`, `num_samples`, `num_chains`: the NUTS run (the defaults take about two minutes
+      on two CPU cores, compilation included).
+    - `seed`: the random seed of the sampler.
 
     **Returns:**
 
-    `{"chi2_start", "chi2_end", "seconds", "steps"}` (chi^2 per unmasked pixel value).
+    `{"chi2_start", "chi2_end", "seconds", "steps"}` (chi^2 per unmasked pixel value; `seconds` from
+    scene construction to fitted model, compilation included), and with `sample`: `sample_seconds`,
+    `ess_min`, `rhat_max`, `divergences`.
     """
     # a fit must never be lost to an output folder that could have been checked first
     folder = prepare_output(output) if output is not None else None
     data = sl.datasets.hsc_cosmos()
     observation = data.observation(name="HSC")
-    scene = build_scene(data, observation)
-    chi2_start = float(observation.goodness_of_fit(scene))
     start = time.perf_counter()
+    scene = build_scene(data, observation)
     result = sl.fit(scene, observation, max_steps=steps, progress=progress)
+    fitted = jax.block_until_ready(result.model)
     seconds = time.perf_counter() - start
-    fitted = result.model
+    chi2_start = float(observation.goodness_of_fit(scene))
     chi2_end = float(observation.goodness_of_fit(fitted))
     summary = {"chi2_start": chi2_start, "chi2_end": chi2_end, "seconds": seconds, "steps": int(result.steps)}
 
-    picture = None
+    # the fit's figures first: a sampling run stopped early leaves them written
+    written: list[Path] = []
     if folder is not None:
         import matplotlib
 
         matplotlib.use("Agg")
         from . import plot
 
-        figure = plot.scene(fitted, observation)
-        picture = folder / "scarlet_like_demo.png"
-        figure.savefig(picture, dpi=110, bbox_inches="tight")
+        _save(plot.scene(fitted, observation), folder / "scarlet_like_demo.png")
+        _save(plot.sources(fitted, observation), folder / "sources.png")
+        written += [folder / "scarlet_like_demo.png", folder / "sources.png", _write_graph(fitted, folder)]
+
+    posterior, held = None, []
+    if sample:
+        held = at_bound_parameters(result, observation)
+        start = time.perf_counter()
+        posterior = sl.sample(
+            sl.fix(fitted, held) if held else fitted,
+            observation,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            key=jax.random.key(seed),
+            progress=progress,
+        )
+        posterior = jax.block_until_ready(posterior)
+        sample_seconds = time.perf_counter() - start
+        table = posterior.summary(as_dict=True)
+        ess = np.array([row["ess_bulk"] for row in table.values()])
+        r_hat = np.array([row["r_hat"] for row in table.values()])
+        summary.update(
+            sample_seconds=sample_seconds,
+            ess_min=float(np.nanmin(ess)) if np.isfinite(ess).any() else float("nan"),
+            rhat_max=float(np.nanmax(r_hat)) if np.isfinite(r_hat).any() else float("nan"),
+            divergences=int(np.asarray(posterior.divergences).sum()),
+        )
+
+    if folder is not None:
         record = {
             "sources": len(scene),
             "chi2_dof": chi2_end,
@@ -123,36 +244,76 @@ def run(
             "converged": bool(result.converged),
             "values": {name: np.asarray(value).tolist() for name, value in sl.get_values(fitted).items()},
         }
+        if posterior is not None:
+            galaxy, chosen = shown_galaxy(len(scene), held)
+            _save(plot.corner(posterior, chosen), folder / "corner.png")
+            _save(plot.trace(posterior, chosen), folder / "trace.png")
+            _save(plot.rank(posterior, chosen), folder / "rank.png")
+            _save(plot.predictive(posterior, observation), folder / "predictive.png")
+            (folder / "summary.txt").write_text(posterior.summary() + "\n")
+            written += [folder / name for name in ("corner.png", "trace.png", "rank.png", "predictive.png")]
+            written.append(folder / "summary.txt")
+            record.update(
+                sample_seconds=summary["sample_seconds"],
+                ess_min=_finite_or_none(summary["ess_min"]),
+                rhat_max=_finite_or_none(summary["rhat_max"]),
+                divergences=summary["divergences"],
+                num_chains=num_chains,
+                num_warmup=num_warmup,
+                num_samples=num_samples,
+                fixed_for_sampling=held,
+                galaxy_shown=galaxy,
+            )
         (folder / "summary.json").write_text(json.dumps(record, indent=2))
+        written.append(folder / "summary.json")
 
     if report:
-        values = sl.get_values(fitted)
-        print(f"scarlet_like {sl.__version__} demo: the real HSC COSMOS blend bundled with the package")
-        print(
-            f"  data: {len(data.channels)} bands ({' '.join(data.channels)}), {data.images.shape[1]}x"
-            f"{data.images.shape[2]} pixels, {int(data.mask.sum())} masked pixel values"
-        )
-        print(
-            f"  model: {len(scene)} sources (1 point source, {len(scene) - 1} elliptical Sersic galaxies), "
-            f"{len(sl.entry_names(scene))} free parameters"
-        )
-        state = "converged" if bool(result.converged) else "stopped"
-        print(f"  fit: {state} after {int(result.steps)} L-BFGS steps in {seconds:.1f} s (with compilation)")
-        print(f"  chi^2 per pixel: {chi2_start:.1f} at the start -> {chi2_end:.3f} fitted")
-        bands = " ".join(f"{c:>7}" for c in data.channels)
-        print(f"  source   y       x      n    r_half   g1     g2    flux {bands}")
-        for index in range(len(scene)):
-            prefix = f"sources[{index}]"
-            y, x = np.asarray(values[f"{prefix}.center"])
-            flux = " ".join(f"{float(f):7.1f}" for f in np.asarray(values[f"{prefix}.spectrum"]))
-            if index == STAR:
-                shape = "  (point source)          "
-            else:
-                n = float(values[f"{prefix}.morphology.n"])
-                r_half = float(values[f"{prefix}.morphology.r_half"])
-                g1, g2 = np.asarray(values[f"{prefix}.morphology.ellipticity"])
-                shape = f"{n:5.2f} {r_half:6.2f} {g1:6.2f} {g2:6.2f}"
-            print(f"  {index:>6} {y:6.2f} {x:7.2f} {shape}       {flux}")
-        if picture is not None:
-            print(f"  picture: data, model and residuals in {picture}")
+        _report(data, scene, fitted, result, summary, posterior, held, written)
     return summary
+
+
+def _report(data, scene, fitted, result, summary, posterior, held, written) -> None:
+    values = sl.get_values(fitted)
+    print(f"scarlet_like {sl.__version__} demo: the real HSC COSMOS blend bundled with the package")
+    print(
+        f"  data: {len(data.channels)} bands ({' '.join(data.channels)}), {data.images.shape[1]}x"
+        f"{data.images.shape[2]} pixels, {int(data.mask.sum())} masked pixel values"
+    )
+    print(
+        f"  model: {len(scene)} sources (1 point source, {len(scene) - 1} elliptical Sersic galaxies), "
+        f"{len(sl.entry_names(scene))} free parameters"
+    )
+    state = "converged" if bool(result.converged) else "stopped"
+    print(
+        f"  fit: {state} after {int(result.steps)} L-BFGS steps in {summary['seconds']:.1f} s "
+        "(scene construction and compilation included)"
+    )
+    print(f"  chi^2 per pixel: {summary['chi2_start']:.1f} at the start -> {summary['chi2_end']:.3f} fitted")
+    bands = " ".join(f"{c:>7}" for c in data.channels)
+    print(f"  source   y       x      n    r_half   g1     g2    flux {bands}")
+    for index in range(len(scene)):
+        prefix = f"sources[{index}]"
+        y, x = np.asarray(values[f"{prefix}.center"])
+        flux = " ".join(f"{float(f):7.1f}" for f in np.asarray(values[f"{prefix}.spectrum"]))
+        if index == STAR:
+            shape = "  (point source)          "
+        else:
+            n = float(values[f"{prefix}.morphology.n"])
+            r_half = float(values[f"{prefix}.morphology.r_half"])
+            g1, g2 = np.asarray(values[f"{prefix}.morphology.ellipticity"])
+            shape = f"{n:5.2f} {r_half:6.2f} {g1:6.2f} {g2:6.2f}"
+        print(f"  {index:>6} {y:6.2f} {x:7.2f} {shape}       {flux}")
+    if posterior is not None:
+        print(
+            f"  NUTS: {posterior.num_chains} chains x {posterior.num_draws} draws in "
+            f"{summary['sample_seconds']:.1f} s (compilation included); smallest bulk ESS "
+            f"{summary['ess_min']:.0f}, largest R-hat {summary['rhat_max']:.3f}, "
+            f"{summary['divergences']} divergences"
+        )
+        if held:
+            print(f"    held at their fitted values (at a bound of their constraint): {', '.join(held)}")
+    for path in written:
+        text = OUTPUTS.get(path.name, "the model graph as DOT text (no Graphviz dot)")
+        if path.name == "summary.json" and posterior is None:
+            text = "sources, chi2_dof, fit_seconds, fitted values (no sampling)"
+        print(f"  wrote {path}: {text}")

@@ -3,6 +3,10 @@
 ```python
 sl.plot.scene(fitted.model, obs)      # data | model | residual
 sl.plot.sources(fitted.model, obs)    # one panel per source
+sl.plot.trace(posterior, ["sources[1].morphology.n"])   # draws of each chain, and their histograms
+sl.plot.rank(posterior, ["sources[1].morphology.n"])    # rank histograms of each chain
+sl.plot.corner(posterior, ["sources[1].center", "sources[1].morphology.r_half"])
+sl.plot.predictive(posterior, obs)    # data | posterior mean model | residual | spread of the model
 ```
 
 Colour images are Lupton et al. (2004) composites: three colour planes (red, green, blue) made from
@@ -28,7 +32,7 @@ from .astro.observation import Observation
 from .astro.scene import Scene
 from .core.tree import resolve
 
-__all__ = ["scene", "sources", "rgb", "channel_map"]
+__all__ = ["scene", "sources", "rgb", "channel_map", "trace", "rank", "corner", "predictive"]
 
 # Grey of masked pixels: unlike any colour of sky or residual.
 MASKED_GREY = (0.55, 0.55, 0.55)
@@ -457,4 +461,339 @@ def sources(
         _mark_sources(axis, centers[index : index + 1], [index])
         axis.set_xlim(-0.5, width - 0.5)
         axis.set_ylim(-0.5, height - 0.5)
+    return figure
+
+
+# --------------------------------------------------------------------------------------
+# Posteriors
+# --------------------------------------------------------------------------------------
+
+# Without a choice of parameters, the posterior figures show this many scalar elements at most: more
+# make panels too small to read.
+DEFAULT_ELEMENTS = 8
+
+
+def _check_posterior(posterior: Any, caller: str) -> None:
+    if not all(hasattr(posterior, field) for field in ("values", "samples", "unravel")):
+        raise TypeError(
+            f"plot.{caller}: posterior must be an sl.Posterior (from sl.sample), "
+            f"got {type(posterior).__name__}"
+        )
+
+
+def _elements(posterior: Any, params: Sequence[str] | str | None, caller: str) -> dict[str, np.ndarray]:
+    """`{element name: (chain, draw) constrained draws}` for the chosen parameters.
+
+    `params` names parameters as in `posterior.values` (all their elements are taken) or single
+    elements as in `posterior.summary()` (`sources[1].center[0]`); default: the first
+    `DEFAULT_ELEMENTS` elements.
+    """
+    _check_posterior(posterior, caller)
+    values = posterior.values
+    columns: dict[str, np.ndarray] = {}
+    of_parameter: dict[str, list[str]] = {}  # a parameter's element names
+    names = iter(posterior.unravel.value_element_names())
+    for parameter, value in values.items():
+        value = np.asarray(value, dtype=np.float64)
+        flat = value.reshape(*value.shape[:2], -1)
+        of_parameter[parameter] = []
+        for index in range(flat.shape[-1]):
+            name = next(names)
+            columns[name] = flat[..., index]
+            of_parameter[parameter].append(name)
+    if params is None:
+        return dict(list(columns.items())[:DEFAULT_ELEMENTS])
+    chosen: dict[str, np.ndarray] = {}
+    for param in [params] if isinstance(params, str) else params:
+        if param not in columns and param not in of_parameter:
+            raise ValueError(
+                f"plot.{caller}: no parameter or element named {param!r} in the posterior; the "
+                f"parameters are {', '.join(values)} (or one element of them, e.g. {next(iter(columns))!r})"
+            )
+        for name in of_parameter.get(param, [param]):
+            chosen[name] = columns[name]
+    if not chosen:
+        raise ValueError(f"plot.{caller}: params chose nothing; name at least one parameter")
+    return chosen
+
+
+def trace(posterior: Any, params: Sequence[str] | str | None = None, *, bins: int = 30) -> Any:
+    """Trace plot: each chain's draws in order, and their histograms, one row per element.
+
+    **Arguments:**
+
+    - `posterior`: a [`scarlet_like.Posterior`][].
+    - `params`: parameter names as in `posterior.values` (all their elements), or single elements as
+      in `posterior.summary()` (`sources[1].center[0]`); default the first eight elements.
+    - `bins`: histogram bins.
+
+    **Returns:**
+
+    The matplotlib `Figure`: for each element a row of two Axes, the draws of every chain against
+    the draw number (divergent draws marked in red) and each chain's histogram. Chains that mix
+    overlap in both.
+    """
+    plt = _pyplot()
+    chosen = _elements(posterior, params, "trace")
+    divergent = np.asarray(posterior.divergences, dtype=bool)
+    rows = len(chosen)
+    figure, axes = plt.subplots(
+        rows, 2, figsize=(9.0, 1.6 * rows + 0.4), layout="constrained", squeeze=False, width_ratios=(3, 1)
+    )
+    colours = plt.get_cmap("tab10")
+    for row, (name, draws) in enumerate(chosen.items()):
+        edges = np.histogram_bin_edges(draws, bins=bins)
+        for chain in range(draws.shape[0]):
+            axes[row, 0].plot(draws[chain], lw=0.6, alpha=0.8, color=colours(chain % 10))
+            axes[row, 1].hist(
+                draws[chain], bins=edges, histtype="step", color=colours(chain % 10), orientation="horizontal"
+            )
+        where = np.nonzero(divergent)
+        if len(where[0]):
+            axes[row, 0].plot(where[1], draws[where], "|", color="red", markersize=8)
+        axes[row, 0].set_ylabel(name, fontsize=8)
+        axes[row, 1].sharey(axes[row, 0])
+        axes[row, 1].tick_params(labelleft=False)
+    axes[-1, 0].set_xlabel("draw")
+    axes[-1, 1].set_xlabel("count")
+    axes[0, 0].set_title(f"{posterior.num_chains} chains", fontsize=10)
+    return figure
+
+
+def rank(posterior: Any, params: Sequence[str] | str | None = None, *, bins: int = 20) -> Any:
+    """Rank plot (Vehtari et al. 2021): where each chain's draws rank among all draws.
+
+    **Arguments:**
+
+    - `posterior`, `params`: as in [`scarlet_like.plot.trace`][].
+    - `bins`: rank bins per histogram.
+
+    **Returns:**
+
+    The matplotlib `Figure`, one Axes per element, with one histogram of ranks per chain, stacked
+    vertically. Chains drawing from the same distribution have flat histograms near the dashed line
+    (the count expected per bin); a chain above it at one end sits off the others.
+    """
+    plt = _pyplot()
+    chosen = _elements(posterior, params, "rank")
+    count = len(chosen)
+    columns = min(count, 4)
+    rows = math.ceil(count / columns)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(2.8 * columns, 2.4 * rows + 0.3), layout="constrained", squeeze=False
+    )
+    colours = plt.get_cmap("tab10")
+    for index, axis in enumerate(axes.flat):
+        if index >= count:
+            figure.delaxes(axis)
+            continue
+        name, draws = list(chosen.items())[index]
+        chains, length = draws.shape
+        ranks = np.argsort(np.argsort(draws.ravel(), kind="stable"), kind="stable").reshape(draws.shape)
+        edges = np.linspace(0, chains * length, bins + 1)
+        expected = length / bins
+        for chain in range(chains):
+            heights, _ = np.histogram(ranks[chain], bins=edges)
+            axis.bar(
+                edges[:-1],
+                0.8 * heights / expected,
+                width=np.diff(edges),
+                bottom=chain,
+                align="edge",
+                color=colours(chain % 10),
+                alpha=0.8,
+            )
+            axis.axhline(chain + 0.8, color="black", lw=0.6, ls="--")
+        axis.set_title(name, fontsize=9)
+        axis.set_yticks(np.arange(chains) + 0.4, [str(chain) for chain in range(chains)])
+        axis.set_xticks([])
+        axis.set_xlabel("rank", fontsize=8)
+        axis.set_ylabel("chain", fontsize=8)
+    return figure
+
+
+def corner(
+    posterior: Any,
+    params: Sequence[str] | str | None = None,
+    *,
+    bins: int = 25,
+    truths: dict[str, float] | None = None,
+) -> Any:
+    """Corner (pair) plot: the histogram of each element, and each pair's joint draws.
+
+    **Arguments:**
+
+    - `posterior`, `params`: as in [`scarlet_like.plot.trace`][] (all chains pooled).
+    - `bins`: histogram bins.
+    - `truths`: `{element name: value}` drawn as lines (e.g. the truth of a simulation, or the fit).
+
+    **Returns:**
+
+    The matplotlib `Figure` with `K (K + 1) / 2` Axes for `K` elements: on the diagonal the
+    histogram of each element, its mean as a solid line and its 16 / 84 % quantiles dashed (titled
+    `mean ± sd`); below it the 2-D histogram of each pair. Axes share their ranges by column.
+    """
+    plt = _pyplot()
+    chosen = _elements(posterior, params, "corner")
+    names = list(chosen)
+    pooled = [chosen[name].ravel() for name in names]
+    count = len(names)
+    size = max(1.6, min(2.4, 10.0 / count))
+    figure, axes = plt.subplots(count, count, figsize=(size * count, size * count), squeeze=False)
+    truths = truths or {}
+    limits = []
+    for draws in pooled:
+        low, high = np.min(draws), np.max(draws)
+        pad = 0.05 * (high - low) if high > low else max(abs(low) * 1e-3, 1e-12)
+        limits.append((low - pad, high + pad))
+    for row in range(count):
+        for column in range(count):
+            axis = axes[row, column]
+            if column > row:
+                figure.delaxes(axis)
+                continue
+            if row == column:
+                draws = pooled[row]
+                axis.hist(draws, bins=bins, range=limits[row], histtype="bar", rwidth=1.0, color="#4878a8")
+                mean, sd = float(np.mean(draws)), float(np.std(draws))
+                axis.axvline(mean, color="black", lw=1.0)
+                for quantile in np.quantile(draws, [0.16, 0.84]):
+                    axis.axvline(quantile, color="black", lw=0.8, ls="--")
+                axis.set_title(f"{mean:.4g} ± {sd:.2g}", fontsize=8)
+                axis.set_yticks([])
+            else:
+                axis.hist2d(
+                    pooled[column], pooled[row], bins=bins, range=(limits[column], limits[row]), cmap="Blues"
+                )
+                if names[row] in truths:
+                    axis.axhline(truths[names[row]], color="tab:red", lw=0.8)
+                axis.set_ylim(limits[row])
+            if names[column] in truths:
+                axis.axvline(truths[names[column]], color="tab:red", lw=0.8)
+            axis.set_xlim(limits[column])
+            axis.tick_params(labelsize=7)
+            if row == count - 1:
+                axis.set_xlabel(names[column], fontsize=8)
+            else:
+                axis.set_xticklabels([])
+            if column == 0 and row > 0:
+                axis.set_ylabel(names[row], fontsize=8)
+            elif row != column:
+                axis.set_yticklabels([])
+    figure.subplots_adjust(hspace=0.08, wspace=0.08)
+    return figure
+
+
+def predictive(
+    posterior: Any,
+    observation: Observation,
+    *,
+    draws: int = 200,
+    channel: int | str | None = None,
+    channels: Sequence[int | str] | None = None,
+    stretch: float | None = None,
+    softening: float | None = None,
+) -> Any:
+    """Posterior-predictive images: data, posterior mean model, residual and spread of the model.
+
+    **Arguments:**
+
+    - `posterior`: a [`scarlet_like.Posterior`][] of a [`scarlet_like.Scene`][].
+    - `observation`: the [`scarlet_like.Observation`][] the model is rendered through.
+    - `draws`: render at most this many draws, evenly spaced through each chain.
+    - `channel`: one channel (index or name) for the residual and spread panels; default all
+      usable channels combined.
+    - `channels`, `stretch`, `softening`: the colour composites, as in [`scarlet_like.plot.scene`][].
+
+    **Returns:**
+
+    The matplotlib `Figure`, four panels and two colour bars: the data and the mean of the rendered
+    model over the draws (colour composites on the same scale); the residual
+    `(data - mean model) / sigma`; and the standard deviation of the rendered model over the draws,
+    `sd / sigma`: how much the posterior lets the model move, against the noise. With all channels,
+    the residual is combined as in [`scarlet_like.plot.scene`][] (`sum / sqrt(n)` over the `n`
+    usable channels of a pixel) and the spread as the root mean square over them.
+    """
+    import equinox as eqx
+
+    plt = _pyplot()
+    _check_posterior(posterior, "predictive")
+    chains, length = np.shape(posterior.samples)[:2]
+    keep = max(1, min(length, math.ceil(int(draws) / chains)))
+    picked = np.unique(np.linspace(0, length - 1, keep).round().astype(int))
+    thinned = eqx.tree_at(lambda p: p.samples, posterior, posterior.samples[:, picked])
+    rendered = np.asarray(thinned.map(observation.render), dtype=np.float64)
+    rendered = rendered.reshape(-1, *rendered.shape[2:])  # (draw, C, H, W)
+    mean = rendered.mean(axis=0)
+    spread = rendered.std(axis=0)
+
+    data = np.asarray(observation.data, dtype=np.float64)
+    weights = np.asarray(observation.weights, dtype=np.float64)
+    masked = weights <= 0
+    sigma_inverse = np.sqrt(weights)
+    chi = np.where(masked, 0.0, (data - mean) * sigma_inverse)
+    relative_spread = np.where(masked, 0.0, spread * sigma_inverse)
+    if channel is not None:
+        names = list(observation.channels or ())
+        if isinstance(channel, str):
+            if channel not in names:
+                raise ValueError(f"plot.predictive: no channel named {channel!r} among {tuple(names)}")
+            channel = names.index(channel)
+        if not -data.shape[0] <= int(channel) < data.shape[0]:
+            raise ValueError(f"plot.predictive: channel {channel} out of range for {data.shape[0]} channels")
+        bad = masked[channel]
+        residual_map = np.ma.masked_array(chi[channel], mask=bad)
+        spread_map = np.ma.masked_array(relative_spread[channel], mask=bad)
+        label = f" ({names[channel] if names else channel})"
+    else:
+        usable = np.sum(~masked, axis=0)
+        bad = usable == 0
+        residual_map = np.ma.masked_array(chi.sum(axis=0) / np.sqrt(np.maximum(usable, 1)), mask=bad)
+        spread_map = np.ma.masked_array(
+            np.sqrt((relative_spread**2).sum(axis=0) / np.maximum(usable, 1)), mask=bad
+        )
+        label = ""
+
+    mapping = channel_map(data.shape[0], channels, observation.channels)
+    stretch, softening = _scale_for(observation, data, mapping, stretch, softening)
+    options = {
+        "stretch": stretch,
+        "softening": softening,
+        "channels": channels,
+        "names": observation.channels,
+    }
+    height, width = data.shape[1:]
+    panel = 3.2
+    figure, axes = plt.subplots(
+        1, 4, figsize=(4 * panel + 1.2, panel * height / width + 0.6), layout="constrained"
+    )
+    shown_channels = np.any(mapping > 0, axis=0)
+    picture = rgb(data, mask=masked, **options)
+    _show(axes[0], _grey_out(picture, np.all(masked[shown_channels], axis=0)), f"data ({observation.name})")
+    _show(axes[1], rgb(mean, **options), f"posterior mean model ({rendered.shape[0]} draws)")
+    extent = (-0.5, width - 0.5, -0.5, height - 0.5)
+    shown = axes[2].imshow(
+        residual_map,
+        origin="lower",
+        interpolation="nearest",
+        cmap=plt.get_cmap("RdBu_r").with_extremes(bad=MASKED_GREY),
+        vmin=-RESIDUAL_RANGE,
+        vmax=RESIDUAL_RANGE,
+        extent=extent,
+    )
+    figure.colorbar(shown, ax=axes[2], shrink=0.85, pad=0.02).set_label("(data − mean) / σ", fontsize=9)
+    axes[2].set_title("residual" + label, fontsize=10)
+    shown = axes[3].imshow(
+        spread_map,
+        origin="lower",
+        interpolation="nearest",
+        cmap=plt.get_cmap("magma").with_extremes(bad=MASKED_GREY),
+        vmin=0.0,
+        extent=extent,
+    )
+    figure.colorbar(shown, ax=axes[3], shrink=0.85, pad=0.02).set_label("sd of model / σ", fontsize=9)
+    axes[3].set_title("spread of the model" + label, fontsize=10)
+    for axis in axes[2:]:
+        axis.set_xticks([])
+        axis.set_yticks([])
     return figure

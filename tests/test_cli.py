@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -14,14 +15,69 @@ def test_version_flag():
     assert out.stdout.strip() == f"scarlet_like {sl.__version__}"
 
 
-def test_demo_fits_the_real_blend(capsys):
-    from scarlet_like.demo import run
+def test_demo_fits_samples_and_writes_every_promised_file(tmp_path, capsys):
+    from scarlet_like.demo import OUTPUTS, run
 
-    result = run(steps=400, progress=False, output=None)
+    # the sampling path at a tiny size (the full run is the slow test below): before the mass matrix
+    # is adapted, every NUTS step on this blend runs the longest trajectory (1023 leapfrog steps)
+    result = run(steps=400, progress=False, output=tmp_path, num_warmup=1, num_samples=4, num_chains=1)
     # the fit must improve a lot on the starting point, on real data
     assert result["chi2_end"] < 2.0 < 100 < result["chi2_start"]
+    for name in OUTPUTS:
+        path = tmp_path / name
+        assert path.is_file() and path.stat().st_size > 100, name
+    png = b"\x89PNG"
+    assert all((tmp_path / name).read_bytes()[:4] == png for name in OUTPUTS if name.endswith(".png"))
+    record = json.loads((tmp_path / "summary.json").read_text())
+    assert record["sources"] == 7
+    assert record["chi2_dof"] == pytest.approx(result["chi2_end"]) and record["chi2_dof"] < 2.0
+    assert 0 < record["fit_seconds"] and 0 < record["sample_seconds"]
+    assert record["num_chains"] == 1 and record["num_samples"] == 4
+    assert isinstance(record["divergences"], int) and 0 <= record["divergences"] <= 4
+    assert result["divergences"] == record["divergences"]
+    # 4 draws: the diagnostics are positive where they could be computed (JSON null where not)
+    assert record["ess_min"] is None or record["ess_min"] > 0
+    assert record["rhat_max"] is None or record["rhat_max"] > 0.5
+    galaxy = record["galaxy_shown"]
+    assert 1 <= galaxy < 7 and all(name.startswith("sources[") for name in record["fixed_for_sampling"])
+    table = (tmp_path / "summary.txt").read_text()
+    assert "sources[0].center[0]" in table and "r_hat" in table and "1 chains x 4 draws" in table
     out = capsys.readouterr().out
-    assert "HSC" in out and "chi^2 per pixel" in out and "sources[" not in out
+    assert "HSC" in out and "chi^2 per pixel" in out and "NUTS: 1 chains x 4 draws" in out
+    assert "sources[" not in out.split("NUTS")[0]
+
+
+def test_demo_help_explains_every_output(capsys):
+    from scarlet_like.demo import OUTPUTS
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = capsys.readouterr().out
+    for name, description in OUTPUTS.items():
+        assert name in text and description.split()[0] in text
+    assert "--no-sample" in text
+
+
+def test_demo_command_line_passes_its_options(tmp_path, monkeypatch):
+    from scarlet_like import demo
+
+    calls = []
+    monkeypatch.setattr(demo, "run", lambda **kwargs: calls.append(kwargs))
+    main(["demo", "--no-sample", "--output", str(tmp_path), "--no-progress"])
+    main(["demo", "--draws", "50", "--warmup", "60", "--chains", "2", "--no-plot"])
+    assert calls[0]["sample"] is False and calls[0]["output"] == str(tmp_path) and not calls[0]["progress"]
+    assert calls[1]["sample"] is True and calls[1]["output"] is None
+    assert (calls[1]["num_samples"], calls[1]["num_warmup"], calls[1]["num_chains"]) == (50, 60, 2)
+
+
+@pytest.mark.slow
+def test_full_demo_samples_well(tmp_path):
+    from scarlet_like.demo import run
+
+    result = run(progress=False, output=tmp_path, report=False)
+    assert result["chi2_end"] < 2.0
+    assert result["divergences"] < 0.01 * 4 * 100
+    assert result["rhat_max"] < 1.1 and result["ess_min"] > 50
 
 
 def test_main_without_command_prints_help(capsys):

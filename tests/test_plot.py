@@ -88,3 +88,151 @@ def test_rgb_composites():
 def test_importing_plot_does_not_choose_a_backend():
     calls = [node for node in ast.walk(ast.parse(inspect.getsource(plot))) if isinstance(node, ast.Call)]
     assert not [call for call in calls if isinstance(call.func, ast.Attribute) and call.func.attr == "use"]
+
+
+# --------------------------------------------------------------------------------------
+# Posteriors: draws made up around a small scene, so the figures can be checked against them
+# --------------------------------------------------------------------------------------
+
+CHAINS, DRAWS = 3, 40
+
+
+@pytest.fixture(scope="module")
+def posterior_and_observation():
+    import jax
+    import jax.numpy as jnp
+
+    data = sl.datasets.hsc_cosmos()
+    observation = data.observation(name="HSC")
+    frame = sl.Frame.from_observations(observation)
+    with sl.Scene(frame) as scene:
+        for center in data.centers[:2]:
+            sl.Source(
+                sl.Parameter(center),
+                sl.Parameter(init.pixel_spectrum(observation, center), constraint=sl.constraints.positive()),
+                sl.GaussianMorphology(sl.Parameter(2.0, constraint=sl.constraints.positive())),
+            )
+    x, unravel = sl.ravel(scene)
+    noise = 0.05 * jax.random.normal(jax.random.key(0), (CHAINS, DRAWS, x.size), x.dtype)
+    samples = x + noise
+    zeros = jnp.zeros((CHAINS, DRAWS), x.dtype)
+    divergent = jnp.zeros((CHAINS, DRAWS), bool).at[1, 5].set(True)
+    posterior = sl.Posterior(
+        samples=samples,
+        log_density=zeros,
+        divergences=divergent,
+        acceptance_rate=zeros + 0.8,
+        num_integration_steps=jnp.full((CHAINS, DRAWS), 7),
+        energy=zeros,
+        step_size=jnp.ones(CHAINS, x.dtype),
+        inverse_mass_matrix=jnp.ones((CHAINS, x.size), x.dtype),
+        unravel=unravel,
+    )
+    yield posterior, observation
+    plt.close("all")
+
+
+def test_trace_has_a_row_per_element_with_every_chain(posterior_and_observation):
+    posterior, _ = posterior_and_observation
+    figure = plot.trace(posterior, ["sources[0].center", "sources[1].morphology.sigma"])
+    assert len(figure.axes) == 3 * 2  # center (2 elements) and sigma: draws | histograms
+    assert figure.axes[0].get_ylabel() == "sources[0].center[0]"
+    assert figure.axes[4].get_ylabel() == "sources[1].morphology.sigma"
+    # one line per chain (plus the divergent draws' marks), each the chain's draws in order
+    lines = figure.axes[4].get_lines()
+    sigma = np.asarray(posterior.values["sources[1].morphology.sigma"])
+    for chain in range(CHAINS):
+        np.testing.assert_allclose(lines[chain].get_ydata(), sigma[chain], rtol=1e-6)
+    marks = lines[CHAINS]
+    np.testing.assert_array_equal(marks.get_xdata(), [5])
+    plt.close(figure)
+    default = plot.trace(posterior)
+    assert len(default.axes) == 2 * plot.DEFAULT_ELEMENTS
+    with pytest.raises(ValueError, match="no parameter or element named 'sources\\[0\\].flux'"):
+        plot.trace(posterior, "sources[0].flux")
+    with pytest.raises(TypeError, match="sl.Posterior"):
+        plot.trace({"a": 1})
+    plt.close("all")
+
+
+def test_rank_histograms_count_every_draw_of_each_chain(posterior_and_observation):
+    posterior, _ = posterior_and_observation
+    figure = plot.rank(posterior, ["sources[0].spectrum[2]", "sources[1].morphology.sigma"], bins=8)
+    assert len(figure.axes) == 2
+    assert figure.axes[1].get_title() == "sources[1].morphology.sigma"
+    bars = figure.axes[0].patches
+    assert len(bars) == CHAINS * 8
+    # heights are drawn as 0.8 x count / expected count per bin: all draws of each chain are there
+    for chain in range(CHAINS):
+        heights = [bar.get_height() for bar in bars[chain * 8 : (chain + 1) * 8]]
+        assert sum(heights) / 0.8 * DRAWS / 8 == pytest.approx(DRAWS)
+    plt.close(figure)
+
+
+def test_corner_histograms_reflect_the_draws(posterior_and_observation):
+    posterior, _ = posterior_and_observation
+    names = ["sources[0].center", "sources[0].morphology.sigma"]
+    figure = plot.corner(posterior, names, bins=20, truths={"sources[0].morphology.sigma": 2.0})
+    assert len(figure.axes) == 3 * 4 // 2  # K (K + 1) / 2 for K = 3 elements
+    values = posterior.values
+    expected = [
+        np.asarray(values["sources[0].center"])[..., 0].ravel(),
+        np.asarray(values["sources[0].center"])[..., 1].ravel(),
+        np.asarray(values["sources[0].morphology.sigma"]).ravel(),
+    ]
+    diagonal = [figure.axes[0], figure.axes[2], figure.axes[5]]  # row by row: 1, 2, 3 Axes per row
+    for axis, draws in zip(diagonal, expected, strict=True):
+        # the histogram holds every draw, and its mean is the draws' mean to within half a bin
+        bars = axis.patches  # one per bin
+        assert len(bars) == 20
+        heights = np.array([bar.get_height() for bar in bars])
+        centres = np.array([bar.get_x() + bar.get_width() / 2 for bar in bars])
+        width = bars[0].get_width()
+        assert heights.sum() == pytest.approx(draws.size)
+        assert np.sum(heights * centres) / heights.sum() == pytest.approx(draws.mean(), abs=width / 2)
+        # the solid line is the mean itself
+        assert axis.get_lines()[0].get_xdata()[0] == pytest.approx(draws.mean(), rel=1e-6)
+        assert axis.get_title().startswith(f"{draws.mean():.4g}")
+    assert diagonal[2].get_lines()[-1].get_xdata()[0] == 2.0  # the truth
+    # the pair panels hold the joint draws
+    counts = figure.axes[1].collections[0].get_array()
+    assert np.sum(counts) == pytest.approx(expected[0].size)
+    plt.close(figure)
+
+
+def test_predictive_residual_and_spread_are_those_of_the_draws(posterior_and_observation, tmp_path):
+    posterior, observation = posterior_and_observation
+    figure = plot.predictive(posterior, observation, draws=6, channel="i")
+    assert len(figure.axes) == 4 + 2  # four panels, two colour bars
+    titles = [axis.get_title() for axis in figure.axes[:4]]
+    assert titles[0].startswith("data") and titles[1].startswith("posterior mean model (6 draws)")
+    assert titles[2] == "residual (i)" and titles[3] == "spread of the model (i)"
+    # recompute the rendered draws (2 per chain: first and last) and compare numerically
+    picked = [0, DRAWS - 1]
+    rendered = np.stack(
+        [
+            np.asarray(observation.render(posterior.model_at(chain, draw)), np.float64)
+            for chain in range(CHAINS)
+            for draw in picked
+        ]
+    )
+    band = list(observation.channels).index("i")
+    data = np.asarray(observation.data, np.float64)[band]
+    with np.errstate(divide="ignore"):
+        sigma = 1 / np.sqrt(np.asarray(observation.weights, np.float64)[band])
+    residual = figure.axes[2].images[0].get_array()
+    spread = figure.axes[3].images[0].get_array()
+    good = ~np.ma.getmaskarray(residual)
+    assert good.sum() > 0.9 * good.size
+    np.testing.assert_allclose(
+        residual[good], ((data - rendered[:, band].mean(0)) / sigma)[good], rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(spread[good], (rendered[:, band].std(0) / sigma)[good], rtol=1e-3, atol=1e-6)
+    assert np.max(spread) > 0  # the draws differ, so the model moves
+    figure.savefig(tmp_path / "predictive.png", dpi=50)
+    plt.close(figure)
+    combined = plot.predictive(posterior, observation, draws=3)
+    assert combined.axes[2].get_title() == "residual"
+    with pytest.raises(ValueError, match="no channel named 'u'"):
+        plot.predictive(posterior, observation, channel="u")
+    plt.close("all")
