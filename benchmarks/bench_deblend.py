@@ -218,14 +218,7 @@ def bulge_disk_scene(blend: Blend, observation: Any) -> Any:
     """`sl.init.scene`, then every extended source split by `sl.init.bulge_disk`."""
     import scarlet_like as sl
 
-    started = auto_scene(blend, observation)
-    with sl.Scene(started.frame) as scene:
-        for source in started.sources:
-            if isinstance(source, sl.PointSource):
-                sl.PointSource(source.center, source.spectrum)
-            else:
-                sl.init.bulge_disk(source)
-    return scene
+    return sl.init.bulge_disk_scene(auto_scene(blend, observation))
 
 
 def fit_with_starts(scenes: Sequence[Any], observations: Sequence[Any]) -> list[Any]:

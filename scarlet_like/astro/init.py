@@ -32,6 +32,7 @@ from .psf import PSF, psf_extent
 
 __all__ = [
     "bulge_disk",
+    "bulge_disk_scene",
     "pixel_spectrum",
     "moments",
     "detect",
@@ -1061,3 +1062,37 @@ def bulge_disk(source: Any, *, offset_sd: float = 1.0, bulge_n: float = 4.0, dis
             component(1.0 - BULGE_FRACTION, r_half, shear, disk_n, (0.0, 0.0)),
         ],
     )
+
+
+def bulge_disk_scene(scene: Any) -> Any:
+    """The scene with every one-profile galaxy split into bulge + disk by
+    [`bulge_disk`][scarlet_like.init.bulge_disk].
+
+    ```python
+    fitted = sl.fit(sl.init.scene(obs, centers), obs).model
+    fitted = sl.fit(sl.init.bulge_disk_scene(fitted), obs).model
+    ```
+
+    **Arguments:**
+
+    - `scene`: a [`scarlet_like.Scene`][], typically fitted with one profile per galaxy.
+
+    **Returns:**
+
+    A new scene, in the same order: point sources and sources of several components as they are,
+    every source whose morphology has an `r_half` and an `ellipticity` split. To let the data decide
+    source by source instead, use [`scarlet_like.choose_sources`][] with
+    [`choice.with_bulge_disk`][scarlet_like.astro.choice.with_bulge_disk].
+    """
+    from .scene import Scene
+
+    if not isinstance(scene, Scene):
+        raise TypeError(f"init.bulge_disk_scene: expected an sl.Scene, got {type(scene).__name__}")
+    with Scene(scene.frame) as split:
+        for source in scene.sources:
+            morphology = getattr(source, "morphology", None)
+            if hasattr(morphology, "r_half") and hasattr(morphology, "ellipticity"):
+                bulge_disk(source)
+            else:
+                source._reboxed(source.box)
+    return split
