@@ -685,7 +685,9 @@ def detect(
     return jnp.asarray(np.reshape(kept, (-1, 2)), dtype=jnp.float32)
 
 
-def _neighbour_values(padded: np.ndarray, row: int, col: int) -> list[tuple[float, float, float]]:
+def _neighbour_values(
+    padded: np.ndarray, row: int | np.integer, col: int | np.integer
+) -> list[tuple[float, float, float]]:
     """Values before, at and after pixel `(row, col)` along y and along x, in a 1-pixel padded image."""
     y, x = row + 1, col + 1
     return [
