@@ -305,7 +305,7 @@ def scene(
     stretch: float | None = None,
     softening: float | None = None,
     show_centers: bool = True,
-    ax: Sequence[Any] | None = None,
+    ax: Sequence[Any] | np.ndarray | None = None,
 ) -> Any:
     """Data, model and residual of a scene, side by side.
 
@@ -321,7 +321,8 @@ def scene(
     - `softening`: the `asinh` softening; default such that the data's brightest pixel is at full
       brightness.
     - `show_centers`: mark and number the sources' centres.
-    - `ax`: three matplotlib Axes to draw into; default a new figure.
+    - `ax`: three matplotlib Axes to draw into (a sequence, or the array `plt.subplots` returns); default
+      a new figure.
 
     **Returns:**
 

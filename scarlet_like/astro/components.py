@@ -13,8 +13,8 @@ from typing import Any
 
 import equinox as eqx
 import numpy as np
-from jaxtyping import ArrayLike
 
+from ..core.constraints import NumbersLike
 from ..core.module import Module, keep_parameters
 from ..core.parameter import Parameter
 from .morphology import Morphology, _as_parameter
@@ -40,9 +40,9 @@ class Component(Module):
 
     def __init__(
         self,
-        spectrum: ArrayLike | Parameter,
+        spectrum: NumbersLike | Parameter,
         morphology: Morphology,
-        offset: ArrayLike | Parameter = (0.0, 0.0),
+        offset: NumbersLike | Parameter = (0.0, 0.0),
     ):
         if not isinstance(morphology, Morphology):
             raise SceneError(

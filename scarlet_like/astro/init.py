@@ -23,8 +23,9 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
+from ..core.constraints import NumbersLike
 from .frame import Frame
 from .measure import GAUSSIAN_R_HALF_PER_SIGMA, Moments, reduced_shear
 from .observation import Observation
@@ -494,7 +495,7 @@ def _source_region(
 
 def moments(
     observation: Observation,
-    center: Float[ArrayLike, "2"],
+    center: Real[ArrayLike, "2"] | Sequence[float],
     *,
     radius: float | None = None,
     neighbors: Float[ArrayLike, "K 2"] | None = None,
@@ -687,7 +688,9 @@ def detect(
     return jnp.asarray(np.reshape(kept, (-1, 2)), dtype=jnp.float32)
 
 
-def _neighbour_values(padded: np.ndarray, row: int, col: int) -> list[tuple[float, float, float]]:
+def _neighbour_values(
+    padded: np.ndarray, row: int | np.integer, col: int | np.integer
+) -> list[tuple[float, float, float]]:
     """Values before, at and after pixel `(row, col)` along y and along x, in a 1-pixel padded image."""
     y, x = row + 1, col + 1
     return [
@@ -721,7 +724,7 @@ def _point_source_parameters(center: np.ndarray, spectrum: np.ndarray, center_sd
     }
 
 
-def sersic_morphology(r_half: float, ellipticity: ArrayLike = (0.0, 0.0), n: float = 1.0) -> Any:
+def sersic_morphology(r_half: float, ellipticity: NumbersLike = (0.0, 0.0), n: float = 1.0) -> Any:
     """A [`scarlet_like.SersicMorphology`][] of free Parameters with weak priors that keep it off its bounds.
 
     **Arguments:**

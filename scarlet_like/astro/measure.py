@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from ..core.constraints import float_array
 from ..core.tree import resolve
@@ -91,7 +91,7 @@ def _as_float_image(image: ArrayLike) -> Array:
     return array
 
 
-def flux(source_or_image: Source | Float[ArrayLike, "*C H W"]) -> Float[Array, "*C"]:
+def flux(source_or_image: Source | MultiComponentSource | Real[ArrayLike, "*C H W"]) -> Float[Array, "*C"]:
     """Total flux of a source or an image.
 
     **Arguments:**
@@ -117,7 +117,7 @@ def _pixel_grid(image: Array) -> tuple[Array, Array]:
     return jnp.arange(height, dtype=image.dtype)[:, None], jnp.arange(width, dtype=image.dtype)[None, :]
 
 
-def centroid(image: Float[ArrayLike, "*C H W"]) -> Float[Array, "2"]:
+def centroid(image: Real[ArrayLike, "*C H W"]) -> Float[Array, "2"]:
     """Flux-weighted mean position `(y, x)` of an image (of all channels together, for a cube).
 
     **Arguments:**
@@ -135,7 +135,7 @@ def centroid(image: Float[ArrayLike, "*C H W"]) -> Float[Array, "2"]:
     return jnp.stack([jnp.sum(summed * y), jnp.sum(summed * x)]) / total
 
 
-def moments(image: Float[ArrayLike, "*C H W"]) -> Moments:
+def moments(image: Real[ArrayLike, "*C H W"]) -> Moments:
     """Unweighted moments of a (noiseless) model image.
 
     **Arguments:**

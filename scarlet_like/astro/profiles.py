@@ -31,7 +31,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jax.custom_derivatives import SymbolicZero
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from ..core.constraints import float_array
 
@@ -80,8 +81,8 @@ def _sheared_wavenumber_squared(ky: jax.Array, kx: jax.Array, g1: jax.Array, g2:
 
 @jax.jit
 def shear_matrix(
-    g1: Float[ArrayLike, "*batch"], g2: Float[ArrayLike, "*batch"]
-) -> Float[Array, "*batch 2 2"]:
+    g1: Real[ArrayLike, "*#batch"], g2: Real[ArrayLike, "*#batch"]
+) -> Float[Array, "*#batch 2 2"]:
     """The area-preserving linear map of a reduced shear, acting on `(y, x)` vectors.
 
     In GalSim's `(x, y)` order this is `[[1 + g1, g2], [g2, 1 - g1]] / sqrt(1 - |g|^2)`
@@ -106,11 +107,11 @@ def shear_matrix(
 
 @jax.jit
 def gaussian_ft(
-    ky: Float[ArrayLike, "*#shape"],
-    kx: Float[ArrayLike, "*#shape"],
-    sigma: Float[ArrayLike, "*#shape"],
-    g1: Float[ArrayLike, "*#shape"] = 0.0,
-    g2: Float[ArrayLike, "*#shape"] = 0.0,
+    ky: Real[ArrayLike, "*#shape"],
+    kx: Real[ArrayLike, "*#shape"],
+    sigma: Real[ArrayLike, "*#shape"],
+    g1: Real[ArrayLike, "*#shape"] = 0.0,
+    g2: Real[ArrayLike, "*#shape"] = 0.0,
 ) -> Float[Array, "*#shape"]:
     """Fourier transform of a unit-flux, sheared, circular Gaussian centred at the origin.
 
@@ -133,7 +134,7 @@ def gaussian_ft(
 
 
 @jax.jit
-def pixel_ft(ky: Float[ArrayLike, "*#shape"], kx: Float[ArrayLike, "*#shape"]) -> Float[Array, "*#shape"]:
+def pixel_ft(ky: Real[ArrayLike, "*#shape"], kx: Real[ArrayLike, "*#shape"]) -> Float[Array, "*#shape"]:
     """Fourier transform of the unit square pixel (a box of side 1 centred at the origin, unit flux).
 
     Multiplying a profile's transform by it integrates the profile over pixels, as GalSim's `drawImage`
@@ -313,7 +314,7 @@ def _sersic_spline(n_position: jax.Array, q_position: jax.Array) -> jax.Array:
 
 @functools.partial(_sersic_spline.defjvp, symbolic_zeros=True)
 def _sersic_spline_jvp(
-    primals: tuple[jax.Array, jax.Array], tangents: tuple[jax.Array, jax.Array]
+    primals: tuple[jax.Array, jax.Array], tangents: tuple[jax.Array | SymbolicZero, jax.Array | SymbolicZero]
 ) -> tuple[jax.Array, jax.Array]:
     # Plain differentiable jnp below, so that second derivatives (forward over reverse) work as usual.
     n_position, q_position = primals
@@ -347,12 +348,12 @@ def sersic_b(n: float) -> float:
 
 @jax.jit
 def sersic_ft(
-    ky: Float[ArrayLike, "*#shape"],
-    kx: Float[ArrayLike, "*#shape"],
-    n: Float[ArrayLike, "*#shape"],
-    r_half: Float[ArrayLike, "*#shape"],
-    g1: Float[ArrayLike, "*#shape"] = 0.0,
-    g2: Float[ArrayLike, "*#shape"] = 0.0,
+    ky: Real[ArrayLike, "*#shape"],
+    kx: Real[ArrayLike, "*#shape"],
+    n: Real[ArrayLike, "*#shape"],
+    r_half: Real[ArrayLike, "*#shape"],
+    g1: Real[ArrayLike, "*#shape"] = 0.0,
+    g2: Real[ArrayLike, "*#shape"] = 0.0,
 ) -> Float[Array, "*#shape"]:
     """Fourier transform of a unit-flux, sheared Sersic profile centred at the origin.
 
@@ -467,7 +468,7 @@ def _spergel_table() -> tuple[np.ndarray, np.ndarray, float]:
     return values, -d_nu / d_x, float(nodes[1] - nodes[0])
 
 
-def spergel_half_light_factor(nu: Float[ArrayLike, "*#shape"]) -> Float[Array, "*#shape"]:
+def spergel_half_light_factor(nu: Real[ArrayLike, "*#shape"]) -> Float[Array, "*#shape"]:
     """`r_half / r_c` of a Spergel profile of index `nu`, differentiable in `nu`.
 
     Cubic Hermite interpolation of a table of exact root solves (values and derivatives at 971
@@ -492,12 +493,12 @@ def spergel_half_light_factor(nu: Float[ArrayLike, "*#shape"]) -> Float[Array, "
 
 @jax.jit
 def spergel_ft(
-    ky: Float[ArrayLike, "*#shape"],
-    kx: Float[ArrayLike, "*#shape"],
-    nu: Float[ArrayLike, "*#shape"],
-    r_half: Float[ArrayLike, "*#shape"],
-    g1: Float[ArrayLike, "*#shape"] = 0.0,
-    g2: Float[ArrayLike, "*#shape"] = 0.0,
+    ky: Real[ArrayLike, "*#shape"],
+    kx: Real[ArrayLike, "*#shape"],
+    nu: Real[ArrayLike, "*#shape"],
+    r_half: Real[ArrayLike, "*#shape"],
+    g1: Real[ArrayLike, "*#shape"] = 0.0,
+    g2: Real[ArrayLike, "*#shape"] = 0.0,
 ) -> Float[Array, "*#shape"]:
     """Fourier transform of a unit-flux, sheared Spergel (2010) profile centred at the origin.
 

@@ -740,3 +740,21 @@ def test_gradients_match_closed_forms():
     expected = np.array([10.0, 9 * np.exp(-1.0), 7 * np.exp(0.5), 4 * np.exp(0.2)])
     np.testing.assert_allclose(result["grad_forward"][0], expected, rtol=1e-14)
     np.testing.assert_allclose(result["grad_log_det"], np.tile([0.0, 1.0, 1.0, 1.0], (3, 1)))
+
+
+def test_float_array_is_the_one_conversion_to_floats():
+    default = jnp.asarray(0.0).dtype
+    assert c.float_array(3).dtype == default and c.float_array([1, 2]).dtype == default
+    assert c.float_array(np.array([True])).dtype == default
+    assert c.float_array(np.float16(1.5)).dtype == jnp.float16  # a floating dtype is kept
+    assert c.float_array(jnp.asarray(1j)).dtype == jnp.asarray(1j).dtype  # and a complex one
+    assert c.float_array(0.5).weak_type and not c.float_array(0.5, strong=True).weak_type
+    seen = []
+
+    @jax.jit
+    def traced(x):
+        seen.append(c.float_array(x, strong=True).dtype)
+        return x
+
+    traced(jnp.arange(3))
+    assert seen == [default]  # an integer tracer is converted too
