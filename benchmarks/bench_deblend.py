@@ -246,7 +246,7 @@ def fit_and_choose(scenes: Sequence[Any], observations: Sequence[Any]) -> list[A
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", sl.FitWarning)
             first = sl.fit(scene, observation, progress=False)
-            choice = sl.choose_sources(first.model, observation, candidates=sl.astro.choice.with_bulge_disk)
+            choice = sl.choose_sources(first.model, observation, candidates=sl.with_bulge_disk)
             results.append(sl.fit(choice.model, observation, progress=False))
     return results
 

@@ -35,6 +35,7 @@ from .astro import (
     measure,
     point_or_extended,
     profiles,
+    with_bulge_disk,
 )
 from .core import (
     Constraint,
@@ -141,6 +142,7 @@ __all__ = [
     "SourceChoice",
     "choose_sources",
     "point_or_extended",
+    "with_bulge_disk",
     "Constraint",
     "Derived",
     "DerivedError",

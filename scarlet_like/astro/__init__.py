@@ -1,7 +1,7 @@
 """The astronomy layer: frames, observations, PSFs, morphologies, sources, scenes and rendering."""
 
 from . import choice, datasets, init, measure, profiles
-from .choice import Choice, SourceChoice, choose_sources, point_or_extended
+from .choice import Choice, SourceChoice, choose_sources, point_or_extended, with_bulge_disk
 from .components import Component, MultiComponentSource
 from .frame import Frame, FrameError
 from .morphology import (
@@ -46,6 +46,7 @@ __all__ = [
     "choice",
     "choose_sources",
     "point_or_extended",
+    "with_bulge_disk",
     "profiles",
     "datasets",
     "init",

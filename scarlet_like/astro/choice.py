@@ -176,7 +176,7 @@ def with_bulge_disk(source: Source, scene: Scene, observations: list[Observation
     [`scarlet_like.init.bulge_disk`][] into a de Vaucouleurs bulge (its offset free) and an
     exponential disk.
 
-    Pass it as `sl.choose_sources(scene, obs, candidates=sl.astro.choice.with_bulge_disk)`; sources
+    Pass it as `sl.choose_sources(scene, obs, candidates=sl.with_bulge_disk)`; sources
     that already have several components keep theirs as one more alternative.
 
     **Returns:**

@@ -993,7 +993,7 @@ def bulge_disk(source: Any, *, offset_sd: float = 1.0, bulge_n: float = 4.0, dis
     """A galaxy as a bulge + disk [`scarlet_like.MultiComponentSource`][], started from a one-profile source.
 
     Call it inside a scene block (`with sl.Scene(frame):`), as [`scarlet_like.choose_sources`][] does
-    with [`scarlet_like.astro.choice.with_bulge_disk`][]; the new source joins that scene.
+    with [`scarlet_like.with_bulge_disk`][]; the new source joins that scene.
 
     **Arguments:**
 
@@ -1085,7 +1085,7 @@ def bulge_disk_scene(scene: Any) -> Any:
     A new scene, in the same order: point sources and sources of several components as they are,
     every source whose morphology has an `r_half` and an `ellipticity` split. To let the data decide
     source by source instead, use [`scarlet_like.choose_sources`][] with
-    [`choice.with_bulge_disk`][scarlet_like.astro.choice.with_bulge_disk].
+    [`choice.with_bulge_disk`][scarlet_like.with_bulge_disk].
     """
     from .scene import Scene
 
