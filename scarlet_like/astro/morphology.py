@@ -179,7 +179,7 @@ class SpergelMorphology(Morphology):
     Its Fourier transform is closed form, `(1 + (k r_c)^2)^(-1 - nu)`, so it is cheap and exact at any
     frequency; `r_c = r_half / x(nu)` with the half-light factor `x(nu)` interpolated from exact root
     solves (relative error below 1e-7, differentiable in `nu`; see
-    `scarlet_like.profiles.spergel_half_light_factor`).
+    `scarlet_like.astro.profiles.spergel_half_light_factor`).
     """
 
     nu: Parameter
