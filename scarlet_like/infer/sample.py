@@ -58,7 +58,7 @@ from ..core import (
     unstacked_lists,
     walk,
 )
-from .fit_loop import FitResult
+from .fit_loop import FitResult, preconditioner
 from .weak_types import strong
 
 __all__ = ["ImproperPriorWarning", "Posterior", "sample"]
@@ -276,7 +276,16 @@ def _advance(
 
     def begin(chains: _Chains) -> tuple[_Chains, Array]:
         states, values = _starting_states(density, start.positions, start.key, start.jitter)
-        return chains._replace(state=_like(states, chains.state)), values
+        # The first mass matrix from the curvature where each chain starts, not the identity: with
+        # entries of very different scales (fluxes, positions, shapes) an identity mass matrix gives
+        # a tiny step size and the longest trajectories (1023 leapfrog steps) until the first window
+        # has been estimated. Measured on the HSC demo (4 chains, 100 + 100 steps): 949 s with the
+        # identity, 203 s with the curvature.
+        curvature = jax.vmap(lambda x: preconditioner(density, x) ** 2)(states.position)
+        adaptation = chains.adaptation._replace(
+            inverse_mass_matrix=curvature.astype(chains.adaptation.inverse_mass_matrix.dtype)
+        )
+        return chains._replace(state=_like(states, chains.state), adaptation=adaptation), values
 
     def resume(chains: _Chains) -> tuple[_Chains, Array]:
         return chains, jnp.zeros(start.positions.shape[:1], dtype)
