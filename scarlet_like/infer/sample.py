@@ -644,8 +644,11 @@ def _split_chains(draws: np.ndarray) -> np.ndarray:
 
 
 def _ess(draws: np.ndarray) -> np.ndarray:
+    """Effective sample sizes; NaN where the estimate is not positive (seen with chains of a few draws,
+    e.g. -2 for one chain of 4: the autocorrelation estimate is meaningless there)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(effective_sample_size(draws), np.float64)
+        ess = np.asarray(effective_sample_size(draws), np.float64)
+    return np.where(ess > 0, ess, np.nan)
 
 
 def _diagnostics(draws: np.ndarray) -> dict[str, np.ndarray]:
