@@ -21,6 +21,7 @@ This module does not choose a matplotlib backend: in scripts without a display, 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -632,13 +633,18 @@ def corner(
 
     The matplotlib `Figure` with `K (K + 1) / 2` Axes for `K` elements: on the diagonal the
     histogram of each element, its mean as a solid line and its 16 / 84 % quantiles dashed (titled
-    `mean ± sd`); below it the 2-D histogram of each pair. Axes share their ranges by column.
+    `mean ± sd`); below it the 2-D histogram of each pair. Axes share their ranges by column; the
+    path all elements share (`sources[2]`) is the figure's title, the rest labels the axes.
     """
     plt = _pyplot()
     chosen = _elements(posterior, params, "corner")
     names = list(chosen)
     pooled = [chosen[name].ravel() for name in names]
     count = len(names)
+    # labels without the path all elements share (`sources[2].`), which goes in the figure's title
+    shared = os.path.commonprefix(names) if count > 1 else ""
+    shared = shared[: shared.rfind(".") + 1]
+    labels = [name[len(shared) :] for name in names]
     size = max(1.6, min(2.4, 10.0 / count))
     figure, axes = plt.subplots(count, count, figsize=(size * count, size * count), squeeze=False)
     truths = truths or {}
@@ -674,13 +680,15 @@ def corner(
             axis.set_xlim(limits[column])
             axis.tick_params(labelsize=7)
             if row == count - 1:
-                axis.set_xlabel(names[column], fontsize=8)
+                axis.set_xlabel(labels[column], fontsize=8)
             else:
                 axis.set_xticklabels([])
             if column == 0 and row > 0:
-                axis.set_ylabel(names[row], fontsize=8)
+                axis.set_ylabel(labels[row], fontsize=8)
             elif row != column:
                 axis.set_yticklabels([])
+    if shared:
+        figure.suptitle(shared.rstrip("."), fontsize=10)
     figure.subplots_adjust(hspace=0.08, wspace=0.08)
     return figure
 

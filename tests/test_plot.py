@@ -194,6 +194,7 @@ def test_corner_histograms_reflect_the_draws(posterior_and_observation):
         assert axis.get_lines()[0].get_xdata()[0] == pytest.approx(draws.mean(), rel=1e-6)
         assert axis.get_title().startswith(f"{draws.mean():.4g}")
     assert diagonal[2].get_lines()[-1].get_xdata()[0] == 2.0  # the truth
+    assert figure.axes[-1].get_xlabel() == "morphology.sigma" and figure.get_suptitle() == "sources[0]"
     # the pair panels hold the joint draws
     counts = figure.axes[1].collections[0].get_array()
     assert np.sum(counts) == pytest.approx(expected[0].size)
