@@ -1,11 +1,14 @@
 """The real HSC blend: seven detections (one star) modeled jointly, masks honoured."""
 
 import numpy as np
+import pytest
 
 import scarlet_like as sl
 from scarlet_like.demo import STAR, build_scene
 
 
+# the demo test (tests/test_cli.py) fits the same blend from the same start in the default suite
+@pytest.mark.slow
 def test_fit_the_real_hsc_blend():
     data = sl.datasets.hsc_cosmos()
     observation = data.observation()

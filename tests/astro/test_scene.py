@@ -238,6 +238,8 @@ def test_scene_gradient_program_does_not_grow_with_sources():
     assert lines(80) == lines(12)
 
 
+# tests/core/test_identity.py vmaps stacked models and data through fit in the default suite
+@pytest.mark.slow
 def test_stacked_scenes_and_observations_vmap_through_fit():
     """`sl.stack` of like scenes and of their observations: `jax.vmap` hands `sl.fit` one blend each."""
     psf = sl.GaussianPSF(1.5)
