@@ -35,7 +35,7 @@ from jaxtyping import Array, ArrayLike, Float
 from ..core.module import Module
 from ..core.parameter import Parameter
 from . import profiles
-from .psf import phasor
+from .psf import image_fourier
 
 __all__ = [
     "Morphology",
@@ -241,17 +241,8 @@ class ImageMorphology(Morphology):
 
     def fourier(self, ky: Array, kx: Array) -> Array:
         image: Float[Array, "h w"] = self.image
-        height, width = image.shape
-        dy = jnp.arange(height, dtype=image.dtype) - (height - 1) / 2
-        dx = jnp.arange(width, dtype=image.dtype) - (width - 1) / 2
-        ky_b, kx_b = jnp.broadcast_arrays(ky, kx)
-        shape = ky_b.shape
-        phase_y = phasor(ky_b.reshape(-1)[:, None] * dy[None, :])
-        phase_x = phasor(kx_b.reshape(-1)[:, None] * dx[None, :])
-        normalised = (image / jnp.sum(image)).astype(phase_y.dtype)
-        values = jnp.einsum("kh,hw,kw->k", phase_y, normalised, phase_x)
-        pixel = profiles.pixel_ft(ky_b.reshape(-1), kx_b.reshape(-1)).astype(values.dtype)
-        return (values * pixel).reshape(shape)
+        values = image_fourier(image / jnp.sum(image), ky, kx)
+        return values * profiles.pixel_ft(ky, kx).astype(values.dtype)
 
     def extent(self, level: float) -> float:
         # the image's support, whatever the level: its half-diagonal

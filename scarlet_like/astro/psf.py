@@ -20,6 +20,48 @@ def phasor(angle: Array) -> Array:
     return jax.lax.complex(jnp.cos(angle), -jnp.sin(angle))
 
 
+def image_fourier(images: Float[Array, "*stack h w"], ky: Array, kx: Array) -> Array:
+    """The transform of pixel images at angular frequencies `(ky, kx)`, by a direct sum over pixels.
+
+    Each pixel is a delta function at its centre; the images' geometric centre is the origin. Exact at
+    any frequency (no grid, no wrap-around), which is what rendering through another pixel grid needs.
+
+    **Arguments:**
+
+    - `images`: `(*stack, h, w)`, one or several images (the sum is not normalised).
+    - `ky`, `kx`: frequencies in radians per pixel of the images' grid, broadcast against each other.
+
+    **Returns:**
+
+    `(*stack, *k)` complex, `k` the broadcast shape of `ky` and `kx`.
+
+    When the frequencies form a grid (`ky` a column `(..., Hk, 1)` and `kx` a row `(..., 1, Wk)`), the
+    sum is separable: two matrix products, `Hk h w + Hk w Wk` multiplications per image instead of
+    `Hk Wk h w`. For a 31 x 31 image on a 64 x 33 grid that is 16 times fewer.
+    """
+    height, width = images.shape[-2:]
+    stack = images.shape[:-2]
+    dtype = jnp.result_type(ky, kx)
+    dy = jnp.arange(height, dtype=dtype) - (height - 1) / 2
+    dx = jnp.arange(width, dtype=dtype) - (width - 1) / 2
+    flat = images.reshape(-1, height, width)
+    if jnp.ndim(ky) >= 2 and jnp.ndim(kx) >= 2 and jnp.shape(ky)[-1] == 1 and jnp.shape(kx)[-2] == 1:
+        lead = jnp.broadcast_shapes(jnp.shape(ky)[:-2], jnp.shape(kx)[:-2])
+        column = jnp.broadcast_to(ky[..., 0], (*lead, ky.shape[-2])).reshape(-1, ky.shape[-2])
+        row = jnp.broadcast_to(kx[..., 0, :], (*lead, kx.shape[-1])).reshape(-1, kx.shape[-1])
+        phase_y = phasor(column[..., None] * dy)  # (L, Hk, h)
+        phase_x = phasor(row[..., None] * dx)  # (L, Wk, w)
+        rows = jnp.einsum("lkh,chw->clkw", phase_y, flat.astype(phase_y.dtype))
+        values = jnp.einsum("clkw,ljw->clkj", rows, phase_x)
+        return values.reshape(*stack, *lead, column.shape[-1], row.shape[-1])
+    ky_flat, kx_flat = jnp.broadcast_arrays(ky, kx)
+    shape = ky_flat.shape
+    phase_y = phasor(ky_flat.reshape(-1)[:, None] * dy[None, :])  # (K, h)
+    phase_x = phasor(kx_flat.reshape(-1)[:, None] * dx[None, :])  # (K, w)
+    values = jnp.einsum("kh,chw,kw->ck", phase_y, flat.astype(phase_y.dtype), phase_x)
+    return values.reshape(*stack, *shape)
+
+
 class PSFError(ValueError):
     """A PSF that cannot be used; the message says why."""
 
@@ -83,25 +125,9 @@ class ArrayPSF(PSF):
         return self.images.shape[0]
 
     def fourier(self, ky: Array, kx: Array) -> Array:
-        # A direct sum over the PSF pixels: exact at any frequency, separable in y and x, and cheap
-        # because PSF images are small.
-        height, width = self.images.shape[1:]
-        dy = jnp.arange(height, dtype=ky.dtype) - (height - 1) / 2
-        dx = jnp.arange(width, dtype=kx.dtype) - (width - 1) / 2
-        if ky.ndim == kx.ndim == 2 and ky.shape[1] == 1 and kx.shape[0] == 1:
-            # a grid of frequencies (a column of ky, a row of kx): two matrix products
-            phase_y = phasor(ky[:, :1] * dy[None, :])  # (Hk, h)
-            phase_x = phasor(kx[:1, :].T * dx[None, :])  # (Wk, w)
-            images = self.images.astype(phase_y.dtype)
-            rows = jnp.einsum("kh,chw->ckw", phase_y, images)
-            return jnp.einsum("ckw,lw->ckl", rows, phase_x)
-        ky_flat, kx_flat = jnp.broadcast_arrays(ky, kx)
-        shape = ky_flat.shape
-        phase_y = phasor(ky_flat.reshape(-1)[:, None] * dy[None, :])  # (K, h)
-        phase_x = phasor(kx_flat.reshape(-1)[:, None] * dx[None, :])  # (K, w)
-        images = self.images.astype(phase_y.dtype)
-        values = jnp.einsum("kh,chw,kw->ck", phase_y, images, phase_x)
-        return values.reshape(self.channels, *shape)
+        # A direct sum over the PSF pixels: exact at any frequency, and cheap because PSF images are
+        # small.
+        return image_fourier(self.images, ky, kx)
 
 
 class GaussianPSF(PSF):

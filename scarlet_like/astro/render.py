@@ -157,8 +157,8 @@ class _Frequencies(NamedTuple):
 
     ky: Array  # (A, Hp, 1)
     kx: Array  # (A, 1, Wr)
-    model_ky: Array  # (A, Hp, Wr)
-    model_kx: Array
+    model_ky: Array  # (A, Hp, Wr), or (A, Hp, 1) for a diagonal map
+    model_kx: Array  # (A, Hp, Wr), or (A, 1, Wr)
 
 
 def _frequencies(
@@ -172,6 +172,10 @@ def _frequencies(
     ky = ky[None] + jnp.asarray(shifts[:, 0], ky.dtype)[:, None, None]
     kx = kx[None] + jnp.asarray(shifts[:, 1], kx.dtype)[:, None, None]
     # A profile I(q) seen through p = A q + b has transform F(A^T k) exp(-i k . (A c + b)).
+    if matrix[0, 1] == 0 and matrix[1, 0] == 0:
+        # no rotation or shear: the model frequencies stay a column and a row, which morphologies
+        # broadcast, and which pixel images transform separably (`image_fourier`)
+        return _Frequencies(ky, kx, matrix[0, 0] * ky, matrix[1, 1] * kx)
     return _Frequencies(ky, kx, matrix[0, 0] * ky + matrix[1, 0] * kx, matrix[0, 1] * ky + matrix[1, 1] * kx)
 
 
