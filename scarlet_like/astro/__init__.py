@@ -1,9 +1,10 @@
 """The astronomy layer: frames, observations, PSFs, morphologies, sources, scenes and rendering."""
 
-from . import choice, datasets, init, measure, profiles
+from . import choice, datasets, freeform, init, measure, profiles
 from .choice import Choice, SourceChoice, choose_sources, point_or_extended, with_bulge_disk
 from .components import Component, MultiComponentSource
 from .frame import Frame, FrameError
+from .freeform import FreeFormPrior, starlet_transform
 from .morphology import (
     GaussianMorphology,
     ImageMorphology,
@@ -25,6 +26,9 @@ __all__ = [
     "GaussianMorphology",
     "GaussianPSF",
     "ImageMorphology",
+    "FreeFormPrior",
+    "starlet_transform",
+    "freeform",
     "Morphology",
     "Observation",
     "ObservationError",

@@ -1,12 +1,15 @@
-"""Tools for free-form (pixelated) morphologies.
-
-For now: the starlet transform (isotropic undecimated wavelet, B3-spline "a trous"), written in JAX so
-that priors on its coefficients are differentiable.
+"""Free-form (pixel image) morphologies: a prior that keeps them galaxy-like, and the starlet
+transform (isotropic undecimated wavelet, B3-spline "a trous") it uses, written in JAX so that the
+prior is differentiable.
 """
+
+import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ..core.priors import Prior
@@ -63,15 +66,107 @@ def starlet_transform(
     return jnp.stack(coefficients), current
 
 
-class _ImagePenalty(Prior):
-    """What the free-form image priors share: an improper penalty over an `(H, W)` image."""
+#: Width of the Normal prior on the log of a free-form image's sum. The renderer normalises the image
+#: (the spectrum carries the flux), so without it the image's scale would be a direction that neither
+#: the likelihood nor the penalties (measured on the normalised image) hold: a fit would wander along
+#: it and a sampler would never mix.
+SUM_LOG_WIDTH = 0.1
 
-    image_shape: eqx.AbstractVar[tuple[int, int]]
+
+class FreeFormPrior(Prior):
+    """A smooth, samplable prior that keeps a free-form image galaxy-like, for
+    [`scarlet_like.ImageMorphology`][].
+
+    Three penalties, each with a strength a user sets (0 turns it off), evaluated on the image scaled
+    to sum to `unit`:
+
+    - **monotonicity**: brightness should decline from the centre outward. Each pixel is compared with
+      its neighbour one step toward the central pixel; an increase `d` costs
+      `softness * (softplus(d / softness) - log 2)`, smooth and close to `max(d, 0)` for `d >> softness`.
+    - **symmetry**: galaxies are, to first order, point-symmetric about their centre. Each pixel's
+      difference `d` from its 180-degree rotated partner costs `(sqrt(d**2 + softness**2) - softness) / 2`
+      (a smooth absolute value, counted once per pair).
+    - **sparsity**: the starlet coefficients `c` of the image's detail scales (see
+      [`starlet_transform`][scarlet_like.astro.freeform.starlet_transform]) each cost
+      `sqrt(c**2 + softness**2) - softness`: noise and sharp artefacts spread over many coefficients,
+      a smooth galaxy needs few.
+
+    `log_prob(image) = -(sum of strength * penalty) - (log(sum(image)) / SUM_LOG_WIDTH)**2 / 2`. The
+    second term pins the image's overall scale, which rendering ignores (the spectrum carries the
+    flux). Improper: it cannot be sampled from, so start the image from the data or from a fitted
+    profile ([`scarlet_like.init.freeform`][]).
+
+    **Arguments:**
+
+    - `image_shape`: `(H, W)` of the image; odd sizes put the centre on a pixel (the centre is pixel
+      `(H // 2, W // 2)`).
+    - `unit`: what the image is scaled to sum to before the penalties are measured. With the source's
+      flux divided by the noise per pixel (what `sl.init.freeform` sets), penalties are in units of the
+      noise: strength 1 makes an increase of one noise sigma cost about as much as a residual of
+      1.4 sigma in one pixel.
+    - `monotonicity`, `symmetry`, `sparsity`: the strengths (non-negative).
+    - `softness`: the smoothing scale of the penalties, in the same units (default 0.1 sigma).
+    - `scales`: number of starlet scales of the sparsity penalty (the image must be larger than
+      `2**scales` pixels on each side).
+    """
+
+    expects_values_at_bound: ClassVar[bool] = True
+
+    image_shape: tuple[int, int] = eqx.field(static=True)
+    unit: float = eqx.field(static=True, default=1.0)
+    monotonicity: float = eqx.field(static=True, default=1.0)
+    symmetry: float = eqx.field(static=True, default=1.0)
+    sparsity: float = eqx.field(static=True, default=0.0)
+    softness: float = eqx.field(static=True, default=0.1)
+    scales: int = eqx.field(static=True, default=2)
+
+    def __check_init__(self):
+        shape = tuple(self.image_shape)
+        if len(shape) != 2 or not all(isinstance(side, int) and side > 0 for side in shape):
+            raise ValueError(
+                f"FreeFormPrior: image_shape must be two positive ints, got {self.image_shape!r}"
+            )
+        for name in ("unit", "softness"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"FreeFormPrior: {name} must be positive and finite, got {value!r}")
+        for name in ("monotonicity", "symmetry", "sparsity"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"FreeFormPrior: the strength {name} must be >= 0, got {value!r}")
+        if self.sparsity > 0 and 2 * 2 ** (self.scales - 1) >= min(shape):
+            raise ValueError(
+                f"FreeFormPrior: {self.scales} starlet scales need an image larger than "
+                f"{2 * 2 ** (self.scales - 1)} pixels on each side, got {shape}; lower `scales`."
+            )
+
+    def penalties(self, value: Float[Array, "H W"]) -> dict[str, Float[Array, ""]]:
+        """Each penalty (before its strength) of `value` scaled to sum to `unit`: what a user looks at
+        to choose the strengths."""
+        image = value * (jnp.asarray(self.unit, value.dtype) / jnp.sum(value))
+        softness = jnp.asarray(self.softness, value.dtype)
+        return {
+            "monotonicity": _monotonicity(image, softness),
+            "symmetry": _symmetry(image, softness),
+            "sparsity": _sparsity(image, softness, self.scales)
+            if self.sparsity > 0
+            else jnp.zeros((), value.dtype),
+        }
+
+    def log_prob(self, value: Float[Array, "H W"]) -> Float[Array, ""]:
+        penalties = self.penalties(value)
+        total = sum(
+            jnp.asarray(getattr(self, name), value.dtype) * penalty
+            for name, penalty in penalties.items()
+            if getattr(self, name) > 0
+        )
+        scale = jnp.log(jnp.sum(value)) / SUM_LOG_WIDTH
+        return -(total + 0.5 * scale**2)
 
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
         raise TypeError(
-            f"{type(self).__name__} is an improper penalty and cannot be sampled from; initialise the "
-            "free-form image from the data (or give it an explicit start value)."
+            "FreeFormPrior is an improper penalty and cannot be sampled from; start the free-form image "
+            "from the data or a fitted profile (sl.init.freeform), or give it an explicit value."
         )
 
     @property
@@ -83,84 +178,19 @@ class _ImagePenalty(Prior):
         return tuple(self.image_shape)
 
 
-class SymmetryPrior(_ImagePenalty):
-    """Smooth penalty on differences between each pixel of a free-form image and its 180-degree
-    rotated partner (galaxies are, to first order, point-symmetric about their center).
-
-    `log_prob(image) = -strength * sum(sqrt((image - rot180(image))**2 + eps**2) - eps) / 2`: a smooth
-    L1 norm, so the gradient is defined everywhere (usable by `sl.fit` and `sl.sample`). The image is
-    rotated about its central pixel, so give it an odd size centered on the source.
-
-    **Arguments:**
-
-    - `image_shape`: `(H, W)` of the free-form image (odd sizes keep the center on a pixel).
-    - `strength`: weight of the penalty (positive); larger forces more symmetry.
-    - `eps`: smoothing scale of the L1 norm, in image units.
-    """
-
-    image_shape: tuple[int, int] = eqx.field(static=True)
-    strength: float = eqx.field(static=True, default=1.0)
-    eps: float = eqx.field(static=True, default=1e-3)
-
-    def log_prob(self, value: Float[Array, "H W"]) -> Float[Array, ""]:
-        difference = value - value[::-1, ::-1]
-        eps = jnp.asarray(self.eps, dtype=value.dtype)
-        penalty = jnp.sum(jnp.sqrt(difference**2 + eps**2) - eps) / 2
-        return -jnp.asarray(self.strength, dtype=value.dtype) * penalty
+def _monotonicity(image: Float[Array, "H W"], softness: Array) -> Float[Array, ""]:
+    height, width = image.shape
+    rows, columns = np.mgrid[0:height, 0:width]
+    inward = image[rows - np.sign(rows - height // 2), columns - np.sign(columns - width // 2)]
+    increase = image - inward
+    return jnp.sum(softness * (jax.nn.softplus(increase / softness) - math.log(2.0)))
 
 
-class StarletSparsityPrior(_ImagePenalty):
-    """Smooth L1 sparsity penalty on the starlet wavelet coefficients of a free-form image.
-
-    `log_prob(image) = -strength * sum(sqrt(c**2 + eps**2) - eps)` over the detail coefficients `c` of
-    [`starlet_transform`][] (the coarse scale is not penalised). Noise and sharp artefacts spread over
-    many coefficients; a smooth galaxy needs few, so this favours galaxy-like images smoothly.
-
-    **Arguments:**
-
-    - `image_shape`: `(H, W)` of the free-form image.
-    - `strength`: weight of the penalty (positive).
-    - `scales`: number of wavelet scales.
-    - `eps`: smoothing scale of the L1 norm, in image units.
-    """
-
-    image_shape: tuple[int, int] = eqx.field(static=True)
-    strength: float = eqx.field(static=True, default=1.0)
-    scales: int = eqx.field(static=True, default=3)
-    eps: float = eqx.field(static=True, default=1e-3)
-
-    def log_prob(self, value: Float[Array, "H W"]) -> Float[Array, ""]:
-        coefficients, _ = starlet_transform(value, self.scales)
-        eps = jnp.asarray(self.eps, dtype=value.dtype)
-        penalty = jnp.sum(jnp.sqrt(coefficients**2 + eps**2) - eps)
-        return -jnp.asarray(self.strength, dtype=value.dtype) * penalty
+def _symmetry(image: Float[Array, "H W"], softness: Array) -> Float[Array, ""]:
+    difference = image - image[::-1, ::-1]
+    return jnp.sum(jnp.sqrt(difference**2 + softness**2) - softness) / 2
 
 
-class MonotonicityPrior(_ImagePenalty):
-    """Smooth penalty on brightness increasing outward from the image center (radial decline).
-
-    Each pixel is compared with its neighbour one step toward the central pixel (step of
-    `sign(dy), sign(dx)`); an increase `d = pixel - inward_neighbour > 0` costs
-    `scale * softplus(d / scale)` minus its value at `d = 0`, so the penalty and its gradient are smooth.
-
-    **Arguments:**
-
-    - `image_shape`: `(H, W)` of the free-form image; the center is pixel `(H // 2, W // 2)`.
-    - `strength`: weight of the penalty (positive).
-    - `scale`: softness of the penalty in image units (smaller is closer to a hard max(d, 0)).
-    """
-
-    image_shape: tuple[int, int] = eqx.field(static=True)
-    strength: float = eqx.field(static=True, default=1.0)
-    scale: float = eqx.field(static=True, default=1e-3)
-
-    def log_prob(self, value: Float[Array, "H W"]) -> Float[Array, ""]:
-        height, width = self.image_shape
-        rows, columns = jnp.mgrid[0:height, 0:width]
-        inward_rows = rows - jnp.sign(rows - height // 2)
-        inward_columns = columns - jnp.sign(columns - width // 2)
-        increase = value - value[inward_rows, inward_columns]
-        scale = jnp.asarray(self.scale, dtype=value.dtype)
-        at_zero = jnp.log(jnp.asarray(2.0, dtype=value.dtype))
-        penalty = jnp.sum(scale * (jax.nn.softplus(increase / scale) - at_zero))
-        return -jnp.asarray(self.strength, dtype=value.dtype) * penalty
+def _sparsity(image: Float[Array, "H W"], softness: Array, scales: int) -> Float[Array, ""]:
+    coefficients, _ = starlet_transform(image, scales)
+    return jnp.sum(jnp.sqrt(coefficients**2 + softness**2) - softness)

@@ -34,6 +34,8 @@ from .psf import PSF, psf_extent
 __all__ = [
     "bulge_disk",
     "bulge_disk_scene",
+    "freeform",
+    "freeform_scene",
     "pixel_spectrum",
     "moments",
     "detect",
@@ -1099,3 +1101,175 @@ def bulge_disk_scene(scene: Any) -> Any:
             else:
                 source._reboxed(source.box)
     return split
+
+
+# --------------------------------------------------------------------------------------
+# Free-form sources
+# --------------------------------------------------------------------------------------
+
+#: A free-form image reaches where its start profile falls to this fraction of its brightness at the
+#: half-light radius (`Morphology.extent`): past it, pixels hold light well below the noise of a blend.
+FREEFORM_LEVEL = 0.02
+#: Pixels of a free-form start hold at least this fraction of its light spread evenly: the image is
+#: positive through a log transform, and pixels started much fainter move too little per step to ever
+#: grow; 1 % of the light in the floor changes a fitted model's chi^2 little.
+FREEFORM_FLOOR = 0.01
+
+
+def _profile_image(source: Any, side: int) -> np.ndarray:
+    """Pixel values on a `side` x `side` model-frame grid centred on the source's centre whose uniform
+    squares draw the source's light (its components', weighted by their total flux); `source` holds
+    plain values. Unclipped: a compact profile rings slightly negative."""
+    from . import profiles
+    from .psf import phasor
+
+    parts = getattr(source, "components", None)
+    if parts is None:
+        parts = [(1.0, source.morphology, np.zeros(2))]
+    else:
+        parts = [
+            (float(np.sum(part.spectrum)), part.morphology, np.asarray(part.offset, np.float64))
+            for part in parts
+        ]
+    # a grid twice the image's side: the profile's wings beyond it fold back onto the image's far edge
+    size = 1 << (2 * side - 1).bit_length()
+    ky = jnp.asarray(2 * np.pi * np.fft.fftfreq(size)[:, None], jnp.float32)
+    kx = jnp.asarray(2 * np.pi * np.fft.rfftfreq(size)[None, :], jnp.float32)
+    transform = 0
+    for weight, morphology, offset in parts:
+        shift = phasor(ky * float(offset[0]) + kx * float(offset[1]))
+        transform = transform + weight * morphology.fourier(ky, kx).astype(shift.dtype) * shift
+    # `ImageMorphology` draws each pixel as a uniform square: dividing by the square's transform
+    # (at least 0.4, at the grid's corner) makes the image, so drawn, the profile itself
+    transform = transform / profiles.pixel_ft(ky, kx).astype(transform.dtype)
+    image = np.fft.fftshift(np.fft.irfft2(np.asarray(transform), s=(size, size)))
+    start = size // 2 - side // 2
+    return image[start : start + side, start : start + side]
+
+
+def freeform(
+    source: Any,
+    observation: Observation,
+    *,
+    side: int | None = None,
+    max_side: int = 61,
+    monotonicity: float = 1.0,
+    symmetry: float = 1.0,
+    sparsity: float = 0.0,
+) -> Any:
+    """A free-form version of a fitted source: its light as a pixel image with a galaxy-like prior.
+
+    Call it inside a scene block (`with sl.Scene(frame):`); the new source joins that scene. Use
+    [`freeform_scene`][scarlet_like.init.freeform_scene] for every galaxy of a scene at once.
+
+    **Arguments:**
+
+    - `source`: a fitted [`scarlet_like.Source`][] (any morphology with an `extent`) or
+      [`scarlet_like.MultiComponentSource`][]: the image starts from its light.
+    - `observation`: the [`scarlet_like.Observation`][] whose noise sets the prior's unit.
+    - `side`: the image's side in model-frame pixels (odd); default twice the radius at which the
+      source's profile falls to `FREEFORM_LEVEL` of its half-light brightness, plus one, at most
+      `max_side` and at least 9.
+    - `monotonicity`, `symmetry`, `sparsity`: the strengths of the
+      [`scarlet_like.FreeFormPrior`][]'s penalties, in units of the noise.
+
+    **Returns:**
+
+    An [`scarlet_like.Source`][] at the same centre Parameter (its prior kept), with the same total
+    spectrum (a positive Parameter) and an [`scarlet_like.ImageMorphology`][] whose image, positive,
+    starts at the source's light scaled to unit sum (with `FREEFORM_FLOOR` of it spread evenly), under a
+    `FreeFormPrior` with `unit` = the source's flux summed over the observation's channels divided by
+    the noise of one pixel of their sum.
+    """
+    from ..core import constraints, resolve
+    from ..core.parameter import Parameter
+    from .freeform import FreeFormPrior
+    from .morphology import ImageMorphology, PointMorphology
+    from .scene import Source, _active_scene
+
+    who = f"init.freeform ({type(source).__name__})"
+    scene_frame = _active_scene("init.freeform").frame
+    if isinstance(getattr(source, "morphology", None), PointMorphology):
+        raise ValueError(f"{who}: a point source has no shape to free; keep it a point source")
+    values = resolve(source)
+    if side is None:
+        parts = getattr(values, "components", None)
+        parts = [values] if parts is None else parts
+        radii = []
+        for part in parts:
+            radius = part.morphology.extent(FREEFORM_LEVEL)
+            if radius is None or not math.isfinite(radius):
+                raise ValueError(
+                    f"{who}: the morphology {type(part.morphology).__name__} has no extent(); give `side`"
+                )
+            radii.append(radius + float(np.hypot(*np.asarray(getattr(part, "offset", (0.0, 0.0))))))
+        side = int(min(max(2 * math.ceil(max(radii)) + 1, 9), max_side))
+    if not (isinstance(side, (int, np.integer)) and side >= 3 and side % 2 == 1):
+        raise ValueError(f"{who}: side must be an odd number of pixels >= 3, got {side!r}")
+    spectrum = np.asarray(values.spectrum, np.float64)
+    if not (np.all(np.isfinite(spectrum)) and np.sum(spectrum) > 0):
+        raise ValueError(f"{who}: the source's spectrum must be finite with a positive sum, got {spectrum}")
+    image = _profile_image(values, int(side))
+    if not np.all(np.isfinite(image)) or image.max() <= 0:
+        raise ValueError(f"{who}: the source's profile gives no positive light on a {side}-pixel image")
+    image = np.maximum(image, 0.0)
+    # the light inside the image: the spectrum keeps what the image holds of the profile's unit flux
+    inside = min(float(image.sum()), 1.0)
+    image = image / image.sum()
+    image = (1 - FREEFORM_FLOOR) * image + FREEFORM_FLOOR / image.size
+
+    _, weights, usable = _usable_pixels(observation)
+    noise = _pixel_noise(weights, usable)
+    channels = list(observation.channel_index(scene_frame))
+    flux = float(np.sum(spectrum[channels]))
+    summed_noise = float(np.sqrt(np.nansum(noise**2)))
+    if not (math.isfinite(summed_noise) and summed_noise > 0 and flux > 0):
+        raise ValueError(f"{who}: the observation gives no noise level or the source no flux in its channels")
+    prior = FreeFormPrior(
+        (int(side), int(side)),
+        unit=flux / summed_noise,
+        monotonicity=monotonicity,
+        symmetry=symmetry,
+        sparsity=sparsity,
+    )
+    floor = np.maximum(spectrum * inside, 1e-6 * spectrum.max())
+    return Source(
+        source.center,
+        Parameter(np.asarray(floor, np.float32), constraint=constraints.positive()),
+        ImageMorphology(
+            Parameter(np.asarray(image, np.float32), constraint=constraints.positive(), prior=prior)
+        ),
+    )
+
+
+def freeform_scene(scene: Any, observation: Observation, **options: Any) -> Any:
+    """The scene with every galaxy made free-form by [`freeform`][scarlet_like.init.freeform].
+
+    ```python
+    fitted = sl.fit(sl.init.scene(obs, centers), obs).model
+    fitted = sl.fit(sl.init.freeform_scene(fitted, obs), obs).model
+    ```
+
+    **Arguments:**
+
+    - `scene`: a [`scarlet_like.Scene`][], typically fitted with parametric sources.
+    - `observation`: the observation whose noise sets the priors' unit.
+    - `options`: keyword arguments of `freeform` (`side`, `max_side`, the strengths).
+
+    **Returns:**
+
+    A new scene, in the same order: point sources and free-form sources as they are, every other
+    source free-form.
+    """
+    from .morphology import ImageMorphology, PointMorphology
+    from .scene import Scene
+
+    if not isinstance(scene, Scene):
+        raise TypeError(f"init.freeform_scene: expected an sl.Scene, got {type(scene).__name__}")
+    with Scene(scene.frame) as free:
+        for source in scene.sources:
+            if isinstance(getattr(source, "morphology", None), (PointMorphology, ImageMorphology)):
+                source._reboxed(source.box)
+            else:
+                freeform(source, observation, **options)
+    return free

@@ -151,11 +151,20 @@ class LogDensity(eqx.Module):
 
     def at_bounds(self, x: Float[Array, " n"]) -> Bool[Array, " n"]:
         """Which entries of `x` have run to a bound of their parameter's constraint, measured from
-        `x0` (see [`scarlet_like.constraints.Constraint.at_bound`][]): one flag per entry."""
+        `x0` (see [`scarlet_like.constraints.Constraint.at_bound`][]): one flag per entry. Entries
+        whose prior expects values at a bound (`Prior.expects_values_at_bound`) are never flagged."""
         free, start = self.unravel.free(x), self.unravel.free(self.x0)
         constraints = self._constraints()
+        expected = {
+            group.name
+            for group in walk(self.unravel.rest).groups
+            if group.free and getattr(group.parameter.prior, "expects_values_at_bound", False)
+        }
         flags = [
-            constraints[name].at_bound(free[name], start[name]).reshape(-1) for name in self.unravel.names
+            jnp.zeros(free[name].size, bool)
+            if name in expected
+            else constraints[name].at_bound(free[name], start[name]).reshape(-1)
+            for name in self.unravel.names
         ]
         return jnp.concatenate(flags) if flags else jnp.zeros((0,), bool)
 

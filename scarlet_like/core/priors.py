@@ -12,7 +12,7 @@ ordinary array leaves that are never free. Two consequences that users rely on:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -39,6 +39,10 @@ class Prior(eqx.Module):
     Subclasses implement `log_prob`, `sample`, `shape` (batch + event shape of the distribution) and
     `event_shape`. Use [`scarlet_like.priors.as_prior`][] to wrap a user's distribution.
     """
+
+    #: Whether many entries are expected at a bound of their constraint where the posterior peaks (a
+    #: free-form image's empty pixels at zero): fits do not report such entries as stuck at a bound.
+    expects_values_at_bound: ClassVar[bool] = False
 
     def log_prob(self, value: Array) -> Float[Array, ""]:
         """Log density at `value`, summed over all elements (a scalar)."""
