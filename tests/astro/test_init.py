@@ -344,3 +344,55 @@ def test_effective_psf_on_the_psf_extent_is_the_pixel_integrated_gaussian(sigma)
     profile = np.diff(0.5 * erf(edges / (np.sqrt(2) * sigma)))
     exact = np.outer(profile, profile)
     assert np.max(np.abs(image - exact)) < 1e-4 * exact.max()
+
+
+# --------------------------------------------------------------------------------------
+# add_residual_sources
+# --------------------------------------------------------------------------------------
+
+
+def test_residual_sources_find_a_faint_neighbour_the_detection_list_missed():
+    # a bright galaxy, a faint star 6 pixels from its centre (too close for a peak of its own in the
+    # data), and a faint galaxy far away; the detection list has only the bright galaxy
+    psf = sl.GaussianPSF(PSF_SIGMA)
+    frame = sl.Frame((3, HEIGHT, WIDTH))
+    star, far = np.array([24.0, 27.5]), np.array([8.0, 9.0])
+    with sl.Scene(frame) as truth:
+        sl.Source(np.float32(TRUE_CENTER), 20 * SPECTRUM, sl.SersicMorphology(1.0, 4.0, (0.2, 0.0)))
+        sl.PointSource(star, SPECTRUM / 4)
+        sl.Source(far, SPECTRUM / 2, sl.SersicMorphology(1.0, 2.0))
+    empty = sl.Observation(np.zeros((3, HEIGHT, WIDTH)), psf=psf)
+    image = np.asarray(empty.render(truth), np.float64)
+    data = image + np.random.default_rng(1).normal(size=image.shape)
+    observation = sl.Observation(data, weights=np.ones_like(data), psf=psf)
+
+    fitted = sl.fit(init.scene(observation, [TRUE_CENTER]), observation, progress=False).model
+    grown = init.add_residual_sources(fitted, observation)
+    centers = np.array([np.asarray(sl.resolve(source).center) for source in grown.sources])
+    # the fitted source comes first, as fitted
+    np.testing.assert_array_equal(centers[0], np.asarray(sl.resolve(fitted.sources[0]).center))
+    assert len(grown) == 3, centers
+    found = {
+        tuple(np.round(truth_center)): np.min(np.linalg.norm(centers[1:] - truth_center, axis=1))
+        for truth_center in (star, far)
+    }
+    assert all(distance < 1.0 for distance in found.values()), found
+    assert (
+        type(grown.sources[1 + int(np.argmin(np.linalg.norm(centers[1:] - star, axis=1)))]).__name__
+        == "PointSource"
+    )
+    refit = sl.fit(grown, observation, progress=False).model
+    assert float(observation.goodness_of_fit(refit)) < 1.05 < float(observation.goodness_of_fit(fitted))
+    # nothing left to add: the scene comes back as it is
+    assert init.add_residual_sources(refit, observation) is refit
+
+
+def test_residual_sources_name_bad_input():
+    observation = simulate(sl.PointMorphology())
+    fitted = init.scene(observation, [TRUE_CENTER])
+    with pytest.raises(TypeError, match="add_residual_sources: expected an sl.Scene"):
+        init.add_residual_sources(observation, observation)
+    with pytest.raises(TypeError, match="expected sl.Observation"):
+        init.add_residual_sources(fitted, [observation, "HSC"])
+    with pytest.raises(ValueError, match="min_distance"):
+        init.add_residual_sources(fitted, observation, min_distance=-1.0)
