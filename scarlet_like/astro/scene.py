@@ -78,6 +78,40 @@ def _check_source(frame: Frame, index: int, source: Source) -> None:
                 f"outside the model frame of {frame.height}x{frame.width} pixels (and so "
                 "outside every observation)"
             )
+    box = getattr(source, "box", None)
+    if box is not None and box > max(frame.height, frame.width):
+        raise SceneError(
+            f"{who}: box={box} is larger than the model frame of {frame.height}x{frame.width} pixels; "
+            "use box=None to render the source on the whole frame"
+        )
+    parts = getattr(source, "components", None)
+    morphologies = (
+        [("morphology", source.morphology)]
+        if parts is None
+        else [(f"components[{i}].morphology", part.morphology) for i, part in enumerate(parts)]
+    )
+    for where, morphology in morphologies:
+        image = getattr(morphology, "image", None)
+        values = getattr(image, "value", image)
+        if values is None or isinstance(values, jax.core.Tracer):
+            continue
+        values = np.asarray(values)
+        problem = (
+            f"has shape {values.shape}, not (height, width)"
+            if values.ndim != 2
+            else f"has {int(np.sum(~np.isfinite(values)))} non-finite values"
+            if not np.all(np.isfinite(values))
+            else f"has {int(np.sum(values < 0))} negative values"
+            if np.any(values < 0)
+            else "sums to zero"
+            if not values.sum() > 0
+            else None
+        )
+        if problem is not None:
+            raise SceneError(
+                f"{who}: {where}.image {problem}; a free-form image starts from finite, non-negative "
+                "values with a positive sum (sl.init.freeform makes one from a fitted source)"
+            )
 
 
 #: Where a source's automatic box ends: where its profile is fainter than this times its brightness at

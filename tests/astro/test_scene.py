@@ -97,6 +97,27 @@ def test_bad_sources_are_named(unchecked):
             galaxy(center=(40.0, 3.0))
         with unchecked(), pytest.raises(sl.SceneError, match="morphology must be"):
             sl.Source((1.0, 1.0), jnp.ones(2), morphology=None)
+        with pytest.raises(
+            sl.SceneError, match=r"sources\[1\] \(Source\): box=64 is larger than .* box=None"
+        ):
+            sl.Source((10.0, 12.0), jnp.ones(2), sl.GaussianMorphology(1.5), box=64)
+        image = np.ones((5, 5), np.float32)
+        for values, problem in [
+            (image - 2.0, "has 25 negative values"),
+            (np.zeros((5, 5), np.float32), "sums to zero"),
+        ]:
+            with pytest.raises(sl.SceneError, match=rf"sources\[1\] \(Source\): morphology.image {problem}"):
+                sl.Source((5.0, 5.0), jnp.ones(2), sl.ImageMorphology(values))
+        with pytest.raises(
+            sl.SceneError, match=r"sources\[1\] .*components\[1\].morphology.image has 25 negative"
+        ):
+            sl.MultiComponentSource(
+                (5.0, 5.0),
+                [
+                    sl.Component(jnp.ones(2), sl.GaussianMorphology(1.0)),
+                    sl.Component(jnp.ones(2), sl.ImageMorphology(-image)),
+                ],
+            )
     assert len(scene) == 1
 
 
