@@ -598,17 +598,26 @@ def entry_names(model: PyTree) -> tuple[str, ...]:
     return tuple(names)
 
 
-def get_values(model: PyTree) -> dict[str, Array]:
-    """Constrained values of the free parameters, by name.
+def get_values(model: PyTree, *, free_only: bool = True) -> dict[str, Array]:
+    """Constrained values of the model's parameters, by name.
+
+    **Arguments:**
+
+    - `model`: any pytree holding Parameters.
+    - `free_only`: `True` (default) gives the free parameters only, the entries of the flat vector;
+      `False` gives every parameter, fixed ones included, under the same names. For a table of a
+      simulation's truth (all fixed) against a fit:
+      `truth, fit = sl.get_values(truth_model, free_only=False), sl.get_values(fitted.model)`.
 
     **Returns:**
 
-    `{name: value}` with one entry per free parameter (a shared parameter once), in flat-vector
-    order. A parameter inside a plate is one entry (`blobs[:].center`) holding the stacked values.
+    `{name: value}` with one entry per parameter (a shared parameter once), in flattening order (for
+    the free ones, that of the flat vector). A parameter inside a plate is one entry
+    (`blobs[:].center`) holding the stacked values.
     """
     values: dict[str, Array] = {}
     for group in walk(model).groups:
-        if group.free:
+        if group.free or not free_only:
             values.update(group.entries(group.parameter.value))
     return values
 
