@@ -113,7 +113,7 @@ class _Catalogue:
     """
 
     def __init__(self, model: PyTree):
-        walked = walk(model)
+        walked = walk(model, check=False)  # a picture of what is there, problems included
         self.groups: list[Group] = walked.groups
         self._group_of_object: dict[int, int] = {}
         self._group_of_token: dict[str, int] = {}

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from .parameter import Parameter, ParameterError, _check_value, is_parameter, replace
+from .parameter import Parameter, ParameterError, _check_value, is_parameter, raise_problems, replace
 from .plate import Plate, Stacked, member_axes
 from .resolve import key_text, path_to_name, resolve
 
@@ -329,13 +329,18 @@ def _descend_stacked(
     return spots, rebuild
 
 
-def walk(model: PyTree) -> Walk:
+def walk(model: PyTree, *, check: bool = True, prefix: str = "") -> Walk:
     """Take `model` apart into its Parameter spots and group the spots that are one parameter.
 
     Spots holding Parameters of one identity (`token`: the same Parameter, or a copy of it) form one
     group, named after its first spot (or the Parameter's own `name`). Pure: nothing is changed.
+
+    With `check`, a Parameter whose initial value the model cannot start from (see
+    [`scarlet_like.Parameter`][]) raises a `ParameterError` naming its path, after `prefix`.
     """
     spots, rebuild = _descend(model, Path(), ())
+    if check:
+        raise_problems(((spot.path.text(), spot.parameter) for spot in spots), prefix)
     members: dict[str, list[int]] = {}
     for index, spot in enumerate(spots):
         members.setdefault(spot.parameter.token, []).append(index)
