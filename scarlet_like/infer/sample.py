@@ -59,6 +59,7 @@ from ..core import (
     walk,
 )
 from .fit_loop import FitResult, preconditioner
+from .progress import progress_bar
 from .weak_types import strong
 
 __all__ = ["ImproperPriorWarning", "Posterior", "sample"]
@@ -583,9 +584,7 @@ def sample(
 
     bar = None
     if progress and not traced:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="warmup" if num_warmup else "sample", unit="step", leave=False)
+        bar = progress_bar(total, "warmup" if num_warmup else "sample", "step")
     try:
         for index in range(num_chunks):
             begin = index * chunk
