@@ -35,6 +35,7 @@ from .astro import (
     measure,
     point_or_extended,
     profiles,
+    simulate,
     with_bulge_disk,
 )
 from .core import (
@@ -181,6 +182,7 @@ __all__ = [
     "resolve",
     "save",
     "set_values",
+    "simulate",
     "stack",
     "tree",
     "unstack",
