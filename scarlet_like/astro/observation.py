@@ -51,6 +51,9 @@ class Observation(eqx.Module):
     An Observation is a likelihood: pass it (or a list of them) wherever a likelihood is accepted.
     """
 
+    # worked out from the others: `sl.tree` folds them into one line
+    __precomputed_fields__ = ("grid", "log_normalisation")
+
     data: Float[Array, "C H W"]
     weights: Float[Array, "C H W"]
     psf: PSF

@@ -198,11 +198,17 @@ def _prior_shape_problem(value_shape: tuple[int, ...], prior: Prior) -> str | No
             mismatch = True
     if not mismatch:
         return None
+    if value_shape:
+        fix = (
+            f"give the prior the value's shape, e.g. `.expand({list(value_shape)}).to_event"
+            f"({len(value_shape)})` on a scalar distribution"
+        )
+    else:
+        fix = "give a prior of one number, a scalar distribution without `.expand`"
     return (
         f"prior {prior!r} has batch+event shape {tuple(prior_shape)} (event shape {tuple(event_shape)}), "
-        f"which does not match the value's shape {value_shape} (give the prior the value's shape, e.g. "
-        f"`.expand({value_shape}).to_event({len(value_shape)})` on a scalar distribution, or a value "
-        f"of shape {tuple(prior_shape)})"
+        f"which does not match the value's shape {value_shape} ({fix}, or a value of shape "
+        f"{tuple(prior_shape)})"
     )
 
 

@@ -53,3 +53,17 @@ def test_masked_pixels_are_ignored_and_carry_no_data():
 def test_bad_noise_is_named(noise, message):
     with pytest.raises(sl.ObservationError, match=message):
         sl.simulate(truth(), jax.random.key(0), noise=noise)
+
+
+def test_tree_folds_the_precomputed_arrays_of_observations_and_frames():
+    scene = truth()
+    obs = sl.simulate(scene, jax.random.key(0), psf=sl.GaussianPSF(1.3), noise=0.5)
+    text = sl.tree([scene, obs])
+    assert "psf_fourier" not in text.replace("(FourierGrid: ky, kx, psf_fourier)", "")
+    assert "      (precomputed: grid (FourierGrid: ky, kx, psf_fourier))" in text.splitlines()
+    assert (
+        "    (precomputed: grid (FourierGrid: ky, kx, psf_fourier), log_normalisation)" in text.splitlines()
+    )
+    # what the user gave is still listed
+    assert "    data = float32[2, 40, 36]  const" in text.splitlines()
+    assert "      sigma = 1.3  const" in text.splitlines()
