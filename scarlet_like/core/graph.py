@@ -183,7 +183,7 @@ class _Catalogue:
 
 
 #: The class attribute by which a module names its fields that are worked out from its other fields
-#: (transforms, normalisations): [`scarlet_like.tree`][] folds them into one line.
+#: (transforms, normalisations): `sl.tree` folds them into one line.
 PRECOMPUTED = "__precomputed_fields__"
 
 

@@ -223,7 +223,7 @@ def deferred_checks() -> Iterator[None]:
     """Within this block, modules built leave their parameters' problems to whoever gathers them.
 
     For builders such as a `Scene`'s `with` block, which then call
-    [`raise_problems`][scarlet_like.core.parameter.raise_problems] with the full paths.
+    `raise_problems` with the full paths.
     """
     reset = _DEFERRING.set(_DEFERRING.get() + 1)
     try:

@@ -24,7 +24,7 @@ def progress_bar(total: int, desc: str, unit: str, *, disable: bool = False, fil
 
     In a notebook, or when `file` is a terminal, a tqdm bar redrawn in place. Otherwise (output going
     to a log file or a pipe, where each redraw would stay as a line of its own) a
-    [`LineProgress`][scarlet_like.infer.progress.LineProgress]: a line at the start, one at each
+    `LineProgress`: a line at the start, one at each
     third of the way, and one at the end.
     """
     import tqdm.auto
