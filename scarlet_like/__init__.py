@@ -36,6 +36,7 @@ from .astro import (
     measure,
     point_or_extended,
     profiles,
+    simulate,
     with_bulge_disk,
 )
 from .core import (
@@ -183,6 +184,7 @@ __all__ = [
     "resolve",
     "save",
     "set_values",
+    "simulate",
     "stack",
     "tree",
     "unstack",

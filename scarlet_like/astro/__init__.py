@@ -13,7 +13,7 @@ from .morphology import (
     SersicMorphology,
     SpergelMorphology,
 )
-from .observation import Observation, ObservationError
+from .observation import Observation, ObservationError, simulate
 from .psf import PSF, ArrayPSF, GaussianPSF, PSFError
 from .render import FourierGrid, RenderUnit, box_shape
 from .scene import PointSource, Scene, SceneError, Source
@@ -32,6 +32,7 @@ __all__ = [
     "Morphology",
     "Observation",
     "ObservationError",
+    "simulate",
     "PSFError",
     "PointMorphology",
     "PointSource",

@@ -36,6 +36,9 @@ class Frame(eqx.Module):
     Positions are `(y, x)` pixel coordinates, pixel centres at integer indices.
     """
 
+    # worked out from the others: `sl.tree` folds it into one line
+    __precomputed_fields__ = ("grid",)
+
     shape: tuple[int, int, int] = eqx.field(static=True)
     channels: tuple[str, ...] = eqx.field(static=True)
     psf: PSF

@@ -16,7 +16,7 @@ from .frame import Frame, FrameError
 from .psf import PSF
 from .render import FourierGrid, render
 
-__all__ = ["Observation", "ObservationError"]
+__all__ = ["Observation", "ObservationError", "simulate"]
 
 
 class ObservationError(ValueError):
@@ -50,6 +50,9 @@ class Observation(eqx.Module):
 
     An Observation is a likelihood: pass it (or a list of them) wherever a likelihood is accepted.
     """
+
+    # worked out from the others: `sl.tree` folds them into one line
+    __precomputed_fields__ = ("grid", "log_normalisation")
 
     data: Float[Array, "C H W"]
     weights: Float[Array, "C H W"]
@@ -213,9 +216,76 @@ class Observation(eqx.Module):
     def simulate(self, scene: Any, key: PRNGKeyArray) -> Float[Array, "C H W"]:
         """Mock data: the rendered scene plus Gaussian noise of this observation's variance.
 
-        Masked (zero-weight) pixels get no noise. Works under `vmap` over keys.
+        Masked (zero-weight) pixels get no noise. Works under `vmap` over keys. To simulate without
+        an observation to start from, see [`scarlet_like.simulate`][].
         """
         model = self.render(scene)
         safe = jnp.where(self.weights > 0, self.weights, 1.0)
         noise = jax.random.normal(key, model.shape, dtype=model.dtype) / jnp.sqrt(safe)
         return model + jnp.where(self.weights > 0, noise, 0.0)
+
+
+def simulate(
+    scene: Any,
+    key: PRNGKeyArray,
+    *,
+    noise: ArrayLike,
+    psf: PSF | None = None,
+    mask: ArrayLike | None = None,
+    name: str = "simulation",
+) -> Observation:
+    """Mock data of a scene on its frame's grid, as an observation ready to fit.
+
+    **Arguments:**
+
+    - `scene`: a [`scarlet_like.Scene`][] (with Parameters or resolved): the truth.
+    - `key`: a JAX random key for the noise.
+    - `noise`: the standard deviation of the Gaussian noise: one number, one per channel `(C,)`, or
+      per pixel (anything broadcasting to `(C, H, W)`); positive.
+    - `psf`: the PSF the data are seen with (a [`scarlet_like.GaussianPSF`][] or
+      [`scarlet_like.ArrayPSF`][]); default none beyond the pixel.
+    - `mask`: non-zero / `True` where pixels are to be ignored, as for [`scarlet_like.Observation`][].
+    - `name`: the observation's name.
+
+    **Returns:**
+
+    An [`scarlet_like.Observation`][] on the frame's grid, channels and WCS, with weights
+    `1 / noise**2`, the mask and the PSF, whose data are the scene rendered with the PSF
+    (`obs.render(scene)`) plus noise of that standard deviation (zero on masked pixels). Fit it as any
+    observation: `sl.fit(start, sl.simulate(truth, key, psf=psf, noise=0.1))`. More draws with the same
+    noise, under `vmap`: `jax.vmap(lambda k: obs.simulate(truth, k))(keys)` with the returned `obs`
+    (what this function calls, see [`Observation.simulate`][scarlet_like.Observation.simulate]).
+    """
+    frame = getattr(scene, "frame", None)
+    if frame is None or not hasattr(frame, "shape"):
+        raise ObservationError(
+            "simulate: the scene must be an sl.Scene (with a frame giving the grid), got "
+            f"{type(scene).__name__}"
+        )
+    shape = tuple(frame.shape)
+    sigma = np.asarray(noise, dtype=np.float64)
+    if sigma.ndim == 1 and sigma.shape[0] == shape[0]:
+        sigma = sigma[:, None, None]  # one per channel
+    if np.any(~np.isfinite(sigma)) or np.any(sigma <= 0):
+        raise ObservationError(
+            f"simulate: noise must be a positive standard deviation, got {noise!r} (for data without "
+            "noise, render the scene: `sl.Observation(...).render(scene)` or `scene()`)"
+        )
+    try:
+        weights = np.broadcast_to(1.0 / sigma**2, shape)
+    except ValueError:
+        raise ObservationError(
+            f"simulate: noise of shape {sigma.shape} fits neither one per channel ({shape[0]},) nor the "
+            f"frame's shape {shape}"
+        ) from None
+    template = Observation(
+        np.zeros(shape),
+        weights=weights,
+        mask=mask,
+        psf=psf,
+        channels=frame.channels,
+        wcs=frame.wcs,
+        name=name,
+    )
+    data = template.simulate(scene, key)
+    return eqx.tree_at(lambda obs: obs.data, template, jnp.where(template.weights > 0, data, 0.0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import math
@@ -15,8 +16,9 @@ from jaxtyping import Array, Float
 
 from ..core.constraints import NumbersLike
 from ..core.module import Module, keep_parameters
-from ..core.parameter import Parameter
+from ..core.parameter import Parameter, deferred_checks
 from ..core.resolve import resolve
+from ..core.tree import walk
 from .frame import Frame
 from .morphology import Morphology, PointMorphology, _as_parameter
 from .render import render
@@ -34,6 +36,8 @@ class _Gathering:
 
     scene: Scene
     sources: list[Source]
+    # modules built in the block leave their parameters' problems to the scene, which names the paths
+    deferral: contextlib.AbstractContextManager = dataclasses.field(default_factory=deferred_checks)
 
     def add(self, source: Source) -> None:
         index = len(self.scene.sources) + len(self.sources)
@@ -60,7 +64,9 @@ def _active_scene(kind: str) -> Scene:
 
 
 def _check_source(frame: Frame, index: int, source: Source) -> None:
-    """A named error for a source that does not fit the frame."""
+    """A named error for a source that does not fit the frame, or whose parameters cannot start."""
+    # bad initial values first, by their full path: `sources[2].morphology.r_half: ...`
+    walk(source, prefix=f"sources[{index}]")
     who = f"sources[{index}] ({type(source).__name__})"
     spectrum = source.spectrum.value
     if spectrum is not None and tuple(spectrum.shape) != (frame.shape[0],):
@@ -275,14 +281,20 @@ class Scene(Module):
                 "sl.Scene(scene.frame, sources=scene.sources) as scene:`"
             )
         object.__setattr__(self, "_open", False)
-        _BUILDING.set((*_BUILDING.get(), _Gathering(self, [])))
+        gathering = _Gathering(self, [])
+        gathering.deferral.__enter__()
+        _BUILDING.set((*_BUILDING.get(), gathering))
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         *outer, gathering = _BUILDING.get()
         _BUILDING.set(tuple(outer))
+        gathering.deferral.__exit__(*exc_info)
         # the end of construction: the sources created in the block become part of the scene
         object.__setattr__(self, "sources", [*self.sources, *gathering.sources])
+        if exc_info[0] is None:
+            # the whole scene, now that every path is known (names unique, initial values good)
+            walk(self)
 
     @keep_parameters  # works on the Parameters, not on their values
     def rebox(self) -> Scene:

@@ -113,7 +113,7 @@ class _Catalogue:
     """
 
     def __init__(self, model: PyTree):
-        walked = walk(model)
+        walked = walk(model, check=False)  # a picture of what is there, problems included
         self.groups: list[Group] = walked.groups
         self._group_of_object: dict[int, int] = {}
         self._group_of_token: dict[str, int] = {}
@@ -180,6 +180,31 @@ class _Catalogue:
         if parameter.fixed:
             details.append("fixed")
         return details
+
+
+#: The class attribute by which a module names its fields that are worked out from its other fields
+#: (transforms, normalisations): `sl.tree` folds them into one line.
+PRECOMPUTED = "__precomputed_fields__"
+
+
+def _is_precomputed(module: eqx.Module, field_path: str, child: Any) -> bool:
+    """Whether a child is part of a field its module declares precomputed, with no Parameter in it."""
+    field = re.split(r"[.\[]", field_path, maxsplit=1)[0]
+    if field not in getattr(type(module), PRECOMPUTED, ()):
+        return False
+    return not any(is_parameter(leaf) for leaf in jax.tree_util.tree_leaves(child, is_leaf=is_parameter))
+
+
+def _folded_text(field_path: str, child: Any) -> str:
+    """`grid (FourierGrid: ky, kx, psf_fourier)`, or `log_normalisation` for an array."""
+    if not _is_node(child):
+        return field_path
+    arrays = [
+        name
+        for name, value in _children(child)
+        if not _is_node(value) and getattr(value, "shape", None) is not None
+    ]
+    return f"{field_path} ({type(child).__name__}: {', '.join(arrays)})" if arrays else field_path
 
 
 def _plate_shared(parameter: Parameter, plates: tuple[tuple[str, Plate], ...]) -> tuple[str, Plate] | None:
@@ -479,8 +504,14 @@ class _Printing:
         else:
             self.shown[key] = path
             self.write(depth, f"{head}{type(node).__name__}")
+            folded = []
             for field_path, child in _children(node):
-                self.show(child, _join(path, field_path), field_path, depth + 1, plates)
+                if _is_precomputed(node, field_path, child):
+                    folded.append(_folded_text(field_path, child))
+                else:
+                    self.show(child, _join(path, field_path), field_path, depth + 1, plates)
+            if folded:
+                self.write(depth + 1, f"(precomputed: {', '.join(folded)})")
 
     def show_repeat(self, node: Any, label: str, key: tuple[Any, ...], depth: int) -> None:
         first = self.shown[key]
@@ -550,7 +581,11 @@ def tree(model: PyTree) -> str:
     prior=...  fixed`; a shared parameter is described at its first spot, marked `[shared ×n]`, and
     its other spots read `field -> name  [shared]`. Plates read `blobs: Plate(×10) of Blob` with the
     member structure once; stacked values show their stacked shape. Constants (arrays that are not
-    Parameters) end in `const`; static fields are left out.
+    Parameters) end in `const`; static fields are left out. Fields that a module works out from its
+    others (an observation's PSF transforms and normalisation, named by the class attribute
+    `__precomputed_fields__`) are folded into one line, `(precomputed: grid (FourierGrid: ky, kx,
+    psf_fourier), log_normalisation)`. Priors read as they were written
+    (`LogNormal(loc=0, scale=1).expand([2]).to_event(1)`).
 
     ```python
     print(sl.tree(model))

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import equinox as eqx
 
 from .graph import tree
+from .parameter import deferring
 from .resolve import resolve
 from .tree import walk
 
@@ -74,8 +75,10 @@ class Module(eqx.Module):
         return tree(self)
 
     def __check_init__(self) -> None:
-        # Two different parameters with one name are caught as soon as a module holds them.
-        walk(self)
+        # Two different parameters with one name are caught as soon as a module holds them, and so
+        # are bad initial values, named by their path in this module (`LightCurve.width`) unless a
+        # builder that knows more of the path takes them (a scene's sources: `sources[2].center`).
+        walk(self, check=not deferring(), prefix=type(self).__name__)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import equinox as eqx
@@ -14,7 +17,7 @@ from jaxtyping import Array
 from .constraints import Constraint, NumbersLike, as_constraint, float_array
 from .priors import Prior, _short_value, as_prior
 
-__all__ = ["Parameter", "ParameterError", "is_parameter"]
+__all__ = ["Parameter", "ParameterError", "deferred_checks", "is_parameter"]
 
 
 class ParameterError(ValueError):
@@ -43,6 +46,12 @@ class Parameter(eqx.Module):
     one free entry: each Parameter is given a unique identity (`token`) when it is made, static metadata
     that `eqx.tree_at`, `jax.tree.map`, copies, stacking and `sl.save`/`sl.load` all keep.
 
+    A value the Parameter cannot start from (outside the constraint's support, not finite, of a shape
+    the constraint or the prior does not take) raises a [`scarlet_like.ParameterError`][] naming the
+    parameter: at once for a Parameter given a `name=`, otherwise as soon as its path in a model is
+    known (when the [`scarlet_like.Module`][] holding it is built, when a `Source` joins a scene, or
+    when the model is walked: `sl.fit`, `sl.get_values`, ...), as `sources[2].morphology.r_half: ...`.
+
     Two models built separately therefore differ in their Parameters' identities, and `jax.jit` traces
     a function of each anew. The framework's own compiled functions (`sl.fit`, `sl.sample`,
     `sl.fit_many`, ...) number identities canonically first (see
@@ -56,6 +65,9 @@ class Parameter(eqx.Module):
     name: str | None = eqx.field(static=True)
     # Identity given at construction: every spot holding a copy of this Parameter is one parameter.
     token: str = eqx.field(static=True)
+    # What is wrong with the initial value, for a Parameter that has no name to say it with yet: raised
+    # with the parameter's path by whatever first places it in a model (see `raise_problems`).
+    problem: str | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -83,7 +95,11 @@ class Parameter(eqx.Module):
             raise ParameterError(
                 f"Parameter{_label(name)}: cannot convert {type(value).__name__} to an array"
             ) from error
-        _check_value(self.value, self.constraint, self.prior, describe(self))
+        problem = value_problem(self.value, self.constraint, self.prior)
+        if problem is not None and name is not None:
+            raise ParameterError(f"{describe(self)}: {problem}")
+        # Without a name, the culprit cannot be named yet: the model that holds it names its path.
+        self.problem = problem
 
     def unconstrained(self) -> Array:
         """The value mapped to unconstrained space by the constraint's inverse."""
@@ -131,33 +147,47 @@ def describe(parameter: Parameter, *, value: bool = False) -> str:
 
 def _check_value(value: Array, constraint: Constraint, prior: Prior | None, who: str) -> None:
     """Early, named errors for values a model cannot start from."""
+    problem = value_problem(value, constraint, prior)
+    if problem is not None:
+        raise ParameterError(f"{who}: {problem}")
+
+
+def value_problem(value: Array, constraint: Constraint, prior: Prior | None) -> str | None:
+    """What makes `value` a value a model cannot start from, with the fix, in words; None if nothing.
+
+    Shapes are checked always, the numbers only when the value is concrete (not under `jit`).
+    """
     try:
         constraint.unconstrained_shape(tuple(value.shape))
     except ValueError as error:
-        raise ParameterError(f"{who}: {error}") from None
+        return f"{error} (give a value of a shape {constraint} takes, or another constraint)"
     if prior is not None:
-        _check_prior_shape(tuple(value.shape), prior, who)
+        problem = _prior_shape_problem(tuple(value.shape), prior)
+        if problem is not None:
+            return problem
     if not _is_concrete(value):
-        return
+        return None
     host = np.asarray(value)
     if not np.all(np.isfinite(host)):
         bad = np.argwhere(~np.isfinite(host))
         where = "" if host.ndim == 0 else f" at index {tuple(int(i) for i in bad[0])}"
-        raise ParameterError(f"{who}: initial value is not finite{where}: {_short_value(host)}")
+        return f"initial value is not finite{where}: {_short_value(host)} (give a finite starting value)"
     if not bool(constraint.check(value)):
-        raise ParameterError(
-            f"{who}: initial value {_short_value(host)} is outside the support of {constraint}"
+        return (
+            f"initial value {_short_value(host)} is outside the support of {constraint} (start it "
+            "inside the support, or give the parameter a constraint that allows this value)"
         )
+    return None
 
 
-def _check_prior_shape(value_shape: tuple[int, ...], prior: Prior, who: str) -> None:
+def _prior_shape_problem(value_shape: tuple[int, ...], prior: Prior) -> str | None:
     try:
         prior_shape = prior.shape
         event_shape = prior.event_shape
     except Exception as error:  # a hierarchical prior whose arguments do not fit its family
-        raise ParameterError(f"{who}: the prior {prior!r} cannot be built: {error}") from error
+        return f"the prior {prior!r} cannot be built: {error}"
     if prior_shape is None or event_shape is None:
-        return
+        return None
     n_event = len(event_shape)
     trailing = value_shape[len(value_shape) - n_event :] if n_event else ()
     mismatch = n_event > len(value_shape) or trailing != tuple(event_shape)
@@ -166,8 +196,59 @@ def _check_prior_shape(value_shape: tuple[int, ...], prior: Prior, who: str) -> 
             mismatch = np.broadcast_shapes(tuple(prior_shape), value_shape) != value_shape
         except ValueError:
             mismatch = True
-    if mismatch:
-        raise ParameterError(
-            f"{who}: prior {prior!r} has batch+event shape {tuple(prior_shape)} "
-            f"(event shape {tuple(event_shape)}), which does not match the value's shape {value_shape}"
+    if not mismatch:
+        return None
+    if value_shape:
+        fix = (
+            f"give the prior the value's shape, e.g. `.expand({list(value_shape)}).to_event"
+            f"({len(value_shape)})` on a scalar distribution"
         )
+    else:
+        fix = "give a prior of one number, a scalar distribution without `.expand`"
+    return (
+        f"prior {prior!r} has batch+event shape {tuple(prior_shape)} (event shape {tuple(event_shape)}), "
+        f"which does not match the value's shape {value_shape} ({fix}, or a value of shape "
+        f"{tuple(prior_shape)})"
+    )
+
+
+# How many scene-like builders are gathering sub-models right now, in this thread or task: while one
+# is, a module's construction leaves problems of its parameters to the builder, which knows their full
+# paths (`sources[2].morphology.r_half`, not `r_half`). A context variable, not a global.
+_DEFERRING: contextvars.ContextVar[int] = contextvars.ContextVar("scarlet_like_deferring", default=0)
+
+
+@contextlib.contextmanager
+def deferred_checks() -> Iterator[None]:
+    """Within this block, modules built leave their parameters' problems to whoever gathers them.
+
+    For builders such as a `Scene`'s `with` block, which then call
+    `raise_problems` with the full paths.
+    """
+    reset = _DEFERRING.set(_DEFERRING.get() + 1)
+    try:
+        yield
+    finally:
+        _DEFERRING.reset(reset)
+
+
+def deferring() -> bool:
+    """Whether a builder has asked for parameter problems to be left to it (`deferred_checks`)."""
+    return _DEFERRING.get() > 0
+
+
+def raise_problems(found: Iterator[tuple[str, Parameter]], prefix: str = "") -> None:
+    """Raise a `ParameterError` for the first `(path, parameter)` whose value it cannot start from.
+
+    The message names the parameter by its path after `prefix` (`sources[2]` + `morphology.r_half`).
+    A parameter whose value has been replaced
+    since (by `eqx.tree_at`, say) is checked again, and passes if its value is now good.
+    """
+    for path, parameter in found:
+        if parameter.problem is None or parameter.value is None:
+            continue
+        problem = value_problem(parameter.value, parameter.constraint, parameter.prior)
+        if problem is not None:
+            path = path or ("" if prefix else "value")
+            where = prefix + path if not prefix or not path or path.startswith("[") else f"{prefix}.{path}"
+            raise ParameterError(f"{where}: {problem}")

@@ -200,12 +200,18 @@ def _short_repr(distribution: Any) -> str:
     base = getattr(distribution, "base_dist", None)
     if name == "Independent" and base is not None:
         return f"{_short_repr(base)}.to_event({distribution.reinterpreted_batch_ndims})"
+    if name == "ExpandedDistribution" and base is not None:
+        # as the user wrote it: the distribution inside, widened to a shape
+        return f"{_short_repr(base)}.expand({list(distribution.batch_shape)})"
     parts = []
     for arg in getattr(distribution, "arg_constraints", {}) or {}:
         value = getattr(distribution, arg, None)
         if value is None:
             continue
         parts.append(f"{arg}={_short_value(value)}")
+    if not parts and base is not None:
+        # a wrapper without numbers of its own (masked, folded, ...): show what it wraps
+        return f"{name}({_short_repr(base)})"
     return f"{name}({', '.join(parts)})"
 
 

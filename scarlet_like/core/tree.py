@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from .parameter import Parameter, ParameterError, _check_value, is_parameter, replace
+from .parameter import Parameter, ParameterError, _check_value, is_parameter, raise_problems, replace
 from .plate import Plate, Stacked, member_axes
 from .resolve import key_text, path_to_name, resolve
 
@@ -329,13 +329,18 @@ def _descend_stacked(
     return spots, rebuild
 
 
-def walk(model: PyTree) -> Walk:
+def walk(model: PyTree, *, check: bool = True, prefix: str = "") -> Walk:
     """Take `model` apart into its Parameter spots and group the spots that are one parameter.
 
     Spots holding Parameters of one identity (`token`: the same Parameter, or a copy of it) form one
     group, named after its first spot (or the Parameter's own `name`). Pure: nothing is changed.
+
+    With `check`, a Parameter whose initial value the model cannot start from (see
+    [`scarlet_like.Parameter`][]) raises a `ParameterError` naming its path, after `prefix`.
     """
     spots, rebuild = _descend(model, Path(), ())
+    if check:
+        raise_problems(((spot.path.text(), spot.parameter) for spot in spots), prefix)
     members: dict[str, list[int]] = {}
     for index, spot in enumerate(spots):
         members.setdefault(spot.parameter.token, []).append(index)
@@ -598,17 +603,26 @@ def entry_names(model: PyTree) -> tuple[str, ...]:
     return tuple(names)
 
 
-def get_values(model: PyTree) -> dict[str, Array]:
-    """Constrained values of the free parameters, by name.
+def get_values(model: PyTree, *, free_only: bool = True) -> dict[str, Array]:
+    """Constrained values of the model's parameters, by name.
+
+    **Arguments:**
+
+    - `model`: any pytree holding Parameters.
+    - `free_only`: `True` (default) gives the free parameters only, the entries of the flat vector;
+      `False` gives every parameter, fixed ones included, under the same names. For a table of a
+      simulation's truth (all fixed) against a fit:
+      `truth, fit = sl.get_values(truth_model, free_only=False), sl.get_values(fitted.model)`.
 
     **Returns:**
 
-    `{name: value}` with one entry per free parameter (a shared parameter once), in flat-vector
-    order. A parameter inside a plate is one entry (`blobs[:].center`) holding the stacked values.
+    `{name: value}` with one entry per parameter (a shared parameter once), in flattening order (for
+    the free ones, that of the flat vector). A parameter inside a plate is one entry
+    (`blobs[:].center`) holding the stacked values.
     """
     values: dict[str, Array] = {}
     for group in walk(model).groups:
-        if group.free:
+        if group.free or not free_only:
             values.update(group.entries(group.parameter.value))
     return values
 

@@ -17,6 +17,7 @@ from jaxtyping import Array, PyTree
 from ..core import LogDensity, Plate, PlateError, canonical_tokens, stack, unstack, walk
 from .fit_loop import FitLoop, FitResult, run
 from .optimize import _loop_options, fit
+from .progress import progress_bar
 
 __all__ = ["fit_many"]
 
@@ -136,9 +137,7 @@ def fit_many(
 
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=count, desc="fit_many", unit="blend", leave=False)
+        bar = progress_bar(count, "fit_many", "blend")
     outputs = []
     try:
         for start in range(0, count, size):

@@ -16,6 +16,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 from ..core import LogDensity, canonical_tokens, get_values, rename_tokens
 from ..core.tree import tokens
 from .fit_loop import STRETCH_STEPS, FitLoop, FitResult, FitState, run
+from .progress import progress_bar
 
 __all__ = ["FitWarning", "Starts", "fit", "fit_starts", "fit_warnings"]
 
@@ -230,11 +231,9 @@ def _fit_in_segments(
 ) -> tuple[FitResult, FitLoop]:
     """The fit driven from Python a stretch's worth of steps at a time: a progress bar advancing, and
     `adapt` called in between. Returns the result and the loop it ended with."""
-    from tqdm.auto import tqdm
-
     batched = starts is not None
     state = _fit_init(loop, key, starts)
-    with tqdm(total=loop.max_steps, desc="fit", unit="step", leave=False, disable=not progress) as bar:
+    with progress_bar(loop.max_steps, "fit", "step", disable=not progress) as bar:
         while True:
             before = int(jnp.max(state.step))
             until = jnp.asarray(min(before + loop.stretch_steps, loop.max_steps), jnp.int32)

@@ -30,8 +30,9 @@ import io
 import json
 import math
 import os
+import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import blackjax
@@ -59,6 +60,7 @@ from ..core import (
     walk,
 )
 from .fit_loop import FitResult, preconditioner
+from .progress import progress_bar
 from .weak_types import strong
 
 __all__ = ["ImproperPriorWarning", "Posterior", "sample"]
@@ -583,9 +585,7 @@ def sample(
 
     bar = None
     if progress and not traced:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, desc="warmup" if num_warmup else "sample", unit="step", leave=False)
+        bar = progress_bar(total, "warmup" if num_warmup else "sample", "step")
     try:
         for index in range(num_chunks):
             begin = index * chunk
@@ -679,6 +679,21 @@ def _diagnostics(draws: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+# The part of an element's name that says what it belongs to: up to the first member of a list or
+# plate that is followed by more of the path (`sources[3]` of `sources[3].morphology.n`).
+_MEMBER = re.compile(r"^(.*?\[\d+\])\.")
+
+
+def _owners(names: Sequence[str]) -> dict[str, str]:
+    """`{element name: what it belongs to}`: `sources[3]` for `sources[3].center[0]`; a name with no
+    member of a list in it belongs to its first part (`t0`, `coefficients` of `coefficients[2]`)."""
+    owners = {}
+    for name in names:
+        match = _MEMBER.match(name)
+        owners[name] = match.group(1) if match else re.split(r"[.\[]", name, maxsplit=1)[0] or name
+    return owners
+
+
 class Posterior(eqx.Module):
     """Draws of the posterior, as returned by [`scarlet_like.sample`][] (a pytree).
 
@@ -749,7 +764,7 @@ class Posterior(eqx.Module):
         unravel, restore = canonical_tokens(self.unravel)
         return restore(_map_draws(fn, unravel, self.samples))
 
-    def summary(self, *, as_dict: bool = False) -> str | dict[str, dict[str, float]]:
+    def summary(self, *, as_dict: bool = False, group: bool = False) -> str | dict[str, dict[str, float]]:
         """Per element of every free parameter (constrained): mean, sd, the 5 / 50 / 95 % quantiles,
         the Monte-Carlo standard error of the mean, bulk and tail effective sample sizes, and split R-hat.
 
@@ -760,6 +775,11 @@ class Posterior(eqx.Module):
         **Arguments:**
 
         - `as_dict`: return `{element name: {statistic: value}}` instead of a table.
+        - `group`: order the rows by what they belong to, as one reads a model: all entries of
+          `sources[0]` (center, spectrum, morphology), then those of `sources[1]`, ... (each group in
+          the order of its first entry, the entries of a group in their own order; the table puts a
+          blank line between groups). By default rows follow the flat vector, in which like
+          sources are stacked: every center, then every spectrum, ...
 
         **Returns:**
 
@@ -771,15 +791,23 @@ class Posterior(eqx.Module):
             columns.append(value.reshape(*value.shape[:2], -1))
         stats = _diagnostics(np.concatenate(columns, axis=-1))
         table = {name: {k: float(v[i]) for k, v in stats.items()} for i, name in enumerate(names)}
+        groups = _owners(names) if group else {name: "" for name in names}
+        if group:
+            order = {owner: index for index, owner in enumerate(dict.fromkeys(groups.values()))}
+            table = dict(sorted(table.items(), key=lambda item: order[groups[item[0]]]))
         if as_dict:
             return table
-        return self._format(table)
+        return self._format(table, groups)
 
-    def _format(self, table: dict[str, dict[str, float]]) -> str:
+    def _format(self, table: dict[str, dict[str, float]], groups: dict[str, str]) -> str:
         width = max(len("parameter"), *(len(name) for name in table))
         header = ["mean", "sd", "5%", "50%", "95%", "mcse", "ess_bulk", "ess_tail", "r_hat"]
         lines = [f"{'parameter':<{width}}" + "".join(f"{h:>11}" for h in header)]
+        previous = None
         for name, row in table.items():
+            if previous is not None and groups[name] != previous:
+                lines.append("")
+            previous = groups[name]
             cells = [f"{row[h]:>11.4g}" for h in header[:6]]
             cells += [f"{row[h]:>11.0f}" if np.isfinite(row[h]) else f"{'nan':>11}" for h in header[6:8]]
             cells.append(f"{row['r_hat']:>11.3f}")

@@ -121,6 +121,38 @@ def test_bad_sources_are_named(unchecked):
     assert len(scene) == 1
 
 
+def test_bad_initial_values_are_named_by_their_path_in_the_scene():
+    import numpyro.distributions as nd
+
+    frame = sl.Frame.from_observations(observation())
+    positive = sl.constraints.positive()
+
+    def sersic(r_half):
+        return sl.SersicMorphology(n=2.0, r_half=sl.Parameter(r_half, constraint=positive))
+
+    with sl.Scene(frame) as scene:
+        sl.Source((10.0, 12.0), jnp.ones(2), sersic(2.0))
+        sl.Source((5.0, 5.0), jnp.ones(2), sersic(3.0))
+        # the morphology is built before its source: the error waits for the source's place
+        with pytest.raises(
+            sl.ParameterError,
+            match=r"^sources\[2\]\.morphology\.r_half: initial value -1 is outside the support of "
+            r"positive\(\) \(start it inside",
+        ):
+            sl.Source((8.0, 8.0), jnp.ones(2), sersic(-1.0))
+        with pytest.raises(sl.ParameterError, match=r"^sources\[2\]\.center: prior .* \(3,\).* \(2,\)"):
+            center = jnp.array([8.0, 8.0])
+            sl.Source(
+                sl.Parameter(center, prior=nd.Normal(jnp.zeros(3), 1.0).to_event(1)), jnp.ones(2), sersic(2.0)
+            )
+        with pytest.raises(sl.ParameterError, match=r"^sources\[2\]\.spectrum: initial value is not finite"):
+            sl.Source((8.0, 8.0), sl.Parameter(jnp.array([1.0, jnp.nan]), constraint=positive), sersic(2.0))
+    assert len(scene) == 2
+    # outside a scene, the morphology names what it knows
+    with pytest.raises(sl.ParameterError, match=r"^SersicMorphology\.r_half: initial value -1"):
+        sersic(-1.0)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -372,3 +372,47 @@ def test_tree_shows_meta_and_constants_without_opening_them():
     assert tree(model).splitlines()[-2:] == ["  reference: Meta(dict)", "  weights = float32[4, 4]  const"]
     assert "HSC" not in tree(model)
     assert "slope = 3" not in tree(with_meta())
+
+
+def test_tree_shows_the_distribution_inside_an_expanded_prior():
+    model = Line(
+        slope=sl.Parameter(jnp.ones(3), prior=nd.LogNormal(0.0, 1.0).expand([3]).to_event(1)),
+        intercept=sl.Parameter(jnp.ones(2), prior=nd.HalfNormal(1.0).expand([2]).mask(False)),
+    )
+    text = tree(model)
+    assert "slope = [1, 1, 1]  prior=LogNormal(loc=0, scale=1).expand([3]).to_event(1)" in text
+    assert "ExpandedDistribution()" not in text
+    # a wrapper with no numbers of its own shows what it wraps
+    assert "prior=MaskedDistribution(HalfNormal(scale=1).expand([2]))" in text
+
+
+class Smoothed(sl.Module):
+    """A model holding a transform worked out from its other fields."""
+
+    __precomputed_fields__ = ("kernel", "norm")
+
+    width: sl.Parameter
+    data: jnp.ndarray
+    kernel: Line
+    norm: jnp.ndarray
+
+
+def test_tree_folds_precomputed_fields_into_one_line():
+    model = Smoothed(
+        width=sl.Parameter(2.0, constraint=sl.constraints.positive()),
+        data=jnp.zeros((4, 4)),
+        kernel=Line(slope=jnp.ones((8, 5)), intercept=jnp.zeros(5)),
+        norm=jnp.asarray(3.0),
+    )
+    assert tree(model).splitlines() == [
+        "Smoothed",
+        "  width = 2  positive()",
+        "  data = float32[4, 4]  const",
+        "  (precomputed: kernel (Line: slope, intercept), norm)",
+    ]
+    # a precomputed field that holds a Parameter is the user's: shown in full
+    fitted = Smoothed(
+        width=sl.Parameter(2.0), data=jnp.zeros(3), kernel=Line(sl.Parameter(1.0), 0.0), norm=jnp.asarray(1.0)
+    )
+    assert "  kernel: Line" in tree(fitted).splitlines()
+    assert "(precomputed: norm)" in tree(fitted)

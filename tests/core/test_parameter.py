@@ -1,3 +1,4 @@
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,15 +75,16 @@ def test_value_outside_support_is_named(value, constraint, message):
 def test_nan_initial_value():
     with pytest.raises(sl.ParameterError, match=r"'flux'.*not finite at index \(1,\)"):
         sl.Parameter(jnp.array([1.0, jnp.nan]), name="flux")
-    with pytest.raises(sl.ParameterError, match="not finite"):
-        sl.Parameter(np.inf)
+    # without a name, the error waits for the path: here the list's position
+    with pytest.raises(sl.ParameterError, match=r"^\[1\]: initial value is not finite"):
+        sl.get_values([sl.Parameter(1.0), sl.Parameter(np.inf)])
 
 
 def test_prior_event_shape_mismatch():
     with pytest.raises(sl.ParameterError, match=r"'center'.*event shape \(3,\).*\(2,\)"):
         sl.Parameter(jnp.zeros(2), prior=nd.Normal(jnp.zeros(3), 1.0).to_event(1), name="center")
-    with pytest.raises(sl.ParameterError, match="does not match"):
-        sl.Parameter(jnp.zeros(2), prior=nd.Normal(jnp.zeros(3), 1.0))
+    with pytest.raises(sl.ParameterError, match=r"^\['x'\]: prior .* does not match"):
+        sl.partition({"x": sl.Parameter(jnp.zeros(2), prior=nd.Normal(jnp.zeros(3), 1.0))})
     # a scalar prior applies to every element, and a matching event shape is fine
     sl.Parameter(jnp.zeros((4, 2)), prior=nd.Normal(0.0, 1.0))
     sl.Parameter(jnp.zeros((4, 2)), prior=nd.Normal(jnp.zeros(2), 1.0).to_event(1))
@@ -107,3 +109,38 @@ def test_numpyro_constraint_accepted():
 
     parameter = sl.Parameter(0.5, constraint=constraints.unit_interval)
     np.testing.assert_allclose(parameter.constraint.forward(parameter.unconstrained()), 0.5, rtol=1e-6)
+
+
+class Curve(sl.Module):
+    t0: sl.Parameter
+    width: sl.Parameter
+
+
+class Pair(sl.Module):
+    first: Curve
+    second: Curve
+
+
+def test_errors_of_unnamed_parameters_name_their_path_in_the_model():
+    positive = sl.constraints.positive()
+    # a Parameter cannot name itself: it says nothing until a model holds it ...
+    bad = sl.Parameter(jnp.array([1.0, -2.0, 3.0]), constraint=positive)
+    assert "outside the support" in bad.problem
+    # ... and the module built around it names the path, the value and the fix
+    with pytest.raises(sl.ParameterError) as info:
+        Curve(t0=sl.Parameter(0.0), width=bad)
+    message = str(info.value)
+    assert message.startswith("Curve.width: initial value [1, -2, 3] is outside the support of positive()")
+    assert "start it inside the support" in message
+    with pytest.raises(sl.ParameterError, match=r"^Curve.t0: prior .* does not match .* \(2,\).*expand"):
+        Curve(t0=sl.Parameter(jnp.zeros(2), prior=nd.Normal(jnp.zeros(3), 1.0)), width=1.0)
+    # a model walked by the framework names it by the path users see in `get_values`
+    with pytest.raises(sl.ParameterError, match=r"^\['second'\]\['width'\]: initial value is not finite"):
+        sl.ravel({"first": sl.Parameter(1.0), "second": {"width": sl.Parameter(np.inf)}})
+
+
+def test_a_bad_value_replaced_before_the_model_is_built_is_no_error():
+    bad = sl.Parameter(-1.0, constraint=sl.constraints.positive())
+    mended = eqx.tree_at(lambda p: p.value, bad, jnp.asarray(2.0))
+    model = Pair(first=Curve(t0=sl.Parameter(0.0), width=mended), second=Curve(t0=0.0, width=1.0))
+    assert float(sl.get_values(model)["first.width"]) == 2.0

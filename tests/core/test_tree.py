@@ -115,6 +115,28 @@ def test_set_values_errors():
         sl.set_values(model, {"first.width": -1.0})
 
 
+def test_get_values_of_every_parameter_fixed_or_free():
+    # a simulation's truth is all fixed: free_only=False reads it under the names a fit's values have
+    truth = sl.fix(light_curve(t0=1.0, width=3.0, peak=0.4), ["t0", "width", "peak"])
+    assert sl.get_values(truth) == {}
+    every = sl.get_values(truth, free_only=False)
+    assert list(every) == ["t0", "width", "peak"]
+    np.testing.assert_allclose([float(every[name]) for name in every], [1.0, 3.0, 0.4], rtol=1e-6)
+    # a truth-vs-fit table is one line: the same keys on both sides
+    fitted = sl.get_values(light_curve())
+    assert {name: (float(every[name]), float(fitted[name])) for name in fitted}["width"] == (3.0, 2.5)
+    # mixed: fixed entries sit where they are in the model, free ones as get_values gives them
+    mixed = sl.fix(blend(), "second.first")
+    assert list(sl.get_values(mixed, free_only=False)) == [
+        "first.t0",
+        "first.width",
+        "first.peak",
+        "second.first",
+        "second.second",
+    ]
+    assert "second.first" not in sl.get_values(mixed)
+
+
 def test_fix_and_free():
     model = light_curve()
     fixed = sl.fix(model, lambda m: m.t0)

@@ -73,7 +73,8 @@ def blob_scene(sigma):
     return scene
 
 
-def test_a_size_collapsing_to_zero_is_reported_and_named():
+@pytest.mark.parametrize("progress", [True, False])
+def test_a_size_collapsing_to_zero_is_reported_and_named(progress):
     # the data hold a star (a PSF); a Gaussian galaxy fitted to it shrinks towards sigma = 0: the
     # optimizer converges there in unconstrained space, and the result says the size is at its bound
     psf = sl.GaussianPSF(1.2)
@@ -87,7 +88,7 @@ def test_a_size_collapsing_to_zero_is_reported_and_named():
     with pytest.warns(
         sl.FitWarning, match=r"at a bound of their constraint: sources\[0\]\.morphology\.sigma"
     ):
-        result = sl.fit(blob_scene(2.0), observation, max_steps=1000)
+        result = sl.fit(blob_scene(2.0), observation, max_steps=1000, progress=progress)
     names = np.asarray(sl.LogDensity(blob_scene(2.0), observation).names)
     assert list(names[np.asarray(result.at_bounds)]) == ["sources[0].morphology.sigma"]
     assert float(sl.get_values(result.model)["sources[0].morphology.sigma"]) < 2e-4
@@ -121,7 +122,8 @@ def test_bounds_of_intervals_and_the_unit_disk():
     assert interval.bounded and disk.bounded and not positive.bounded and not sl.constraints.real().bounded
 
 
-def test_running_out_of_steps_far_from_the_optimum_warns_and_a_missing_source_shows_in_chi2():
+@pytest.mark.parametrize("progress", [False, True])
+def test_running_out_of_steps_far_from_the_optimum_warns_and_a_missing_source_shows_in_chi2(progress):
     psf = sl.GaussianPSF(1.2)
     frame = sl.Frame((1, 25, 25), psf=sl.GaussianPSF(0.7))
     with sl.Scene(frame) as pair:
@@ -132,7 +134,7 @@ def test_running_out_of_steps_far_from_the_optimum_warns_and_a_missing_source_sh
     observed = clean + noise * jax.random.normal(jax.random.key(2), clean.shape)
     observation = sl.Observation(observed, weights=np.full(observed.shape, 1 / noise**2), psf=psf)
     with pytest.warns(sl.FitWarning, match="did not converge in 3 steps") as caught:
-        sl.fit(blob_scene(3.0), observation, max_steps=3, progress=False)
+        sl.fit(blob_scene(3.0), observation, max_steps=3, progress=progress)
     # only one of the two sources is modelled: the chi^2 says so
     assert any("chi^2 per data value" in str(w.message) for w in caught)
 
