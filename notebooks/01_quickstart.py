@@ -150,7 +150,7 @@ for name in (
 #
 # The chains start at the fit. Two chains of 60 warmup steps and 60 draws are enough to see the
 # shape of the posterior; for numbers you publish, run four chains of several hundred draws and
-# check the diagnostics of the [sampling tutorial](06_sampling_diagnostics.py).
+# check the diagnostics of the sampling tutorial (`06_sampling_diagnostics.py`).
 
 # %%
 others = [name for name in values if not name.startswith("sources[1].")]
@@ -190,12 +190,12 @@ figure = sl.plot.corner(posterior, ["sources[1].morphology.n", "sources[1].morph
 # %% [markdown]
 # ## Where to go next
 #
-# - [Concepts](02_concepts.py): what a `Parameter` is, how constraints and priors work, and how to
+# - Concepts (`02_concepts.py`): what a `Parameter` is, how constraints and priors work, and how to
 #   write your own optimizer or sampler loop on the same log density.
-# - [Linking and hierarchy](03_linking_hierarchy.py): shared parameters, derived values, plates and
+# - Linking and hierarchy (`03_linking_hierarchy.py`): shared parameters, derived values, plates and
 #   population models.
-# - [Two instruments](04_two_instruments.py): HSC and Hubble fitted together.
-# - [Sampling and diagnostics](06_sampling_diagnostics.py): how to trust (or not) a posterior.
+# - Two instruments (`04_two_instruments.py`): HSC and Hubble fitted together.
+# - Sampling and diagnostics (`06_sampling_diagnostics.py`): how to trust (or not) a posterior.
 #
 # The last cell checks the headline numbers, so the notebook fails loudly if something breaks.
 

@@ -193,8 +193,8 @@ print({k: round(float(v), 4) for k, v in sl.get_values(refitted).items()}, "| wi
 # Sampling needs the density *with* the Jacobian term. blackjax takes any function of a flat vector,
 # so the `LogDensity` goes in as it is. Below, Stan-style window adaptation tunes the step size and
 # a diagonal mass matrix, then a `jax.lax.scan` draws with NUTS. (`sl.sample` does the same with
-# several chains, progress bars and diagnostics; see the [sampling
-# tutorial](06_sampling_diagnostics.py).) We run 300 warmup steps and 500 draws of one chain, which
+# several chains, progress bars and diagnostics; see the sampling
+# tutorial (`06_sampling_diagnostics.py`).) We run 300 warmup steps and 500 draws of one chain, which
 # takes seconds for three parameters.
 
 # %%

@@ -131,7 +131,7 @@ class PowerLawSource(sl.Module):
 # ## Real data: the HSC blend with the new parts
 #
 # The bundled HSC blend has two faint galaxies, detections 4 and 6, with a few counts per pixel. In
-# the [quickstart](01_quickstart.py) their Sérsic profiles ended at the edges of their allowed
+# the quickstart (`01_quickstart.py`) their Sérsic profiles ended at the edges of their allowed
 # ranges: a profile and five free fluxes each are more freedom than their few pixels can pin down.
 # Here they become power-law sources with exponential disks: 7 free numbers each instead of 11. The
 # star and the other galaxies keep the automatic start of `sl.init.scene`.
