@@ -138,7 +138,7 @@ print(len(scene), "sources;", sl.LogDensity(scene, [hst, hsc]).size, "free entri
 # ## Fitting both instruments at once
 #
 # A list of observations is a likelihood like a single one: their log-likelihoods add up.
-# `chunks=10` measures the curvature again every 50 steps. `adapt=None` keeps each source's drawing
+# `chunks=6` measures the curvature again every 50 steps. `adapt=None` keeps each source's drawing
 # box as it was set when the scene was built (by default the fit regrows the boxes of sources that
 # outgrow them between stretches; here that would stop the fit, because the faint source off the HST
 # image drifts towards the edge of the model frame).
@@ -148,7 +148,7 @@ print(len(scene), "sources;", sl.LogDensity(scene, [hst, hsc]).size, "free entri
 # %%
 start_chi2 = [float(o.goodness_of_fit(scene)) for o in (hst, hsc)]
 clock = time.perf_counter()
-result = sl.fit(scene, [hst, hsc], max_steps=500, chunks=10, adapt=None)
+result = sl.fit(scene, [hst, hsc], max_steps=300, chunks=6, adapt=None)
 seconds = time.perf_counter() - clock
 fitted = result.model
 end_chi2 = [float(o.goodness_of_fit(fitted)) for o in (hst, hsc)]
