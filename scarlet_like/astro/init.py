@@ -1031,7 +1031,7 @@ def add_residual_sources(
     import equinox as eqx
 
     from ..core import resolve
-    from .scene import Scene
+    from .scene import Scene, _rebuilding
 
     who = "init.add_residual_sources"
     if not isinstance(scene, Scene):
@@ -1058,7 +1058,7 @@ def add_residual_sources(
     if len(peaks) == 0:
         return scene
     added = _scene_from_detections(residuals, peaks, frame=frame, center_sd=center_sd)
-    with Scene(frame) as grown:
+    with _rebuilding(), Scene(frame) as grown:
         for source in list(scene.sources) + list(added.sources):
             source._reboxed(source.box)
     return grown
@@ -1340,11 +1340,11 @@ def freeform_scene(scene: Any, observation: Observation, **options: Any) -> Any:
     source free-form.
     """
     from .morphology import ImageMorphology, PointMorphology
-    from .scene import Scene
+    from .scene import Scene, _rebuilding
 
     if not isinstance(scene, Scene):
         raise TypeError(f"init.freeform_scene: expected an sl.Scene, got {type(scene).__name__}")
-    with Scene(scene.frame) as free:
+    with _rebuilding(), Scene(scene.frame) as free:
         for source in scene.sources:
             if isinstance(getattr(source, "morphology", None), (PointMorphology, ImageMorphology)):
                 source._reboxed(source.box)

@@ -6,7 +6,7 @@ import contextlib
 import contextvars
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import equinox as eqx
@@ -41,7 +41,7 @@ class _Gathering:
 
     def add(self, source: Source) -> None:
         index = len(self.scene.sources) + len(self.sources)
-        _check_source(self.scene.frame, index, source)
+        _check_source(self.scene.frame, index, source, where=not _REBUILDING.get())
         self.sources.append(source)
 
 
@@ -50,6 +50,22 @@ class _Gathering:
 _BUILDING: contextvars.ContextVar[tuple[_Gathering, ...]] = contextvars.ContextVar(
     "scarlet_like_scenes", default=()
 )
+
+
+# True while a scene is made again from the sources of a fitted one (new boxes, a source added): a
+# fit may have moved a faint source's centre off the frame, which the data allow (the source then
+# adds nothing), and checking it again would stop the fit that asked for new boxes.
+_REBUILDING: contextvars.ContextVar[bool] = contextvars.ContextVar("scarlet_like_rebuilding", default=False)
+
+
+@contextlib.contextmanager
+def _rebuilding() -> Iterator[None]:
+    """Sources created in this block keep the centres a fit gave them, inside the frame or not."""
+    token = _REBUILDING.set(True)
+    try:
+        yield
+    finally:
+        _REBUILDING.reset(token)
 
 
 def _active_scene(kind: str) -> Scene:
@@ -63,19 +79,20 @@ def _active_scene(kind: str) -> Scene:
     return stack[-1].scene
 
 
-def _check_source(frame: Frame, index: int, source: Source) -> None:
-    """A named error for a source that does not fit the frame, or whose parameters cannot start."""
+def _check_source(frame: Frame, index: int, source: Source, where: bool = True) -> None:
+    """A named error for a source that does not fit the frame, or whose parameters cannot start
+    (`where`: its centre is checked against the frame too)."""
     # bad initial values first, by their full path: `sources[2].morphology.r_half: ...`
     walk(source, prefix=f"sources[{index}]")
     who = f"sources[{index}] ({type(source).__name__})"
-    spectrum = source.spectrum.value
+    spectrum = getattr(source.spectrum, "value", None)  # None for a Derived spectrum
     if spectrum is not None and tuple(spectrum.shape) != (frame.shape[0],):
         raise SceneError(
             f"{who}: spectrum has shape {tuple(spectrum.shape)}, but the frame has {frame.shape[0]} "
             f"channels {frame.channels}"
         )
-    center = source.center.value
-    if center is not None:
+    center = getattr(source.center, "value", None)
+    if center is not None and where:
         if tuple(center.shape) != (2,):
             raise SceneError(f"{who}: center must be (y, x), got shape {tuple(center.shape)}")
         if not frame.contains(np.asarray(center)):
@@ -307,7 +324,7 @@ class Scene(Module):
         fixed when sources are created: after a fit in which sources grew (or shrank) a lot, rebox
         and fit again, `sl.fit(fitted.model.rebox(), obs)`.
         """
-        with Scene(self.frame) as scene:
+        with _rebuilding(), Scene(self.frame) as scene:
             for source in self.sources:
                 source._reboxed(_automatic_box(source.morphology, self.frame))
         return scene
@@ -330,7 +347,7 @@ class Scene(Module):
             sizes.append(source.box if wanted is not None and wanted <= source.box else wanted)
         if all(size == source.box for size, source in zip(sizes, self.sources, strict=True)):
             return self
-        with Scene(self.frame) as scene:
+        with _rebuilding(), Scene(self.frame) as scene:
             for source, size in zip(self.sources, sizes, strict=True):
                 source._reboxed(size)
         return scene

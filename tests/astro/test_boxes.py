@@ -345,3 +345,20 @@ def test_a_fit_grows_the_box_of_a_galaxy_that_outgrows_it():
     np.testing.assert_allclose(float(values["sources[0].spectrum"][0]), 500.0, rtol=0.01)
     np.testing.assert_allclose(float(values["sources[0].morphology.r_half"]), 8.0, rtol=0.02)
     assert float(observation.goodness_of_fit(result.model)) < 1.05
+
+
+def test_boxes_grow_for_a_scene_whose_faint_source_a_fit_moved_off_the_frame():
+    # a fit may move a faint source's centre past the frame's edge; growing the other sources' boxes
+    # must not stop on it (a fresh source there is still an error)
+    start, _ = growing_galaxy_data()
+    with sl.Scene(start.frame, sources=start.sources) as scene:
+        sl.PointSource(sl.Parameter(jnp.array([5.0, 5.0])), jnp.array([1.0]))
+    moved = sl.set_values(
+        scene, {"sources[0].morphology.r_half": jnp.asarray(8.0), "sources[1].center": jnp.array([-3.0, 5.0])}
+    )
+    grown = moved.grown()
+    assert grown.sources[0].box is None or grown.sources[0].box > scene.sources[0].box
+    np.testing.assert_array_equal(np.asarray(grown.sources[1].center.value), [-3.0, 5.0])
+    assert moved.rebox().sources[1].center.value[0] == -3.0
+    with pytest.raises(sl.SceneError, match="outside the model frame"), sl.Scene(start.frame):
+        sl.PointSource(jnp.array([-3.0, 5.0]), jnp.array([1.0]))

@@ -4,6 +4,7 @@ and whose flux in each epoch is derived from one light curve."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from core_models import LightCurve, map_fit, pixel_grid
 
 import scarlet_like as sl
@@ -71,6 +72,8 @@ def build(galaxy_center, galaxy_sigma, galaxy_flux, sn_center, t0, width, peak):
     return Survey(light_curve=curve, epochs=epochs)
 
 
+# slow: the README's example and tutorial 3 (run in CI) fit the same light curve and check it
+@pytest.mark.slow
 def test_supernova_light_curve_is_recovered():
     truth = dict(t0=-1.0, width=3.0, peak=60.0)
     true_model = build([25.0, 25.0], 4.0, 300.0, [28.0, 21.5], **truth)
