@@ -17,7 +17,7 @@ from jaxtyping import Array, Float
 from ..core.constraints import NumbersLike
 from ..core.module import Module, keep_parameters
 from ..core.parameter import Parameter, deferred_checks
-from ..core.resolve import resolve
+from ..core.resolve import Resolvable, resolve
 from ..core.tree import walk
 from .frame import Frame
 from .morphology import Morphology, PointMorphology, _as_parameter
@@ -192,24 +192,25 @@ class Source(Module):
     Must be created inside `with sl.Scene(frame):`, which it joins.
     """
 
-    center: Parameter
-    spectrum: Parameter
+    center: Parameter | Resolvable
+    spectrum: Parameter | Resolvable
     morphology: Morphology
     box: int | None = eqx.field(static=True)
 
     def __init__(
         self,
         center: Any,
-        spectrum: NumbersLike | Parameter,
+        spectrum: NumbersLike | Parameter | Resolvable,
         morphology: Morphology,
         box: int | str | None = "auto",
     ):
         scene = _active_scene(type(self).__name__)
-        if isinstance(center, Parameter):
+        # a Parameter, or a value derived from Parameters (sl.Derived), is kept as it is
+        if isinstance(center, Parameter | Resolvable):
             self.center = center
         else:
             self.center = _as_parameter(scene.frame.to_pixel(center))
-        self.spectrum = _as_parameter(spectrum)
+        self.spectrum = spectrum if isinstance(spectrum, Resolvable) else _as_parameter(spectrum)
         if not isinstance(morphology, Morphology):
             raise SceneError(
                 f"{type(self).__name__}: morphology must be an sl.Morphology, got {type(morphology).__name__}"

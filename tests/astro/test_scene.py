@@ -321,3 +321,14 @@ def test_stacked_scenes_and_observations_vmap_through_fit():
     fitted = sl.get_values(result.model)
     np.testing.assert_allclose(fitted["[:].sources[0].center"], [b[2] for b in blends], atol=1e-3)
     np.testing.assert_allclose(fitted["[:].sources[0].spectrum"], [[100.0], [100.0]], rtol=1e-3)
+
+
+def test_a_derived_spectrum_joins_a_scene_and_renders():
+    frame = sl.Frame.from_observations(observation())
+    level = sl.Parameter(2.0, constraint=sl.constraints.positive())
+    with sl.Scene(frame) as scene:
+        sl.Source(
+            (10.0, 12.0), sl.Derived(lambda a: a * jnp.array([1.0, 3.0]), level), sl.GaussianMorphology(1.5)
+        )
+    np.testing.assert_allclose(np.asarray(sl.measure.flux(scene.sources[0])), [2.0, 6.0])
+    np.testing.assert_allclose(np.asarray(scene()).sum(axis=(-2, -1)), [2.0, 6.0], rtol=1e-3)
