@@ -11,6 +11,7 @@ call). The hook works only on modules imported after it, so it is installed here
 """
 
 import contextlib
+import gc
 import importlib.util
 import os
 import pathlib
@@ -63,3 +64,16 @@ def unchecked():
             jaxtyping.config.update("jaxtyping_disable", before)
 
     return off
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    Every compiled CPU program keeps memory maps alive, and one process may hold at most
+    `vm.max_map_count` of them (65530 by default on Linux). The whole suite in one process passed
+    that limit (XLA aborted while compiling, in tests/test_cli.py, after some 590 tests); programs are
+    reused within a module, rarely across modules."""
+    yield
+    jax.clear_caches()
+    gc.collect()
