@@ -22,8 +22,15 @@ __all__ = ["FitWarning", "Starts", "fit", "fit_starts", "fit_warnings"]
 
 # A converged fit whose chi^2 per data value is above this is reported: the model (or the optimum it
 # found) does not describe the data. Real blends fitted well give 1.0 to 1.7 (the bundled HSC blend:
-# 1.42 with bulge + disk sources, 1.68 with one Sersic profile each).
+# 1.2 with bulge + disk sources chosen by BIC, 1.56 with one Sersic profile each).
 _CHI2_FAR_ABOVE = 2.0
+
+
+# A fitted value further than this many standard deviations from the centre of its Normal prior is
+# reported: the data pulled it where its prior says it should not be. (On the bundled HSC blend, fitted
+# with one Sersic profile per galaxy, the two faintest detections' centres end 15 px, 15 sd of their
+# priors, from their detections: the fit takes them onto the bright galaxy as extra components.)
+_FAR_FROM_PRIOR = 5.0
 
 
 # An unconverged fit is reported only if its gradient is at least this (in units of each parameter's
@@ -392,7 +399,9 @@ def fit_warnings(result: FitResult, density: LogDensity, likelihood: Any = None)
 
     One message per finding: non-finite values (naming the parameters), no convergence with a
     gradient still above 0.1 standard deviations, parameters at a bound of their constraint (naming
-    them and their values), and a chi^2 per data value above 2 for the observations.
+    them and their values), parameters more than 5 standard deviations from the centre of their
+    Normal prior (naming them, their values and the prior's centre), and a chi^2 per data value above
+    2 for the observations.
     """
     messages = []
     names = density.names
@@ -418,6 +427,13 @@ def fit_warnings(result: FitResult, density: LogDensity, likelihood: Any = None)
             "ask for another model there (a point source instead of a collapsed galaxy, another "
             "component, a wider constraint)"
         )
+    far = _far_from_normal_priors(result.model)
+    if far:
+        messages.append(
+            f"fit ended with {len(far)} parameter(s) more than {_FAR_FROM_PRIOR:g} standard deviations from "
+            f"the centre of their Normal prior: {'; '.join(far)}; the data pulled them away (a source "
+            "taken onto a neighbour's light, a missing source or component, or too narrow a prior)"
+        )
     chi2 = _chi2_per_value(result.model, likelihood)
     if chi2 is not None and chi2 > _CHI2_FAR_ABOVE:
         messages.append(
@@ -425,6 +441,39 @@ def fit_warnings(result: FitResult, density: LogDensity, likelihood: Any = None)
             "the data (a poor optimum, or sources missing or of the wrong kind); look at the residuals"
         )
     return messages
+
+
+def _far_from_normal_priors(model: PyTree) -> list[str]:
+    """`"name = value (prior centre c, z sd)"` for each free parameter with a Normal prior (or one made
+    of Normals by `to_event`) whose value lies more than `_FAR_FROM_PRIOR` prior standard deviations
+    from the prior's centre in some element. Other priors have no single centre and width to compare
+    with, and are left out."""
+    import numpyro.distributions as nd
+
+    from ..core.priors import NumpyroPrior
+    from ..core.tree import parameters
+
+    found = []
+    for name, parameter in parameters(model, free_only=True).items():
+        if not isinstance(parameter.prior, NumpyroPrior):
+            continue
+        distribution = parameter.prior.distribution
+        while isinstance(distribution, nd.Independent):
+            distribution = distribution.base_dist
+        if type(distribution) is not nd.Normal:
+            continue
+        value = np.asarray(parameter.value, np.float64)
+        try:
+            centre = np.broadcast_to(np.asarray(distribution.loc, np.float64), value.shape)
+            distance = np.abs(value - centre) / np.asarray(distribution.scale, np.float64)
+        except ValueError:  # a prior batched differently from its value (a plate's): not compared
+            continue
+        if np.all(np.isfinite(distance)) and float(np.max(distance, initial=0.0)) > _FAR_FROM_PRIOR:
+            found.append(
+                f"{name} = {np.round(value, 3).tolist()} (prior centre {np.round(centre, 3).tolist()}, "
+                f"{float(np.max(distance)):.3g} sd)"
+            )
+    return found
 
 
 def _named_values(model: PyTree) -> dict[str, str]:

@@ -288,22 +288,6 @@ def test_scene_from_sky_coordinates_on_two_instruments():
     assert all(type(source) is sl.Source for source in scene.sources[:4])
 
 
-@pytest.mark.slow
-def test_the_automatic_hsc_scene_fits_at_least_as_well_as_the_demo(hsc):
-    from scarlet_like.demo import build_scene
-
-    data, observation = hsc
-    automatic = init.scene(observation, data.centers)
-    # the star is found from the data alone, the galaxies are extended
-    assert [type(s).__name__ for s in automatic.sources] == ["PointSource"] + ["Source"] * 6
-    chi2 = {}
-    for name, scene in (("automatic", automatic), ("demo", build_scene(data, observation))):
-        result = sl.fit(scene, observation, max_steps=1000, progress=False)
-        chi2[name] = float(observation.goodness_of_fit(result.model))
-    print(chi2)  # measured: automatic 1.628, demo 1.683
-    assert chi2["automatic"] <= chi2["demo"] + 1e-3
-
-
 def test_bulge_disk_splits_a_galaxy_and_keeps_its_flux_and_centre():
     frame = sl.Frame((3, 40, 40), psf=sl.GaussianPSF(0.7))
     with sl.Scene(frame):
@@ -351,9 +335,10 @@ def test_effective_psf_on_the_psf_extent_is_the_pixel_integrated_gaussian(sigma)
 # --------------------------------------------------------------------------------------
 
 
-def test_residual_sources_find_a_faint_neighbour_the_detection_list_missed():
-    # a bright galaxy, a faint star 6 pixels from its centre (too close for a peak of its own in the
-    # data), and a faint galaxy far away; the detection list has only the bright galaxy
+def _blend_with_missed_sources() -> tuple[sl.Observation, np.ndarray, np.ndarray, sl.Scene]:
+    """A bright galaxy, a faint star 6 pixels from its centre (too close for a peak of its own in the
+    data) and a faint galaxy far away, observed; the scene fitted from a detection list with only the
+    bright galaxy. Returns the observation, the star's and the far galaxy's centres, the fitted scene."""
     psf = sl.GaussianPSF(PSF_SIGMA)
     frame = sl.Frame((3, HEIGHT, WIDTH))
     star, far = np.array([24.0, 27.5]), np.array([8.0, 9.0])
@@ -365,8 +350,12 @@ def test_residual_sources_find_a_faint_neighbour_the_detection_list_missed():
     image = np.asarray(empty.render(truth), np.float64)
     data = image + np.random.default_rng(1).normal(size=image.shape)
     observation = sl.Observation(data, weights=np.ones_like(data), psf=psf)
-
     fitted = sl.fit(init.scene(observation, [TRUE_CENTER]), observation, progress=False).model
+    return observation, star, far, fitted
+
+
+def test_residual_sources_find_a_faint_neighbour_the_detection_list_missed():
+    observation, star, far, fitted = _blend_with_missed_sources()
     grown = init.add_residual_sources(fitted, observation)
     centers = np.array([np.asarray(sl.resolve(source).center) for source in grown.sources])
     # the fitted source comes first, as fitted
@@ -381,7 +370,13 @@ def test_residual_sources_find_a_faint_neighbour_the_detection_list_missed():
         type(grown.sources[1 + int(np.argmin(np.linalg.norm(centers[1:] - star, axis=1)))]).__name__
         == "PointSource"
     )
-    refit = sl.fit(grown, observation, progress=False).model
+
+
+# a second fit of the grown scene (about 20 s): the detection itself is checked in the default suite above
+@pytest.mark.slow
+def test_residual_sources_fitted_explain_the_data_and_leave_nothing_to_add():
+    observation, _, _, fitted = _blend_with_missed_sources()
+    refit = sl.fit(init.add_residual_sources(fitted, observation), observation, progress=False).model
     assert float(observation.goodness_of_fit(refit)) < 1.05 < float(observation.goodness_of_fit(fitted))
     # nothing left to add: the scene comes back as it is
     assert init.add_residual_sources(refit, observation) is refit
@@ -392,7 +387,9 @@ def test_residual_sources_name_bad_input():
     fitted = init.scene(observation, [TRUE_CENTER])
     with pytest.raises(TypeError, match="add_residual_sources: expected an sl.Scene"):
         init.add_residual_sources(observation, observation)
-    with pytest.raises(TypeError, match="expected sl.Observation"):
+    # the test suite's run-time type checks (tests/conftest.py) may see the bad element first: beartype
+    # checks one element of a list, drawn at random; either message names the argument
+    with pytest.raises(TypeError, match="expected sl.Observation|parameter 'observations'"):
         init.add_residual_sources(fitted, [observation, "HSC"])
     with pytest.raises(ValueError, match="min_distance"):
         init.add_residual_sources(fitted, observation, min_distance=-1.0)

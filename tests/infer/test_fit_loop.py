@@ -7,6 +7,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as nd
 import optax
 import pytest
 
@@ -173,3 +174,39 @@ def test_starts_given_as_models_must_match():
     observed = data()
     with pytest.raises(ValueError, match="start 1 has other free parameters"):
         sl.fit_starts(light_curve(), observed, starts=[light_curve(), sl.fix(light_curve(), "width")])
+
+
+def test_a_value_pulled_far_from_its_normal_prior_is_reported_and_named():
+    # a galaxy 6 px from where its centre's prior (1 px wide) says it is: the bright data win, and the
+    # fit says the centre ended 6 standard deviations from its prior
+    psf = sl.GaussianPSF(1.2)
+    frame = sl.Frame((1, 25, 25), psf=sl.GaussianPSF(0.7))
+    noise = 0.05
+
+    def observed_at(center):
+        with sl.Scene(frame) as truth:
+            sl.Source(jnp.asarray(center), jnp.array([50.0]), sl.GaussianMorphology(1.5))
+        clean = sl.Observation(np.zeros((1, 25, 25)), psf=psf).render(truth)
+        data = clean + noise * jax.random.normal(jax.random.key(4), clean.shape)
+        return sl.Observation(data, weights=np.full(data.shape, 1 / noise**2), psf=psf)
+
+    def scene_with_prior():
+        detection = jnp.array([12.0, 12.0])
+        with sl.Scene(frame) as scene:
+            sl.Source(
+                sl.Parameter(detection, prior=nd.Normal(detection, 1.0).to_event(1)),
+                sl.Parameter(jnp.array([50.0]), constraint=sl.constraints.positive()),
+                sl.GaussianMorphology(sl.Parameter(1.5, constraint=sl.constraints.positive())),
+            )
+        return scene
+
+    with pytest.warns(
+        sl.FitWarning, match=r"Normal prior: sources\[0\]\.center = \[1[12]\.\d+, 18\."
+    ) as caught:
+        result = sl.fit(scene_with_prior(), observed_at([12.0, 18.0]), max_steps=300, progress=False)
+    assert "(prior centre [12.0, 12.0], 6.0" in str(caught[0].message)
+    assert float(sl.get_values(result.model)["sources[0].center"][1]) == pytest.approx(18.0, abs=0.1)
+    # two standard deviations away is not reported
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sl.FitWarning)
+        sl.fit(scene_with_prior(), observed_at([12.0, 14.0]), max_steps=300, progress=False)
