@@ -142,6 +142,9 @@ def test_a_free_form_source_starts_as_the_light_of_the_fitted_one():
     assert all(".spectrum[" in name for name in flagged)
 
 
+# 36 s: the default suite fits free-form sources in the docs example and in
+# test_a_free_form_source_starts_as_the_light_of_the_fitted_one
+@pytest.mark.slow
 def test_free_form_priors_stop_flux_stealing():
     # Started from the data's moments (not the truth), two overlapping free-form galaxies fitted
     # without a shape prior trade light (median per-band flux error 0.3 on this blend); with the
