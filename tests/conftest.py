@@ -77,3 +77,28 @@ def _release_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+@pytest.fixture
+def docs_section():
+    """`run(page, heading, header="")`: runs the one python example of a section of a docs page.
+
+    The section is the text under the `## heading` of `docs/<page>`, up to the next `## ` heading;
+    `header` is code run before it (the imports and data that earlier sections of the page set up).
+    Returns the namespace the example leaves. For pages that `tests/test_docs.py` does not run whole
+    (their other examples are long fits).
+    """
+    import re
+
+    def run(page: str, heading: str, header: str = "") -> dict:
+        text = (pathlib.Path(__file__).parents[1] / "docs" / page).read_text()
+        assert f"## {heading}" in text, f"docs/{page} has no section '## {heading}'"
+        section = text.split(f"## {heading}")[1].split("\n## ")[0]
+        (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+        namespace: dict = {}
+        # user code runs with JAX's default promotion, as in tests/test_docs.py
+        with jax.numpy_dtype_promotion("standard"):
+            exec(compile(header + block, f"docs/{page}", "exec"), namespace)
+        return namespace
+
+    return run

@@ -6,12 +6,8 @@ GalSim placement as in `tests/astro/test_render.py`: a profile at scarlet_like's
 
 from __future__ import annotations
 
-import pathlib
-import re
-
 import equinox as eqx
 import galsim
-import jax
 import numpy as np
 import pytest
 
@@ -215,15 +211,10 @@ def test_bad_input(unchecked):
         sl.MultiComponentSource(CENTER, [sl.Component([1.0, 2.0], sl.GaussianMorphology(1.0))])
 
 
-def test_docs_example_runs():
+def test_docs_example_runs(docs_section):
     # tests/test_docs.py does not run docs/astro.md (its examples include long fits): run this section's
-    page = (pathlib.Path(__file__).parents[2] / "docs" / "astro.md").read_text()
-    section = page.split("## Sources of several components")[1].split("\n## ")[0]
-    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     header = "import jax.numpy as jnp\nimport numpyro.distributions as nd\nimport scarlet_like as sl\n"
-    namespace: dict = {}
-    with jax.numpy_dtype_promotion("standard"):
-        exec(compile(header + block, "docs/astro.md", "exec"), namespace)
+    namespace = docs_section("astro.md", "Sources of several components", header)
     galaxies = namespace["galaxies"]
     np.testing.assert_allclose(np.asarray(sl.measure.flux(galaxies.sources[0])), [50.0, 60.0])
     assert sl.entry_names(galaxies)[2] == "sources[0].components[0].spectrum[0]"

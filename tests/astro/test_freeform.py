@@ -1,5 +1,3 @@
-import pathlib
-import re
 import warnings
 
 import jax
@@ -163,15 +161,10 @@ def test_free_form_priors_stop_flux_stealing():
     assert errors[1.0] < 0.12 and errors[0.0] > 2 * errors[1.0], errors
 
 
-def test_docs_example_runs():
+def test_docs_example_runs(docs_section):
     # tests/test_docs.py does not run docs/astro.md (its examples include long fits): run this section's
-    page = (pathlib.Path(__file__).parents[2] / "docs" / "astro.md").read_text()
-    section = page.split("## Free-form sources")[1].split("\n## ")[0]
-    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     header = "import scarlet_like as sl\ndata = sl.datasets.hsc_cosmos()\nobs = data.observation()\n"
-    namespace: dict = {}
-    with jax.numpy_dtype_promotion("standard"):
-        exec(compile(header + block, "docs/astro.md", "exec"), namespace)
+    namespace = docs_section("astro.md", "Free-form sources", header)
     free, start = namespace["free"], namespace["start"]
     assert len(free.sources) == len(start.sources)
     kinds = [type(source.morphology).__name__ for source in free.sources]
