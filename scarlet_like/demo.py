@@ -8,45 +8,25 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as nd
 
 import scarlet_like as sl
 
 __all__ = ["OUTPUTS", "at_bound_parameters", "build_scene", "prepare_output", "run"]
 
-STAR = 0  # the compact detection at (y, x) = (33, 14)
-
 
 def build_scene(data: sl.datasets.Blend, observation: sl.Observation) -> sl.Scene:
-    """The scene of the demo: a point source for the star, an elliptical Sérsic for each galaxy.
+    """The scene of the demo: [`sl.init.scene`][scarlet_like.init.scene] at the bundled detections.
 
-    Spectra start at ten times the data at each detection (about the flux of a compact galaxy there),
-    shapes from a round n = 1.5 profile of 2 px; positions carry a Normal prior of one pixel around the
-    detection. (Starting from `sl.init` estimates converges to other, worse optima on this blend:
-    with single Sérsic profiles its likelihood has several.)
+    One source per detection, a point source or an elliptical Sérsic galaxy as the data say, started
+    from the pixels (PSF-corrected spectra, adaptive-moment sizes and shapes), with a Normal prior of
+    one pixel on each position around its detection.
     """
-    frame = sl.Frame.from_observations(observation)
-    with sl.Scene(frame) as scene:
-        for index, center in enumerate(data.centers):
-            position = sl.Parameter(center, prior=nd.Normal(jnp.asarray(center), 1.0).to_event(1))
-            row, col = (int(round(float(v))) for v in center)
-            start = np.clip(data.images[:, row, col], 0.01, None) * 10
-            spectrum = sl.Parameter(start, constraint=sl.constraints.positive())
-            if index == STAR:
-                sl.PointSource(position, spectrum)
-                continue
-            sl.Source(
-                position,
-                spectrum,
-                sl.SersicMorphology(
-                    n=sl.Parameter(1.5, constraint=sl.constraints.interval(0.5, 6.0)),
-                    r_half=sl.Parameter(2.0, constraint=sl.constraints.interval(0.3, 30.0)),
-                    ellipticity=sl.Parameter(jnp.zeros(2), constraint=sl.constraints.unit_disk()),
-                ),
-            )
-    return scene
+    return sl.init.scene(observation, data.centers)
+
+
+def _is_point(source: object) -> bool:
+    return isinstance(source, sl.PointSource)
 
 
 def prepare_output(output: str | Path) -> Path:
@@ -137,12 +117,12 @@ def at_bound_parameters(result: sl.FitResult, observation: sl.Observation) -> li
     ]
 
 
-def shown_galaxy(sources: int, held: list[str]) -> tuple[int, list[str]]:
-    """The galaxy whose posterior the corner, trace and rank plots show: the first with the most of
-    `GALAXY_PARAMETERS` sampled (not `held`), and those parameters' names."""
+def shown_galaxy(scene: sl.Scene, held: list[str]) -> tuple[int, list[str]]:
+    """The galaxy whose posterior the corner, trace and rank plots show: the first extended source with
+    the most of `GALAXY_PARAMETERS` sampled (not `held`), and those parameters' names."""
     best: tuple[int, list[str]] = (-1, [])
-    for index in range(sources):
-        if index == STAR:
+    for index, source in enumerate(scene.sources):
+        if _is_point(source):
             continue
         names = [f"sources[{index}].{name}" for name in GALAXY_PARAMETERS]
         names = [name for name in names if name not in held]
@@ -245,7 +225,7 @@ def run(
             "values": {name: np.asarray(value).tolist() for name, value in sl.get_values(fitted).items()},
         }
         if posterior is not None:
-            galaxy, chosen = shown_galaxy(len(scene), held)
+            galaxy, chosen = shown_galaxy(fitted, held)
             _save(plot.corner(posterior, chosen), folder / "corner.png")
             _save(plot.trace(posterior, chosen), folder / "trace.png")
             _save(plot.rank(posterior, chosen), folder / "rank.png")
@@ -279,9 +259,10 @@ def _report(data, scene, fitted, result, summary, posterior, held, written) -> N
         f"  data: {len(data.channels)} bands ({' '.join(data.channels)}), {data.images.shape[1]}x"
         f"{data.images.shape[2]} pixels, {int(data.mask.sum())} masked pixel values"
     )
+    points = sum(_is_point(source) for source in scene.sources)
     print(
-        f"  model: {len(scene)} sources (1 point source, {len(scene) - 1} elliptical Sersic galaxies), "
-        f"{len(sl.entry_names(scene))} free parameters"
+        f"  model (sl.init.scene): {len(scene)} sources ({points} point, {len(scene) - points} elliptical "
+        f"Sersic galaxies), {len(sl.entry_names(scene))} free parameters"
     )
     state = "converged" if bool(result.converged) else "stopped"
     print(
@@ -291,11 +272,11 @@ def _report(data, scene, fitted, result, summary, posterior, held, written) -> N
     print(f"  chi^2 per pixel: {summary['chi2_start']:.1f} at the start -> {summary['chi2_end']:.3f} fitted")
     bands = " ".join(f"{c:>7}" for c in data.channels)
     print(f"  source   y       x      n    r_half   g1     g2    flux {bands}")
-    for index in range(len(scene)):
+    for index, source in enumerate(fitted.sources):
         prefix = f"sources[{index}]"
         y, x = np.asarray(values[f"{prefix}.center"])
         flux = " ".join(f"{float(f):7.1f}" for f in np.asarray(values[f"{prefix}.spectrum"]))
-        if index == STAR:
+        if _is_point(source):
             shape = "  (point source)          "
         else:
             n = float(values[f"{prefix}.morphology.n"])

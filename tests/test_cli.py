@@ -18,11 +18,12 @@ def test_version_flag():
 def test_demo_fits_samples_and_writes_every_promised_file(tmp_path, capsys):
     from scarlet_like.demo import OUTPUTS, run
 
-    # the sampling path at a tiny size (the full run is the slow test below): before the mass matrix
-    # is adapted, every NUTS step on this blend runs the longest trajectory (1023 leapfrog steps)
-    result = run(steps=400, progress=False, output=tmp_path, num_warmup=1, num_samples=4, num_chains=1)
-    # the fit must improve a lot on the starting point, on real data
-    assert result["chi2_end"] < 2.0 < 100 < result["chi2_start"]
+    # the fit and the sampling path at a small size (the full run is the slow test below): before the
+    # mass matrix is adapted, every NUTS step on this blend runs the longest trajectory (1023 leapfrog
+    # steps)
+    result = run(steps=200, progress=False, output=tmp_path, num_warmup=1, num_samples=4, num_chains=1)
+    # the fit must improve a lot on the starting point, on real data (converged: 1.56 in about 600 steps)
+    assert result["chi2_end"] < 2.5 < 100 < result["chi2_start"]
     for name in OUTPUTS:
         path = tmp_path / name
         assert path.is_file() and path.stat().st_size > 100, name
@@ -30,7 +31,7 @@ def test_demo_fits_samples_and_writes_every_promised_file(tmp_path, capsys):
     assert all((tmp_path / name).read_bytes()[:4] == png for name in OUTPUTS if name.endswith(".png"))
     record = json.loads((tmp_path / "summary.json").read_text())
     assert record["sources"] == 7
-    assert record["chi2_dof"] == pytest.approx(result["chi2_end"]) and record["chi2_dof"] < 2.0
+    assert record["chi2_dof"] == pytest.approx(result["chi2_end"])
     assert 0 < record["fit_seconds"] and 0 < record["sample_seconds"]
     assert record["num_chains"] == 1 and record["num_samples"] == 4
     assert isinstance(record["divergences"], int) and 0 <= record["divergences"] <= 4
@@ -75,7 +76,7 @@ def test_full_demo_samples_well(tmp_path):
     from scarlet_like.demo import run
 
     result = run(progress=False, output=tmp_path, report=False)
-    assert result["chi2_end"] < 2.0
+    assert result["chi2_end"] < 1.6
     assert result["divergences"] < 0.01 * 4 * 100
     assert result["rhat_max"] < 1.1 and result["ess_min"] > 50
 

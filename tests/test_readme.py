@@ -34,8 +34,8 @@ def test_readme_states_the_two_commands():
     strict=True,
     raises=AssertionError,
     reason="from sl.init.pixel_spectrum starts, single Sersic profiles land in a worse optimum of this "
-    "blend (chi^2 per pixel 3.7, one galaxy turning into a large flat component); the demo's brighter "
-    "start reaches 1.69 (tests/astro/test_hsc_blend.py)",
+    "blend (chi^2 per pixel 3.7, one galaxy turning into a large flat component); sl.init.scene (the "
+    "demo's start) reaches 1.56 (tests/astro/test_hsc_blend.py)",
 )
 def test_readme_blend_example_fits_the_real_data():
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
