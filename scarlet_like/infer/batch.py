@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, PyTree
 
 from ..core import LogDensity, Plate, PlateError, canonical_tokens, stack, unstack, walk
-from .fit_loop import FitLoop, FitResult, run
+from .fit_loop import FitLoop, FitResult, require_free_parameters, run
 from .optimize import _loop_options, fit
 from .progress import progress_bar
 
@@ -89,7 +89,7 @@ def fit_many(
 
     Raises [`scarlet_like.PlateError`][] naming the first blend whose model or likelihood differs in
     structure from blend 0's (and where), and `ValueError` if there are not as many likelihoods as
-    models.
+    models or if the models have no free parameters.
 
     A second call with blends of the same structure and shapes (and the same `batch_size`,
     `vectorize`, devices and `fit_kwargs`) reuses the compiled computation.
@@ -109,6 +109,8 @@ def fit_many(
         )
     if not models:
         raise ValueError("fit_many: got no models")
+    # the blends share one structure (checked when they are stacked): the first speaks for all
+    require_free_parameters(LogDensity(models[0], likelihoods[0], jacobian=False), "fit_many", models[0])
     unknown = sorted(set(fit_kwargs) - set(_FIT_DEFAULTS))
     if unknown:
         raise TypeError(

@@ -115,6 +115,23 @@ class FitState(NamedTuple):
     key: Array
 
 
+def require_free_parameters(density: LogDensity, caller: str, model: PyTree) -> None:
+    """A `ValueError` when `density` has no free entries: nothing to fit or sample.
+
+    **Arguments:**
+
+    - `density`: the log density of `model`.
+    - `caller`: the public function's name, to start the message with (`"fit"`).
+    - `model`: the model given, named by its type in the message.
+    """
+    if density.size == 0:
+        raise ValueError(
+            f"{caller}: the model ({type(model).__name__}) has no free parameters, so there is nothing to "
+            f"{'sample' if caller == 'sample' else 'fit'}; free some with sl.free(model, ...) or give "
+            "sl.Parameter(...) where it now has fixed values"
+        )
+
+
 def preconditioner(density: LogDensity, x: Float[Array, " n"], key: PRNGKeyArray | None = None) -> Array:
     """Per-entry step scales from the curvature of the negative log density at `x`.
 

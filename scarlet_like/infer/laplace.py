@@ -26,6 +26,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..core import LogDensity, Unravel, canonical_tokens, walk
+from .fit_loop import require_free_parameters
 from .optimize import fit as fit_mode
 
 __all__ = ["Laplace", "laplace"]
@@ -151,9 +152,11 @@ def laplace(model: PyTree, likelihood: Any, *, fit: bool = True) -> Laplace:
     the posterior of the constrained parameters, with the Hessian of the MAP density (no log|det J|);
     see the module documentation for why, and for the delta-method standard deviations in `std`.
 
-    Raises `ValueError` naming the entries along which the log posterior is not curved downwards (not
-    a mode, or a direction the data and priors leave flat). Warns when the fit did not converge.
+    Raises `ValueError` naming the model's type when it has no free parameters, and naming the entries
+    along which the log posterior is not curved downwards (not a mode, or a direction the data and
+    priors leave flat). Warns when the fit did not converge.
     """
+    require_free_parameters(LogDensity(model, likelihood, jacobian=False), "laplace", model)
     if fit:
         result = fit_mode(model, likelihood, progress=False)
         nonfinite = np.asarray(result.nonfinite)

@@ -15,7 +15,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..core import LogDensity, canonical_tokens, get_values, rename_tokens
 from ..core.tree import tokens
-from .fit_loop import STRETCH_STEPS, FitLoop, FitResult, FitState, run
+from .fit_loop import STRETCH_STEPS, FitLoop, FitResult, FitState, require_free_parameters, run
 from .progress import progress_bar
 
 __all__ = ["FitWarning", "Starts", "fit", "fit_starts", "fit_warnings"]
@@ -98,9 +98,12 @@ def fit(
     non-finite, the fit stops, returns the best point evaluated before that and, with `progress=True`,
     warns naming the parameters. A step that lands far uphill (a line search that gave up) ends its
     stretch, and the next one starts again from the best point.
+
+    Raises `ValueError` naming the model's type when it has no free parameters (also under `jit`).
     """
     loop_options = _loop_options(optimizer, max_steps, rtol, chunks)
     density = LogDensity(model, likelihood, jacobian=False)
+    require_free_parameters(density, "fit", model)
     key = jax.random.key(0) if key is None else key
     if not progress and any(
         isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((density, key))
@@ -317,11 +320,13 @@ def fit_starts(
     **Returns:**
 
     A [`scarlet_like.Starts`][]: the best fit, every fit, their final losses and their values.
-    Warns ([`scarlet_like.FitWarning`][]) about the best fit as `sl.fit` would.
+    Warns ([`scarlet_like.FitWarning`][]) about the best fit as `sl.fit` would, and raises as it does
+    for a model with no free parameters or a start where the log density is not finite.
     """
     from .batch import fit_many
 
     density = LogDensity(model, likelihood, jacobian=False)
+    require_free_parameters(density, "fit_starts", model)
     key = jax.random.key(0) if key is None else key
     scatter_key, fit_key = jax.random.split(key)
     if isinstance(starts, int | np.integer):

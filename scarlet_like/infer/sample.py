@@ -59,7 +59,7 @@ from ..core import (
     unstacked_lists,
     walk,
 )
-from .fit_loop import FitResult, preconditioner
+from .fit_loop import FitResult, preconditioner, require_free_parameters
 from .progress import progress_bar
 from .weak_types import strong
 
@@ -515,7 +515,8 @@ def sample(
 
     A [`scarlet_like.Posterior`][].
 
-    Warns ([`scarlet_like.ImproperPriorWarning`][]) when a free parameter has neither a prior nor a
+    Raises `ValueError` naming the model's type when it has no free parameters. Warns
+    ([`scarlet_like.ImproperPriorWarning`][]) when a free parameter has neither a prior nor a
     bounded constraint, and raises `FloatingPointError` naming the terms at fault when the log density
     (or its gradient) is not finite where the chains start.
 
@@ -534,8 +535,7 @@ def sample(
     num_warmup, num_samples, num_chains = int(num_warmup), int(num_samples), int(num_chains)
 
     density = LogDensity(model, likelihood)
-    if density.size == 0:
-        raise ValueError("sample: the model has no free parameters")
+    require_free_parameters(density, "sample", model)
     improper = _improper_parameters(model)
     if improper:
         warnings.warn(
