@@ -84,8 +84,9 @@ def fit_many(
     **Returns:**
 
     A list with one `FitResult` per blend, in the order of `models`. A fit that stopped on a non-finite
-    value says so in its `nonfinite` field (there is no warning, as there is none from `sl.fit`
-    with `progress=False`).
+    value says so in its `nonfinite` field. There is no warning and no check of the starts: the
+    blends are fitted inside one compiled computation, as `sl.fit` is under `jit`; a blend whose
+    start is not finite stops after one step, flagged in `nonfinite`.
 
     Raises [`scarlet_like.PlateError`][] naming the first blend whose model or likelihood differs in
     structure from blend 0's (and where), and `ValueError` if there are not as many likelihoods as

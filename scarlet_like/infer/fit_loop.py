@@ -53,7 +53,10 @@ class FitResult(NamedTuple):
       below `rtol` for 5 steps with a small gradient (see `gradient`), or a whole stretch with freshly
       measured curvature made no progress. False when it ran out of steps or hit a non-finite value.
     - `nonfinite`: `(n,)` True for the entries of the flat vector whose gradient (or value) turned
-      non-finite; the fit then stopped, and `model` is the best point before that.
+      non-finite; the fit then stopped, and `model` is the best point before that. When the loss is
+      not finite but its gradient is, every entry is flagged (it cannot tell which is at fault).
+      Under `jit` or `vmap` this is how a start where the log density is not finite shows: the fit
+      stops after one step with entries flagged here.
     - `x`: the flat unconstrained vector of `model`.
     - `gradient`: the largest entry of the gradient at `x` in the fit's scaled coordinates, that is
       how many standard deviations (by the local curvature) the optimum may still be away along the
@@ -339,7 +342,9 @@ class FitLoop(eqx.Module):
             y = optax.apply_updates(state.y, updates)
         current = reference + scales * state.y
         bad = ~jnp.isfinite(grad * scales) | ~jnp.isfinite(current)
-        failed = jnp.any(bad) | ~jnp.isfinite(value)
+        # a loss that is not finite with a finite gradient does not say which entry is at fault: all are
+        bad = bad | (~jnp.isfinite(value) & ~jnp.any(bad))
+        failed = jnp.any(bad)
         tolerance = rtol * jnp.maximum(jnp.abs(value), 1.0)
         calm = jnp.where(jnp.abs(state.loss - value) <= tolerance, state.calm + 1, 0)
         gradient = jnp.max(jnp.abs(grad))

@@ -79,8 +79,10 @@ def fit(
     - `rtol`: converged when the relative change of the loss stays below this for 5 steps and the
       gradient in the scaled coordinates is below 0.1 (or a whole stretch, with freshly measured
       curvature, makes no progress: the float precision of the loss is reached).
-    - `progress`: show a progress bar. With `progress=False` the whole fit is one pure JAX
-      computation that can be `jit`-ed and `vmap`-ed.
+    - `progress`: show a progress bar. With `progress=False` the whole fit is one JAX computation,
+      and `fit` can be called inside the caller's `jax.jit` or `jax.vmap`. Called outside them (with
+      or without a bar), `fit` checks the start on the host and warns about the result; inside them
+      it can do neither: look at the result's `nonfinite` and `converged`.
     - `key`: for the random probes of the preconditioner on large models.
     - `chunks`: the fit runs in this many stretches of `max_steps / chunks` steps; the curvature is
       measured again at the start of each (and the progress bar advances). Default: one stretch per
@@ -95,11 +97,15 @@ def fit(
 
     A [`scarlet_like.FitResult`][]. The density maximised leaves out the constraints' log|det J|
     (a maximum a posteriori fit in the constrained parameters). If a loss or gradient turns
-    non-finite, the fit stops, returns the best point evaluated before that and, with `progress=True`,
-    warns naming the parameters. A step that lands far uphill (a line search that gave up) ends its
+    non-finite, the fit stops and returns the best point evaluated before that; outside `jit` and
+    `vmap` it warns ([`scarlet_like.FitWarning`][]) naming the parameters, as it warns when the fit
+    did not converge or ended at bounds. A step that lands far uphill (a line search that gave up) ends its
     stretch, and the next one starts again from the best point.
 
     Raises `ValueError` naming the model's type when it has no free parameters (also under `jit`).
+    Outside `jit` and `vmap`, raises `FloatingPointError` naming the terms (likelihood, priors) whose
+    log density is not finite at the start; inside them the fit stops after one step instead, with
+    the entries at fault (all of them, when only the loss is not finite) flagged in `nonfinite`.
     """
     loop_options = _loop_options(optimizer, max_steps, rtol, chunks)
     density = LogDensity(model, likelihood, jacobian=False)

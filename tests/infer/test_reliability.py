@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import scarlet_like as sl
@@ -70,3 +71,52 @@ def test_sample_of_a_model_with_nothing_free_is_an_error_naming_its_type():
 def test_fit_many_of_models_with_nothing_free_is_an_error_naming_their_type():
     with pytest.raises(ValueError, match="fit_many: " + NO_FREE):
         sl.fit_many([nothing_free()] * 2, [Data(simulated(1)), Data(simulated(2))])
+
+
+# -- a start where the log density is not finite ------------------------------------------------------
+
+
+def broken_at_start(data):
+    """The likelihood of `data` plus a term that is NaN wherever the peak is positive (everywhere)."""
+
+    def log_likelihood(curve):
+        return Data(data).log_likelihood(curve) + jnp.log(-curve.peak)
+
+    return log_likelihood
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_fit_called_eagerly_on_a_non_finite_start_raises_naming_the_term(progress):
+    with pytest.raises(FloatingPointError, match="not finite at the starting point: likelihood$"):
+        sl.fit(light_curve(), broken_at_start(simulated()), progress=progress)
+
+
+def test_fit_under_jit_on_a_non_finite_start_returns_a_result_flagging_it():
+    data = simulated()
+
+    @jax.jit
+    def fitted(values):
+        return sl.fit(light_curve(), broken_at_start(values), max_steps=50, progress=False)
+
+    result = fitted(data)
+    assert int(result.steps) == 1 and not bool(result.converged)
+    # the loss alone is NaN, its gradient finite: every entry is flagged
+    assert np.asarray(result.nonfinite).tolist() == [True, True, True]
+    # the model is the start, untouched
+    np.testing.assert_allclose(result.x, sl.LogDensity(light_curve(), Data(data), jacobian=False).x0)
+
+
+def test_fit_many_flags_the_blend_whose_start_is_not_finite():
+    class Broken(sl.Module):
+        values: jax.Array
+        sign: jax.Array  # -1: the extra term is finite; +1: it is NaN
+
+        def log_likelihood(self, curve):
+            return Data(self.values).log_likelihood(curve) + jnp.log(-self.sign * curve.peak)
+
+    data = simulated()
+    results = sl.fit_many(
+        [light_curve()] * 2, [Broken(data, jnp.asarray(-1.0)), Broken(data, jnp.asarray(1.0))], max_steps=50
+    )
+    assert not np.any(np.asarray(results[0].nonfinite))
+    assert np.all(np.asarray(results[1].nonfinite)) and int(results[1].steps) == 1
