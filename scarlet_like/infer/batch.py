@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from jaxtyping import Array, PyTree
 
 from ..core import LogDensity, Plate, PlateError, canonical_tokens, stack, unstack, walk
 from .fit_loop import FitLoop, FitResult, require_free_parameters, run
-from .optimize import _loop_options, fit
+from .optimize import FitWarning, _loop_options, fit
 from .progress import progress_bar
 
 __all__ = ["fit_many"]
@@ -92,6 +93,11 @@ def fit_many(
     structure from blend 0's (and where), and `ValueError` if there are not as many likelihoods as
     models or if the models have no free parameters.
 
+    Ctrl-C (`KeyboardInterrupt`) between batches (see `batch_size`) returns the results of the
+    blends of the batches fitted so far, the first ones in the order of `models`, with a
+    [`scarlet_like.FitWarning`][] saying how many; if no batch was finished, the interrupt is raised
+    again.
+
     A second call with blends of the same structure and shapes (and the same `batch_size`,
     `vectorize`, devices and `fit_kwargs`) reuses the compiled computation.
 
@@ -160,15 +166,39 @@ def fit_many(
                 # without a bar, the next batch is prepared while the devices still work on this one
                 jax.block_until_ready(result)
                 bar.update(stop - start)
+    except KeyboardInterrupt:
+        finished = sum(used for _, used in outputs)
+        _warn_interrupted(finished, count)
+        if not finished:
+            raise
     finally:
         if bar is not None:
             bar.close()
     if unstack_results:
         results = [blend for result, used in outputs for blend in _split(result, used)]
         if any(group.token is not None for group in walk(models[0]).groups):
-            results = [_with_tokens_of(model, result) for model, result in zip(models, results, strict=True)]
+            results = [_with_tokens_of(model, result) for model, result in zip(models, results, strict=False)]
         return results
     return _join(outputs)
+
+
+def _warn_interrupted(finished: int, count: int) -> None:
+    """On a `KeyboardInterrupt`: a warning saying what `fit_many` returns (nothing, with no batch
+    finished)."""
+    if not finished:
+        warnings.warn(
+            "fit_many was interrupted (KeyboardInterrupt) before its first batch of blends was fitted: "
+            "nothing to return",
+            FitWarning,
+            stacklevel=3,
+        )
+        return
+    warnings.warn(
+        f"fit_many was interrupted (KeyboardInterrupt): returning the results of the first {finished} of "
+        f"{count} blends (the batches fitted so far); fit the others with models[{finished}:]",
+        FitWarning,
+        stacklevel=3,
+    )
 
 
 def _positive(name: str, value: Any) -> int:

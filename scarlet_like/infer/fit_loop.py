@@ -65,6 +65,9 @@ class FitResult(NamedTuple):
       bound of its constraint (see [`scarlet_like.constraints.Constraint.at_bound`][]): a size
       collapsed to zero, a Sérsic index at the end of its range. The optimum may lie beyond, or the
       model may be wrong for the data there.
+    - `interrupted`: True when the run was interrupted (Ctrl-C, `KeyboardInterrupt`) while `sl.fit`
+      drove it from Python (with a progress bar, or adapting the model between stretches): `model`
+      is then the best point reached before that, and the fit did not converge.
     """
 
     model: PyTree
@@ -75,6 +78,7 @@ class FitResult(NamedTuple):
     x: Float[Array, " n"]
     gradient: Float[Array, ""]
     at_bounds: Bool[Array, " n"]
+    interrupted: Bool[Array, ""]
 
 
 class FitState(NamedTuple):
@@ -400,6 +404,7 @@ class FitLoop(eqx.Module):
             x=x,
             gradient=jnp.max(jnp.abs(jnp.where(jnp.isfinite(gradient), gradient * state.scales, jnp.inf))),
             at_bounds=self.density.at_bounds(x),
+            interrupted=jnp.zeros((), bool),
         )
 
 

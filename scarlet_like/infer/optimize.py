@@ -99,8 +99,14 @@ def fit(
     (a maximum a posteriori fit in the constrained parameters). If a loss or gradient turns
     non-finite, the fit stops and returns the best point evaluated before that; outside `jit` and
     `vmap` it warns ([`scarlet_like.FitWarning`][]) naming the parameters, as it warns when the fit
-    did not converge or ended at bounds. A step that lands far uphill (a line search that gave up) ends its
-    stretch, and the next one starts again from the best point.
+    did not converge or ended at bounds. A step that lands far uphill (a line search that gave up)
+    ends its stretch, and the next one starts again from the best point.
+
+    Ctrl-C (`KeyboardInterrupt`) during a fit driven from Python, a stretch at a time (with a
+    progress bar, or with a model adapted between stretches), ends it at the end of the stretch
+    under way: the result is the best model so far, flagged `interrupted`, with a `FitWarning` saying
+    so. A fit run as one compiled computation (`progress=False` and nothing to adapt) cannot be
+    interrupted part-way.
 
     Raises `ValueError` naming the model's type when it has no free parameters (also under `jit`).
     Outside `jit` and `vmap`, raises `FloatingPointError` naming the terms (likelihood, priors) whose
@@ -246,23 +252,34 @@ def _fit_in_segments(
     likelihood: Any = None,
 ) -> tuple[FitResult, FitLoop]:
     """The fit driven from Python a stretch's worth of steps at a time: a progress bar advancing, and
-    `adapt` called in between. Returns the result and the loop it ended with."""
+    `adapt` called in between. Returns the result and the loop it ended with.
+
+    A `KeyboardInterrupt` (Ctrl-C) ends the fit where it stands: the result is that of the last
+    completed stretch (its best point), flagged `interrupted`."""
     batched = starts is not None
     state = _fit_init(loop, key, starts)
+    interrupted = False
     with progress_bar(loop.max_steps, "fit", "step", disable=not progress) as bar:
-        while True:
-            before = int(jnp.max(state.step))
-            until = jnp.asarray(min(before + loop.stretch_steps, loop.max_steps), jnp.int32)
-            state = _fit_segment(loop, state, until, batched)
-            bar.update(int(jnp.max(state.step)) - before)
-            bar.set_postfix(loss=f"{float(jnp.min(state.best_loss)):.6g}")
-            if adapt is not None:
-                # also after the last step: a fit that converged with a source cut by its box goes on
-                # with the larger box while steps remain
-                loop, state = _adapted(loop, state, adapt, likelihood)
-            if bool(jnp.all(loop.finished(state))):
-                break
-    return _fit_result(loop, state, batched), loop
+        try:
+            while True:
+                before = int(jnp.max(state.step))
+                until = jnp.asarray(min(before + loop.stretch_steps, loop.max_steps), jnp.int32)
+                # `state` and `loop` are only ever replaced whole: an interrupt leaves a consistent pair
+                state = _fit_segment(loop, state, until, batched)
+                bar.update(int(jnp.max(state.step)) - before)
+                bar.set_postfix(loss=f"{float(jnp.min(state.best_loss)):.6g}")
+                if adapt is not None:
+                    # also after the last step: a fit that converged with a source cut by its box goes on
+                    # with the larger box while steps remain
+                    loop, state = _adapted(loop, state, adapt, likelihood)
+                if bool(jnp.all(loop.finished(state))):
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+    result = _fit_result(loop, state, batched)
+    if interrupted:
+        result = result._replace(interrupted=jnp.ones_like(result.interrupted))
+    return result, loop
 
 
 class Starts(NamedTuple):
@@ -408,16 +425,21 @@ def fit_warnings(result: FitResult, density: LogDensity, likelihood: Any = None)
 
     **Returns:**
 
-    One message per finding: non-finite values (naming the parameters), no convergence with a
-    gradient still above 0.1 standard deviations, parameters at a bound of their constraint (naming
-    them and their values), parameters more than 5 standard deviations from the centre of their
-    Normal prior (naming them, their values and the prior's centre), and a chi^2 per data value above
-    2 for the observations.
+    One message per finding: an interrupted fit, non-finite values (naming the parameters), no
+    convergence with a gradient still above 0.1 standard deviations, parameters at a bound of their
+    constraint (naming them and their values), parameters more than 5 standard deviations from the
+    centre of their Normal prior (naming them, their values and the prior's centre), and a chi^2 per
+    data value above 2 for the observations.
     """
     messages = []
     names = density.names
     steps = int(result.steps)
-    if bool(np.any(result.nonfinite)):
+    if bool(result.interrupted):
+        messages.append(
+            f"fit was interrupted (KeyboardInterrupt) after {steps} steps; returning the best model so "
+            "far, not converged (FitResult.interrupted is True)"
+        )
+    elif bool(np.any(result.nonfinite)):
         bad = [name for name, flag in zip(names, np.asarray(result.nonfinite), strict=True) if flag]
         messages.append(
             f"fit stopped at step {steps}: non-finite gradient or value for {', '.join(bad)}; "

@@ -520,6 +520,10 @@ def sample(
     bounded constraint, and raises `FloatingPointError` naming the terms at fault when the log density
     (or its gradient) is not finite where the chains start.
 
+    Ctrl-C (`KeyboardInterrupt`) outside `jit` ends the run at the end of the stretch under way: the
+    draws made until then come back as a `Posterior` flagged `interrupted`, with a warning; if it
+    comes during warmup, before any draw was kept, the `KeyboardInterrupt` is raised again.
+
     Compiles once: a second call with a model and data of the same shapes, and the same
     `num_chains`, `num_samples`, `num_warmup + num_samples` and `chunks`, reuses the compiled stretch
     of steps, also for a model rebuilt with new shared parameters (their sharing tokens are numbered
@@ -586,11 +590,14 @@ def sample(
     bar = None
     if progress and not traced:
         bar = progress_bar(total, "warmup" if num_warmup else "sample", "step")
+    completed = 0  # steps every chain has taken, as far as `chains` holds them
     try:
         for index in range(num_chunks):
             begin = index * chunk
             part = _Schedule(*(steps[begin : begin + chunk] for steps in schedule))
             chains, values, gradient_finite = _advance(density, chains, start, chain_keys, part, target, mesh)
+            # `chains` is replaced whole; counted after it, an interrupt in between can only undercount
+            completed = min(begin + chunk, total)
             # a tracer here: under `vmap` of a likelihood closing over batched data
             concrete = not isinstance(values, jax.core.Tracer)
             if index == 0:
@@ -603,6 +610,26 @@ def sample(
                 divergences = int(np.asarray(chains.records.divergent).sum())
                 bar.set_postfix(step_size=f"{float(step_size.mean()):.3g}", divergences=divergences)
                 bar.update(min(chunk, total - begin))
+    except KeyboardInterrupt:
+        kept = completed - num_warmup
+        if traced:
+            raise
+        if kept < 1:
+            warnings.warn(
+                f"sample was interrupted (KeyboardInterrupt) after {completed} of {num_warmup} warmup "
+                "steps, before any draw was kept: nothing to return",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            raise
+        warnings.warn(
+            f"sample was interrupted (KeyboardInterrupt) after {kept} of {num_samples} draws per chain; "
+            "returning those draws (Posterior.interrupted is True): their summary is that of a shorter run",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        records = jax.tree_util.tree_map(lambda leaf: leaf[:, :kept], chains.records)
+        chains = chains._replace(records=records)
     finally:
         if bar is not None:
             bar.close()
@@ -618,6 +645,7 @@ def sample(
         step_size=chains.adaptation.step_size,
         inverse_mass_matrix=chains.adaptation.inverse_mass_matrix,
         unravel=unravel,
+        interrupted=completed < total,
     )
 
 
@@ -708,6 +736,9 @@ class Posterior(eqx.Module):
     - `step_size`: `(chain,)` adapted step sizes.
     - `inverse_mass_matrix`: `(chain, n)` adapted diagonal inverse mass matrices.
     - `unravel`: maps a flat vector to a model.
+    - `interrupted`: True when [`scarlet_like.sample`][] was interrupted (Ctrl-C) and returned the
+      draws made until then: fewer than asked for, and the diagnostics (ESS, R-hat) those of the
+      shorter run.
 
     Use `values` for constrained draws by parameter, `summary()` for a table, `model_at(chain, draw)`
     for one model, `map(fn)` for any function of the model at every draw, `save` /
@@ -723,6 +754,7 @@ class Posterior(eqx.Module):
     step_size: Float[Array, " chain"]
     inverse_mass_matrix: Float[Array, "chain n"]
     unravel: Unravel
+    interrupted: bool = eqx.field(static=True, default=False)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -818,6 +850,7 @@ class Posterior(eqx.Module):
             f"{int(np.asarray(self.divergences).sum())} divergences; "
             f"step size {step_size.min():.3g}-{step_size.max():.3g}; "
             f"E-BFMI min {float(np.min(self.bfmi())):.2f}"
+            + ("; interrupted (Ctrl-C): a shorter run than asked for" if self.interrupted else "")
         )
         return "\n".join(lines)
 
@@ -883,6 +916,7 @@ class Posterior(eqx.Module):
             "format": _FORMAT,
             "parameters": list(self.unravel.names),
             "shapes": [list(shape) for shape in self.unravel.shapes],
+            "interrupted": bool(self.interrupted),
         }
         with open(path, "wb") as file:
             np.savez(
@@ -922,4 +956,8 @@ class Posterior(eqx.Module):
                 )
             arrays = {name: jnp.asarray(file[name]) for name in cls._ARRAYS}
             rest = eqx.tree_deserialise_leaves(io.BytesIO(file["rest"].tobytes()), unravel.rest)
-        return cls(**arrays, unravel=Unravel(rest=rest, names=unravel.names, shapes=unravel.shapes))
+        return cls(
+            **arrays,
+            unravel=Unravel(rest=rest, names=unravel.names, shapes=unravel.shapes),
+            interrupted=bool(header.get("interrupted", False)),
+        )

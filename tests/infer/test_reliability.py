@@ -1,6 +1,7 @@
 """Reliability of fit, sample, laplace and fit_many: clear errors for a model with nothing free and for a
 start that is not finite, and nothing lost when a run is interrupted (Ctrl-C)."""
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -120,3 +121,132 @@ def test_fit_many_flags_the_blend_whose_start_is_not_finite():
     )
     assert not np.any(np.asarray(results[0].nonfinite))
     assert np.all(np.asarray(results[1].nonfinite)) and int(results[1].steps) == 1
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------------
+
+
+def interrupt_after(monkeypatch, module_name, function_name, calls):
+    """Make `module.function` raise `KeyboardInterrupt` (as Ctrl-C does) when called once more after
+    `calls` calls that run as usual; returns the list of calls made."""
+    module = importlib.import_module(module_name)
+    original = getattr(module, function_name)
+    made = []
+
+    def interrupted(*args, **kwargs):
+        made.append(None)
+        if len(made) > calls:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, function_name, interrupted)
+    return made
+
+
+def test_fit_interrupted_returns_the_best_model_so_far_flagged(monkeypatch):
+    data = Data(simulated(t0=-1.0, width=3.0, peak=0.3))
+    interrupt_after(monkeypatch, "scarlet_like.infer.optimize", "_fit_segment", calls=2)
+    # ten steps a stretch: far from converged after two
+    with pytest.warns(sl.FitWarning, match=r"interrupted \(KeyboardInterrupt\) after 20 steps"):
+        result = sl.fit(light_curve(), data, max_steps=500, chunks=50, progress=True)
+    assert bool(result.interrupted) and not bool(result.converged)
+    assert int(result.steps) == 20
+    # the best point evaluated: its loss is the lowest of the steps taken
+    history = np.asarray(result.loss)[:20]
+    density = sl.LogDensity(light_curve(), data, jacobian=False)
+    np.testing.assert_allclose(-float(density(result.x)), np.nanmin(history), rtol=1e-6)
+    assert np.allclose(sl.resolve(result.model)(TIMES), sl.resolve(density.model(result.x))(TIMES))
+
+
+def test_fit_not_interrupted_is_not_flagged():
+    result = sl.fit(
+        light_curve(), Data(simulated(t0=-1.0, width=3.0, peak=0.3)), max_steps=300, progress=False
+    )
+    assert not bool(result.interrupted) and bool(result.converged)
+
+
+SAMPLER = "scarlet_like.infer.sample"
+
+
+def test_sample_interrupted_returns_the_draws_so_far_flagged(monkeypatch):
+    # 20 warmup and 40 draws in chunks of 10 steps: interrupted after 4 chunks, 20 draws are kept
+    interrupt_after(monkeypatch, SAMPLER, "_advance", calls=4)
+    with pytest.warns(RuntimeWarning, match=r"interrupted \(KeyboardInterrupt\) after 20 of 40 draws"):
+        posterior = sl.sample(
+            light_curve(),
+            Data(simulated()),
+            key=jax.random.key(0),
+            num_warmup=20,
+            num_samples=40,
+            num_chains=2,
+            chunks=6,
+            progress=True,
+        )
+    assert posterior.interrupted
+    assert posterior.samples.shape == (2, 20, 3) and posterior.log_density.shape == (2, 20)
+    assert np.all(np.isfinite(np.asarray(posterior.samples)))
+    assert np.all(np.isfinite(np.asarray(posterior.step_size)))
+    summary = posterior.summary()
+    assert "2 chains x 20 draws" in summary and "interrupted" in summary
+    assert np.all(np.isfinite([row["mean"] for row in posterior.summary(as_dict=True).values()]))
+
+
+def test_sample_interrupted_during_warmup_raises_again(monkeypatch):
+    interrupt_after(monkeypatch, SAMPLER, "_advance", calls=1)
+    with pytest.warns(RuntimeWarning, match="before any draw was kept"), pytest.raises(KeyboardInterrupt):
+        sl.sample(
+            light_curve(),
+            Data(simulated()),
+            key=jax.random.key(0),
+            num_warmup=20,
+            num_samples=40,
+            num_chains=2,
+            chunks=6,
+            progress=False,
+        )
+
+
+def test_interrupted_posterior_keeps_its_flag_when_saved(tmp_path, monkeypatch):
+    interrupt_after(monkeypatch, SAMPLER, "_advance", calls=3)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        posterior = sl.sample(
+            light_curve(),
+            Data(simulated()),
+            key=jax.random.key(0),
+            num_warmup=10,
+            num_samples=50,
+            num_chains=1,
+            chunks=6,
+            progress=False,
+        )
+    posterior.save(tmp_path / "draws.npz")
+    loaded = sl.Posterior.load(tmp_path / "draws.npz", like=light_curve())
+    assert loaded.interrupted and loaded.samples.shape == (1, 20, 3)
+
+
+def blends(count):
+    return [light_curve()] * count, [Data(simulated(key)) for key in range(count)]
+
+
+@pytest.mark.parametrize("unstack_results", [True, False])
+def test_fit_many_interrupted_returns_the_finished_blends(monkeypatch, unstack_results):
+    interrupt_after(monkeypatch, "scarlet_like.infer.batch", "_fit_batch", calls=2)
+    models, likelihoods = blends(6)
+    with pytest.warns(sl.FitWarning, match="first 4 of 6 blends"):
+        results = sl.fit_many(
+            models, likelihoods, batch_size=2, max_steps=300, progress=True, unstack_results=unstack_results
+        )
+    if unstack_results:
+        assert len(results) == 4
+        fitted = [results[i].model for i in range(4)]
+    else:
+        assert results.steps.shape == (4,) and results.model.size == 4
+        fitted = sl.unstack(results.model)
+    alone = sl.fit(models[3], likelihoods[3], max_steps=300, progress=False)
+    np.testing.assert_allclose(sl.get_values(fitted[3])["t0"], sl.get_values(alone.model)["t0"], rtol=1e-3)
+
+
+def test_fit_many_interrupted_before_a_batch_is_done_raises_again(monkeypatch):
+    interrupt_after(monkeypatch, "scarlet_like.infer.batch", "_fit_batch", calls=0)
+    with pytest.warns(sl.FitWarning, match="nothing to return"), pytest.raises(KeyboardInterrupt):
+        sl.fit_many(*blends(2), max_steps=300)
