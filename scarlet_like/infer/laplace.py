@@ -27,6 +27,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..core import LogDensity, Unravel, canonical_tokens, walk
 from .fit_loop import require_free_parameters
+from .optimize import FitWarning
 from .optimize import fit as fit_mode
 
 __all__ = ["Laplace", "laplace"]
@@ -154,11 +155,18 @@ def laplace(model: PyTree, likelihood: Any, *, fit: bool = True) -> Laplace:
 
     Raises `ValueError` naming the model's type when it has no free parameters, and naming the entries
     along which the log posterior is not curved downwards (not a mode, or a direction the data and
-    priors leave flat). Warns when the fit did not converge.
+    priors leave flat). Warns when the fit did not converge. Ctrl-C during the fit raises
+    `KeyboardInterrupt`: there is no Gaussian to return before the mode is found.
     """
     require_free_parameters(LogDensity(model, likelihood, jacobian=False), "laplace", model)
     if fit:
-        result = fit_mode(model, likelihood, progress=False)
+        with warnings.catch_warnings():
+            # an interrupted fit warns that it returns its best point; here there is nothing to return
+            warnings.filterwarnings("ignore", "fit was interrupted", FitWarning)
+            result = fit_mode(model, likelihood, progress=False)
+        if bool(result.interrupted):
+            # Ctrl-C while a scene's fit adapted its boxes: a Gaussian away from the mode is no answer
+            raise KeyboardInterrupt("laplace: interrupted while fitting the mode")
         nonfinite = np.asarray(result.nonfinite)
         if nonfinite.any():
             names = LogDensity(model, likelihood, jacobian=False).names

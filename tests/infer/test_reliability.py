@@ -3,6 +3,7 @@ start that is not finite, and nothing lost when a run is interrupted (Ctrl-C).""
 
 import importlib
 import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -250,3 +251,28 @@ def test_fit_many_interrupted_before_a_batch_is_done_raises_again(monkeypatch):
     interrupt_after(monkeypatch, "scarlet_like.infer.batch", "_fit_batch", calls=0)
     with pytest.warns(sl.FitWarning, match="nothing to return"), pytest.raises(KeyboardInterrupt):
         sl.fit_many(*blends(2), max_steps=300)
+
+
+class AdaptingCurve(sl.Module):
+    """A light curve with an `adapted` method, as scenes have: `fit` drives it a stretch at a time."""
+
+    t0: sl.Parameter
+    width: sl.Parameter
+    peak: sl.Parameter
+
+    def __call__(self, t):
+        return self.peak * jnp.exp(-0.5 * ((t - self.t0) / self.width) ** 2)
+
+    @sl.keep_parameters
+    def adapted(self):
+        return self
+
+
+def test_laplace_interrupted_while_fitting_the_mode_raises_again(monkeypatch):
+    curve = light_curve()
+    adapting = AdaptingCurve(curve.t0, curve.width, curve.peak)
+    interrupt_after(monkeypatch, "scarlet_like.infer.optimize", "_fit_segment", calls=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sl.FitWarning)  # the fit's "returning the best model" is not shown
+        with pytest.raises(KeyboardInterrupt, match="laplace: interrupted while fitting the mode"):
+            sl.laplace(adapting, Data(simulated()))
