@@ -591,6 +591,7 @@ def sample(
     if progress and not traced:
         bar = progress_bar(total, "warmup" if num_warmup else "sample", "step")
     completed = 0  # steps every chain has taken, as far as `chains` holds them
+    interrupted = False
     try:
         for index in range(num_chunks):
             begin = index * chunk
@@ -630,6 +631,7 @@ def sample(
         )
         records = jax.tree_util.tree_map(lambda leaf: leaf[:, :kept], chains.records)
         chains = chains._replace(records=records)
+        interrupted = True
     finally:
         if bar is not None:
             bar.close()
@@ -645,7 +647,7 @@ def sample(
         step_size=chains.adaptation.step_size,
         inverse_mass_matrix=chains.adaptation.inverse_mass_matrix,
         unravel=unravel,
-        interrupted=completed < total,
+        interrupted=interrupted,
     )
 
 
