@@ -344,7 +344,9 @@ def fit_starts(
 
     A [`scarlet_like.Starts`][]: the best fit, every fit, their final losses and their values.
     Warns ([`scarlet_like.FitWarning`][]) about the best fit as `sl.fit` would, and raises as it does
-    for a model with no free parameters or a start where the log density is not finite.
+    for a model with no free parameters or a start where the log density is not finite. Ctrl-C between
+    starts (with `progress=True`, on CPUs, where they are fitted one at a time) returns the best of
+    the starts fitted so far, with a warning; before the first is done, it raises again.
     """
     from .batch import fit_many
 
@@ -370,16 +372,27 @@ def fit_starts(
         for index, start in enumerate(models)
     ]
     on_cpu = jax.local_devices()[0].platform == "cpu"
-    results = fit_many(
-        renamed,
-        [likelihood] * len(models),
-        progress=progress,
-        # one start per compiled call where they run one after the other anyway: the bar advances
-        batch_size=1 if progress and on_cpu and vectorize in (None, 1) else None,
-        vectorize=vectorize,
-        key=fit_key,
-        **fit_kwargs,
-    )
+    with warnings.catch_warnings():
+        # fit_many's own word on an interrupt speaks of blends; said below in terms of starts
+        warnings.filterwarnings("ignore", "fit_many was interrupted", FitWarning)
+        results = fit_many(
+            renamed,
+            [likelihood] * len(models),
+            progress=progress,
+            # one start per compiled call where they run one after the other anyway: the bar advances
+            batch_size=1 if progress and on_cpu and vectorize in (None, 1) else None,
+            vectorize=vectorize,
+            key=fit_key,
+            **fit_kwargs,
+        )
+    if len(results) < len(models):
+        warnings.warn(
+            f"fit_starts was interrupted (KeyboardInterrupt) after {len(results)} of {len(models)} starts; "
+            "returning the best of those",
+            FitWarning,
+            stacklevel=2,
+        )
+        models = models[: len(results)]
     xs = jnp.stack([result.x for result in results])
     # for the canonical structure: compiled once for all scenes built the same way
     losses, values = _losses_and_values(canonical_tokens(density)[0], xs)

@@ -276,3 +276,13 @@ def test_laplace_interrupted_while_fitting_the_mode_raises_again(monkeypatch):
         warnings.simplefilter("error", sl.FitWarning)  # the fit's "returning the best model" is not shown
         with pytest.raises(KeyboardInterrupt, match="laplace: interrupted while fitting the mode"):
             sl.laplace(adapting, Data(simulated()))
+
+
+def test_fit_starts_interrupted_returns_the_best_of_the_starts_fitted(monkeypatch):
+    # with a bar on a CPU, the starts are fitted one per compiled call: interrupted after two
+    interrupt_after(monkeypatch, "scarlet_like.infer.batch", "_fit_batch", calls=2)
+    data = Data(simulated(t0=-1.0, width=3.0, peak=0.3))
+    with pytest.warns(sl.FitWarning, match=r"fit_starts was interrupted \(KeyboardInterrupt\) after 2 of 4"):
+        found = sl.fit_starts(light_curve(), data, starts=4, max_steps=300, progress=True)
+    assert len(found.results) == 2 and found.losses.shape == (2,) and found.best_index in (0, 1)
+    assert abs(float(sl.get_values(found.best.model)["t0"]) + 1.0) < 0.1
