@@ -259,6 +259,7 @@ def fit_freeform(
     monotonicity: float = 1.0,
     symmetry: float = 1.0,
     sparsity: float = 0.0,
+    fix_center: bool = False,
 ) -> list[Any]:
     """Fit the parametric scenes (batched), make every galaxy free-form from its fit
     (`sl.init.freeform_scene` with these prior strengths) and fit again, blend by blend (image sizes
@@ -271,7 +272,12 @@ def fit_freeform(
     parametric = fit_scenes(scenes, observations, progress=False)
     for first, observation in zip(parametric, observations, strict=True):
         free = sl.init.freeform_scene(
-            first.model, observation, monotonicity=monotonicity, symmetry=symmetry, sparsity=sparsity
+            first.model,
+            observation,
+            monotonicity=monotonicity,
+            symmetry=symmetry,
+            sparsity=sparsity,
+            fix_center=fix_center,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", sl.FitWarning)
@@ -421,6 +427,11 @@ METHODS: dict[str, Method] = {
         "symmetry priors of strength 1) and fitted again",
         build_scene=auto_scene,
         fit=fit_freeform,
+    ),
+    "freeform_fixed": Method(
+        "as freeform, each galaxy's centre held where the parametric fit put it (fix_center=True)",
+        build_scene=auto_scene,
+        fit=functools.partial(fit_freeform, fix_center=True),
     ),
     "freeform_noprior": Method(
         "as freeform, without a shape prior (all strengths 0)",

@@ -1234,6 +1234,7 @@ def freeform(
     monotonicity: float = 1.0,
     symmetry: float = 1.0,
     sparsity: float = 0.0,
+    fix_center: bool = False,
 ) -> Any:
     """A free-form version of a fitted source: its light as a pixel image with a galaxy-like prior.
 
@@ -1250,6 +1251,13 @@ def freeform(
       `max_side` and at least 9.
     - `monotonicity`, `symmetry`, `sparsity`: the strengths of the
       [`scarlet_like.FreeFormPrior`][]'s penalties, in units of the noise.
+    - `fix_center`: hold the centre at its fitted value (a new, fixed Parameter) instead of keeping
+      the source's free centre Parameter. A free-form image can hold its light off centre anyway, and
+      the monotonicity and symmetry priors are measured about the centre: free, it can follow a
+      neighbour's light. Measured on `benchmarks/bench_deblend.py`'s three most crowded standard
+      blends (5, 7, 8): median flux error 0.59 -> 0.37, 90th percentile 3.3 -> 1.5, centroid error
+      90th percentile 8.9 -> 3.3 px, failures 2 -> 0; on three less crowded ones (3, 4, 6) 0.031 ->
+      0.036, failures 1 -> 0. Breaks a link if the centre was shared with other sources.
 
     **Returns:**
 
@@ -1311,8 +1319,9 @@ def freeform(
         sparsity=sparsity,
     )
     floor = np.maximum(spectrum * inside, 1e-6 * spectrum.max())
+    center = Parameter(np.asarray(values.center, np.float32), fixed=True) if fix_center else source.center
     return Source(
-        source.center,
+        center,
         Parameter(np.asarray(floor, np.float32), constraint=constraints.positive()),
         ImageMorphology(
             Parameter(np.asarray(image, np.float32), constraint=constraints.positive(), prior=prior)

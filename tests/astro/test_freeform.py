@@ -140,6 +140,19 @@ def test_a_free_form_source_starts_as_the_light_of_the_fitted_one():
     assert all(".spectrum[" in name for name in flagged)
 
 
+def test_a_free_form_source_can_hold_its_centre_where_it_was_fitted():
+    observation, truth = _blend()
+    start = sl.init.scene(observation, np.stack(TRUE_CENTERS))
+    free = sl.init.freeform_scene(start, observation, fix_center=True)
+    names = sl.entry_names(free)
+    assert not any(".center" in name for name in names) and any(".morphology.image" in name for name in names)
+    for source, original in zip(free.sources, start.sources, strict=True):
+        held = np.asarray(sl.resolve(source).center)
+        np.testing.assert_array_equal(held, np.asarray(original.center.value))
+    # the default keeps the source's own free centre Parameter
+    assert sum(".center" in name for name in sl.entry_names(sl.init.freeform_scene(start, observation))) == 4
+
+
 # 36 s: the default suite fits free-form sources in the docs example and in
 # test_a_free_form_source_starts_as_the_light_of_the_fitted_one
 @pytest.mark.slow
