@@ -1,0 +1,188 @@
+"""Fuzzed scenes and observations: any input either raises one of the package's errors, naming what is
+wrong, or gives a finite log density with a finite gradient.
+
+Shapes (1-3 channels, 8-24 pixels a side), dtypes (float32, float64, int) and values (NaN, inf,
+negative) of the data, weights, mask and PSF images, and the values, constraints and priors of the
+parameters are drawn at random. The default budget is small (a few seconds); the `slow` one tries many
+more. `TRIED` counts the inputs of each outcome, for the record.
+"""
+
+import collections
+
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as nd
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import scarlet_like as sl
+
+#: inputs tried, by outcome ("error: <type>" or "finite"), over the whole module
+TRIED: collections.Counter = collections.Counter()
+
+MESSAGES: set = set()
+ERRORS = (sl.ObservationError, sl.PSFError, sl.ParameterError, sl.SceneError, sl.FrameError)
+NAME = "fuzzed"
+
+DTYPES = st.sampled_from([np.float32, np.float64, np.int32])
+SPECIAL = st.sampled_from([np.nan, np.inf, -np.inf, -1.0, 0.0, -1e3])
+
+CONSTRAINTS = {
+    "real": lambda: None,
+    "positive": sl.constraints.positive,
+    "interval": lambda: sl.constraints.interval(0.1, 10.0),
+    "greater_than": lambda: sl.constraints.greater_than(0.5),
+}
+PRIORS = {
+    "none": lambda: None,
+    "normal": lambda: nd.Normal(1.0, 2.0),
+    "half_normal": lambda: nd.HalfNormal(3.0),
+    "log_normal": lambda: nd.LogNormal(0.0, 1.0),
+    "uniform": lambda: nd.Uniform(0.2, 8.0),
+}
+
+
+@st.composite
+def images(draw, shape, *, allow_special=True):
+    """An array of `shape` in a random dtype, with moderate values and, sometimes, a few special ones."""
+    dtype = draw(DTYPES)
+    if np.issubdtype(dtype, np.integer):
+        return draw(hnp.arrays(dtype, shape, elements=st.integers(-100, 100)))
+    values = draw(
+        hnp.arrays(
+            dtype, shape, elements=st.floats(-100, 100, width=32, allow_nan=False, allow_infinity=False)
+        )
+    )
+    if allow_special and draw(st.integers(0, 5)) == 0:
+        flat = values.reshape(-1)
+        for _ in range(draw(st.integers(1, 3))):
+            flat[draw(st.integers(0, flat.size - 1))] = draw(SPECIAL)
+    return values
+
+
+@st.composite
+def parameter_value(draw, shape=(), low=-20.0, high=20.0):
+    """A parameter's value: moderate (mostly above `low`), or now and then special (NaN, inf, negative,
+    zero)."""
+    low, high = draw(st.sampled_from([(low, high)] * 3 + [(-20.0, 20.0)]))
+    value = draw(
+        hnp.arrays(np.float64, shape, elements=st.floats(low, high, allow_nan=False, allow_infinity=False))
+    )
+    if draw(st.integers(0, 5)) == 0:
+        value.reshape(-1)[0] = draw(SPECIAL)
+    return value
+
+
+@st.composite
+def inputs(draw):
+    channels = draw(st.integers(1, 3))
+    height, width = draw(st.integers(8, 24)), draw(st.integers(8, 24))
+    shape = (channels, height, width)
+    data = draw(images(shape))
+    weights_shape = draw(st.sampled_from([None, shape, (channels, 1, 1), (1, height, width)]))
+    weights = None if weights_shape is None else np.abs(draw(images(weights_shape)))
+    if weights is not None and draw(st.integers(0, 5)) == 0:
+        weights = draw(images(weights_shape))  # negative and special values too
+    mask = None
+    if draw(st.booleans()):
+        mask = draw(hnp.arrays(np.bool_, shape))
+    psf_kind = draw(st.sampled_from(["none", "gaussian", "array"]))
+    psf = None
+    if psf_kind == "gaussian":
+        psf = ("gaussian", draw(st.sampled_from([0.7, 1.5, 0.0, -1.0, np.nan])))
+    elif psf_kind == "array":
+        psf_channels = draw(st.sampled_from([1, channels, channels + 1]))
+        side = draw(st.integers(3, 9))
+        psf_images = draw(images((psf_channels, side, side)))
+        if draw(st.integers(0, 3)) > 0:  # mostly a proper, positive PSF
+            psf_images = np.abs(psf_images) + 1
+        psf = ("array", psf_images)
+    return {
+        "data": data,
+        "weights": weights,
+        "mask": mask,
+        "psf": psf,
+        "nominal_center": np.array([height / 2, width / 2]),
+        "center": draw(parameter_value((2,), low=-3.0, high=3.0)) + np.array([height / 2, width / 2]),
+        "spectrum": draw(parameter_value((draw(st.sampled_from([channels] * 5 + [channels + 1])),), low=0.1)),
+        "spectrum_constraint": draw(st.sampled_from(["real", "positive"])),
+        "sigma": draw(parameter_value(low=0.6)),
+        "sigma_constraint": draw(st.sampled_from(sorted(CONSTRAINTS))),
+        "sigma_prior": draw(st.sampled_from(sorted(PRIORS))),
+    }
+
+
+def build(case):
+    """The observation and the one-source scene of `case`."""
+    psf = case["psf"]
+    if psf is not None:
+        psf = sl.GaussianPSF(psf[1]) if psf[0] == "gaussian" else sl.ArrayPSF(psf[1])
+    obs = sl.Observation(case["data"], weights=case["weights"], mask=case["mask"], psf=psf, name=NAME)
+    frame = sl.Frame.from_observations(obs)
+    with sl.Scene(frame) as scene:
+        sl.Source(
+            sl.Parameter(
+                case["center"], prior=nd.Normal(jnp.asarray(case["nominal_center"]), 5.0).to_event(1)
+            ),
+            sl.Parameter(case["spectrum"], constraint=CONSTRAINTS[case["spectrum_constraint"]]()),
+            sl.GaussianMorphology(
+                sl.Parameter(
+                    case["sigma"],
+                    constraint=CONSTRAINTS[case["sigma_constraint"]](),
+                    prior=PRIORS[case["sigma_prior"]](),
+                )
+            ),
+            box=None,
+        )
+    return scene, obs
+
+
+#: words of which an error's message must hold at least one, by type: what it is about
+CULPRITS = {
+    sl.ObservationError: (f"Observation '{NAME}'",),
+    sl.PSFError: ("ArrayPSF", "GaussianPSF"),
+    sl.ParameterError: ("sources[0].center", "sources[0].spectrum", "sources[0].morphology.sigma"),
+    sl.SceneError: ("sources[0]",),
+    sl.FrameError: (NAME,),
+}
+
+
+def check(case):
+    try:
+        scene, obs = build(case)
+        density = sl.LogDensity(scene, obs)
+    except ERRORS as error:
+        kind = next(k for k in CULPRITS if isinstance(error, k))
+        message = str(error)
+        assert any(word in message for word in CULPRITS[kind]), (
+            f"{kind.__name__} names none of {CULPRITS[kind]}: {message}"
+        )
+        TRIED[f"error: {kind.__name__}"] += 1
+        MESSAGES.add(message)
+        return
+    value, grad = jax.value_and_grad(density)(density.x0)
+    assert np.isfinite(value), f"log density {value} for {case}"
+    assert np.all(np.isfinite(grad)), f"gradient {grad} (names {density.names}) for {case}"
+    TRIED["finite"] += 1
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inputs())
+def test_fuzzed_scene_errors_name_the_culprit_or_density_is_finite(case):
+    check(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inputs())
+def test_fuzzed_scene_many(case):
+    check(case)
+
+
+def test_zz_report_counts():
+    """Prints how many inputs were tried, by outcome (run with `-s` to see it)."""
+    print(f"fuzz inputs tried: {sum(TRIED.values())} {dict(TRIED)}")
+    print("\n".join(sorted(MESSAGES)))
