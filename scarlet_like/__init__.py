@@ -3,8 +3,6 @@
 The public API is re-exported here: `import scarlet_like as sl`.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from . import plot  # noqa: E402  (after the layers it draws)
 from .astro import (
     PSF,
@@ -75,6 +73,7 @@ from .core import (
     unstack,
 )
 from .core.graph import graph, tree
+from .core.serialization import package_version
 from .infer import (
     Evidence,
     FitLoop,
@@ -96,10 +95,7 @@ from .infer import (
     sample_prior,
 )
 
-try:
-    __version__ = version("scarlet_like")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+__version__ = package_version()  # recorded in the files that `save` writes
 
 __all__ = [
     "Evidence",

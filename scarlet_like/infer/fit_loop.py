@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -23,6 +24,7 @@ import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from ..core import LogDensity
+from ..core.serialization import load, read_layout, save
 from .weak_types import strong
 
 __all__ = ["FitLoop", "FitResult", "FitState", "preconditioner", "run"]
@@ -79,6 +81,39 @@ class FitResult(NamedTuple):
     gradient: Float[Array, ""]
     at_bounds: Bool[Array, " n"]
     interrupted: Bool[Array, ""]
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the result (the fitted model's values and every diagnostic) with
+        [`scarlet_like.save`][]; read it back with [`scarlet_like.FitResult.load`][]."""
+        save(path, self)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, like: PyTree) -> FitResult:
+        """Read a result written by `FitResult.save` (or `sl.save(path, result)`).
+
+        **Arguments:**
+
+        - `path`: the file.
+        - `like`: the model fitted (built by the same code; its values are not used), or a
+          `FitResult` of the same structure.
+
+        **Returns:**
+
+        The result, equal to the saved one. Raises `ValueError` as [`scarlet_like.load`][] does.
+        """
+        if not isinstance(like, FitResult):
+            # the diagnostics are plain arrays: their shapes and dtypes are in the file
+            layout = {leaf["path"]: leaf for leaf in read_layout(path)}
+            missing = [name for name in cls._fields[1:] if name not in layout]
+            if missing:
+                raise ValueError(
+                    f"FitResult.load: {os.fspath(path)!r} holds no FitResult (it lacks {', '.join(missing)})"
+                )
+            like = cls(
+                like,
+                *(jnp.zeros(layout[name]["shape"], layout[name]["dtype"]) for name in cls._fields[1:]),
+            )
+        return load(path, like)
 
 
 class FitState(NamedTuple):

@@ -59,6 +59,7 @@ from ..core import (
     unstacked_lists,
     walk,
 )
+from ..core.serialization import UNRECORDED, package_version, written_by
 from .fit_loop import FitResult, preconditioner, require_free_parameters
 from .progress import progress_bar
 from .weak_types import strong
@@ -916,6 +917,7 @@ class Posterior(eqx.Module):
         eqx.tree_serialise_leaves(rest, self.unravel.rest)
         header = {
             "format": _FORMAT,
+            "version": package_version(),
             "parameters": list(self.unravel.names),
             "shapes": [list(shape) for shape in self.unravel.shapes],
             "interrupted": bool(self.interrupted),
@@ -947,14 +949,19 @@ class Posterior(eqx.Module):
         with np.load(path, allow_pickle=False) as file:
             header = json.loads(file["header"].tobytes().decode())
             if header.get("format") != _FORMAT:
-                raise ValueError(f"{os.fspath(path)!r} is not a posterior written by Posterior.save")
+                raise ValueError(
+                    f"Posterior.load: {os.fspath(path)!r} has posterior format {header.get('format')!r}, "
+                    f"written by scarlet_like {header.get('version', UNRECORDED)}; this scarlet_like "
+                    f"({package_version()}) reads format {_FORMAT}: load it with the version that wrote "
+                    "it, or write it again with this one"
+                )
             saved = list(zip(header["parameters"], map(tuple, header["shapes"]), strict=True))
             expected = list(zip(unravel.names, unravel.shapes, strict=True))
             if saved != expected:
                 differ = sorted(set(saved) ^ set(expected))
                 raise ValueError(
                     "Posterior.load: `like` does not have the saved free parameters; differing "
-                    f"(name, shape): {', '.join(map(str, differ[:6]))}"
+                    f"(name, shape): {', '.join(map(str, differ[:6]))}{written_by(header)}"
                 )
             arrays = {name: jnp.asarray(file[name]) for name in cls._ARRAYS}
             rest = eqx.tree_deserialise_leaves(io.BytesIO(file["rest"].tobytes()), unravel.rest)

@@ -71,3 +71,51 @@ def map_fit(density, steps=300):
         return x, values
 
     return run(density.x0)
+
+
+# -- models of every kind, for saving and loading ----------------------------------------------------
+
+
+class TwoLines(sl.Module):
+    first: Line
+    second: Line
+
+
+class WithDerived(sl.Module):
+    curve: LightCurve
+    peak: sl.Derived
+
+
+class Population(sl.Module):
+    blobs: sl.Plate
+    mu: sl.Parameter
+    tau: sl.Parameter
+
+
+def shared_intercept(slopes=(1.0, 2.0), intercept=0.5):
+    shared = sl.Parameter(intercept, prior=nd.Normal(0.0, 1.0))
+    first, second = (Line(slope=sl.Parameter(s), intercept=shared) for s in slopes)
+    return TwoLines(first=first, second=second)
+
+
+def peak_flux(curve):
+    return curve(0.0)
+
+
+def curve_and_peak(t0=-2.0, width=2.5):
+    curve = light_curve(t0=t0, width=width)
+    return WithDerived(curve=curve, peak=sl.Derived(peak_flux, curve))
+
+
+def population(fluxes=(0.0, 1.0, 2.0), mu=0.0, tau=1.0):
+    mu = sl.Parameter(mu, prior=nd.Normal(0.0, 5.0), name="mu")
+    tau = sl.Parameter(tau, constraint=sl.constraints.positive(), name="tau")
+    members = [
+        Blob(
+            center=sl.Parameter(jnp.array([float(i), 2.0])),
+            width=sl.Parameter(1.0 + i, constraint=sl.constraints.positive()),
+            flux=sl.Parameter(flux, prior=sl.HierarchicalPrior(nd.Normal, mu, tau)),
+        )
+        for i, flux in enumerate(fluxes)
+    ]
+    return Population(blobs=sl.stack(members), mu=mu, tau=tau)
