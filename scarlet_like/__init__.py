@@ -174,6 +174,7 @@ __all__ = [
     "is_parameter",
     "keep_parameters",
     "load",
+    "package_version",
     "parameters",
     "partition",
     "ravel",
