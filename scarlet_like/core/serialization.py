@@ -24,7 +24,7 @@ __all__ = ["save", "load", "package_version", "read_layout"]
 _MAGIC = b"scarlet_like-model\n"
 _FORMAT = 1
 #: what files from before the version was recorded say
-UNRECORDED = "unrecorded (older than 0.1)"
+UNRECORDED = "unrecorded (a version from before files recorded it)"
 
 
 def package_version() -> str:
