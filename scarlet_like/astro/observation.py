@@ -19,6 +19,9 @@ from .render import FourierGrid, render
 __all__ = ["Observation", "ObservationError", "simulate"]
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 class ObservationError(ValueError):
     """Bad observation input; the message names the observation and what is wrong."""
 
@@ -79,8 +82,10 @@ class Observation(eqx.Module):
         data = np.asarray(data, dtype=np.float64)
         if data.ndim == 2:
             data = data[None]
-        if data.ndim != 3:
-            raise ObservationError(f"Observation '{name}': data must be (C, H, W), got shape {data.shape}")
+        if data.ndim != 3 or 0 in data.shape:
+            raise ObservationError(
+                f"Observation '{name}': data must be (C, H, W) with positive sizes, got shape {data.shape}"
+            )
         shape = data.shape
         weights = self._broadcast("weights", 1.0 if weights is None else weights, shape, np.float64)
         bad = np.zeros(shape, bool) if mask is None else self._broadcast("mask", mask, shape, None) != 0
@@ -100,6 +105,14 @@ class Observation(eqx.Module):
                 f"non-zero weight and no mask (first in channel {channel}); mask them or set their "
                 "weight to 0"
             )
+        # checked in float64 above, stored in float32 below: values beyond its range would become inf
+        for what, values in (("data", np.where(used, data, 0.0)), ("weights", weights)):
+            largest = float(np.max(np.abs(values)))
+            if largest > _FLOAT32_MAX:
+                raise ObservationError(
+                    f"Observation '{name}': {what} reach {largest:.3g}, beyond the float32 range "
+                    f"(±{_FLOAT32_MAX:.3g}) in which observations are stored; rescale them"
+                )
         channels = tuple(str(c) for c in (range(shape[0]) if channels is None else channels))
         if len(channels) != shape[0]:
             raise ObservationError(

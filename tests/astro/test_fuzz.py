@@ -59,7 +59,9 @@ def images(draw, shape, *, allow_special=True):
     if allow_special and draw(st.integers(0, 5)) == 0:
         flat = values.reshape(-1)
         for _ in range(draw(st.integers(1, 3))):
-            flat[draw(st.integers(0, flat.size - 1))] = draw(SPECIAL)
+            # float64 inputs may also exceed the float32 range that observations are stored in
+            special = SPECIAL | st.just(1e39) if dtype == np.float64 else SPECIAL
+            flat[draw(st.integers(0, flat.size - 1))] = draw(special)
     return values
 
 
@@ -209,6 +211,32 @@ def test_fuzzed_scene_errors_name_the_culprit_or_density_is_finite(case):
 @given(inputs())
 def test_fuzzed_scene_many(case):
     check(case)
+
+
+# -- what the fuzzing found --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["data", "weights"])
+def test_values_beyond_float32_are_an_error_not_an_infinite_density(what):
+    # were checked for being finite in float64, then stored in float32 as inf: a log density of -inf
+    values = {"data": np.zeros((1, 9, 10)), "weights": np.ones((1, 9, 10))}
+    values[what][0, 3, 4] = 1e39
+    with pytest.raises(
+        sl.ObservationError, match=rf"Observation '{NAME}': {what} reach 1e\+39, beyond the float32"
+    ):
+        sl.Observation(values["data"], weights=values["weights"], name=NAME)
+    # masked, a huge data value is left out, as a NaN is
+    if what == "data":
+        sl.Observation(values["data"], mask=values["data"] > 1e38, name=NAME)
+
+
+@pytest.mark.parametrize("shape", [(1, 0, 5), (0, 5, 5), (5, 0)])
+def test_empty_data_is_an_error_naming_the_observation(shape):
+    # was accepted, and failed later in the Frame, which did not name the observation
+    with pytest.raises(
+        sl.ObservationError, match=rf"Observation '{NAME}': data must be \(C, H, W\) with positive"
+    ):
+        sl.Observation(np.zeros(shape), name=NAME)
 
 
 def test_zz_report_counts():
