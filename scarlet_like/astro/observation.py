@@ -13,13 +13,16 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ..core.tree import resolve
 from .frame import Frame, FrameError
-from .psf import PSF
+from .psf import PSF, psf_extent
 from .render import FourierGrid, render
 
 __all__ = ["Observation", "ObservationError", "simulate"]
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: widest PSF (pixels) an Observation pads its FFT grid for by default: a Gaussian of sigma 1024 px; any
+#: wider asks for grids of tens of thousands of pixels a side (a mistake, or a case for `margin=`)
+MAX_PSF_EXTENT = 8192
 
 
 class ObservationError(ValueError):
@@ -143,6 +146,13 @@ class Observation(eqx.Module):
             )
         if boxes not in (None, True, False):
             raise ObservationError(f"Observation '{name}': boxes must be None, True or False, got {boxes!r}")
+        extent = psf_extent(psf)
+        if margin is None and extent > MAX_PSF_EXTENT:
+            raise ObservationError(
+                f"Observation '{name}': the PSF is {extent} pixels wide (more than {MAX_PSF_EXTENT}), and "
+                "the FFT grid would be padded by as much on every side; give a narrower PSF, or an "
+                "explicit `margin`"
+            )
         self.grid = FourierGrid(
             shape[1], shape[2], psf, margin=None if margin is None else int(margin), boxes=boxes
         )

@@ -144,8 +144,11 @@ class GaussianPSF(PSF):
 
     def __init__(self, sigma: NumbersLike, channels: int | None = None):
         array = np.atleast_1d(np.asarray(sigma, dtype=np.float64))
-        if array.ndim != 1 or not np.all(np.isfinite(array)) or np.any(array <= 0):
-            raise PSFError(f"GaussianPSF: sigma must be positive and finite, got {sigma!r}")
+        # checked as stored, in float32: 1e300 would become inf there, 1e-50 zero
+        with np.errstate(over="ignore", under="ignore"):
+            stored = array.astype(np.float32)
+        if array.ndim != 1 or not np.all(np.isfinite(stored)) or np.any(stored <= 0):
+            raise PSFError(f"GaussianPSF: sigma must be positive and finite (in float32), got {sigma!r}")
         if channels is not None and array.size == 1:
             array = np.repeat(array, channels)
         self.sigma = jnp.asarray(array, dtype=jnp.float32)

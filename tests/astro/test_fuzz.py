@@ -94,7 +94,7 @@ def inputs(draw):
     psf_kind = draw(st.sampled_from(["none", "gaussian", "array"]))
     psf = None
     if psf_kind == "gaussian":
-        psf = ("gaussian", draw(st.sampled_from([0.7, 1.5, 0.0, -1.0, np.nan])))
+        psf = ("gaussian", draw(st.sampled_from([0.7, 1.5, 0.0, -1.0, np.nan, 1e300, 2e3, 1e-50])))
     elif psf_kind == "array":
         psf_channels = draw(st.sampled_from([1, channels, channels + 1]))
         side = draw(st.integers(3, 9))
@@ -237,6 +237,22 @@ def test_empty_data_is_an_error_naming_the_observation(shape):
         sl.ObservationError, match=rf"Observation '{NAME}': data must be \(C, H, W\) with positive"
     ):
         sl.Observation(np.zeros(shape), name=NAME)
+
+
+@pytest.mark.parametrize("sigma", [1e300, 1e-50])
+def test_a_gaussian_psf_whose_width_float32_cannot_hold_is_an_error(sigma):
+    # 1e300 passed the float64 check, became inf in float32, and the Observation failed with a bare
+    # OverflowError; 1e-50 became 0
+    with pytest.raises(sl.PSFError, match=r"GaussianPSF: sigma must be positive and finite \(in float32\)"):
+        sl.GaussianPSF(sigma)
+
+
+def test_a_psf_far_wider_than_any_grid_is_an_error_naming_the_observation():
+    # a Gaussian of sigma 1e6 px padded a 9x10 image to an FFT grid of 8 million x 4 million pixels
+    with pytest.raises(sl.ObservationError, match=rf"Observation '{NAME}': the PSF is 8000000 pixels wide"):
+        sl.Observation(np.zeros((1, 9, 10)), psf=sl.GaussianPSF(1e6), name=NAME)
+    # with an explicit margin it is the user's call
+    assert sl.Observation(np.zeros((1, 9, 10)), psf=sl.GaussianPSF(1e6), margin=8).shape == (1, 9, 10)
 
 
 def test_zz_report_counts():
