@@ -173,9 +173,15 @@ def value_problem(value: Array, constraint: Constraint, prior: Prior | None) -> 
         where = "" if host.ndim == 0 else f" at index {tuple(int(i) for i in bad[0])}"
         return f"initial value is not finite{where}: {_short_value(host)} (give a finite starting value)"
     if not bool(constraint.check(value)):
+        subnormal = ""
+        if np.issubdtype(host.dtype, np.floating):
+            tiny = np.finfo(host.dtype).tiny
+            if np.any((host != 0) & (np.abs(host) < tiny)):
+                # XLA on CPU flushes subnormals to zero: 1e-45 > 0 is False there
+                subnormal = f"; values below {tiny:.3g} in magnitude count as 0 in {host.dtype} computations"
         return (
-            f"initial value {_short_value(host)} is outside the support of {constraint} (start it "
-            "inside the support, or give the parameter a constraint that allows this value)"
+            f"initial value {_short_value(host)} is outside the support of {constraint}{subnormal} (start "
+            "it inside the support, or give the parameter a constraint that allows this value)"
         )
     return None
 

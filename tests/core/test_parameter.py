@@ -64,6 +64,8 @@ def test_unconstrained_value():
         (7.0, sl.constraints.interval(0.5, 6.0), "outside the support of interval"),
         (jnp.array([0.8, 0.8]), sl.constraints.unit_disk(), "outside the support of unit_disk"),
         (jnp.array([2.0, 1.0]), sl.constraints.ordered(), "outside the support of ordered"),
+        # a subnormal float is above 0, but XLA on CPU flushes it to zero: the message says why
+        (1e-45, sl.constraints.positive(), r"positive\(\); values below 1.18e-38 in magnitude count as 0"),
     ],
 )
 def test_value_outside_support_is_named(value, constraint, message):
