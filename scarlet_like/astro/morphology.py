@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
@@ -41,6 +42,7 @@ __all__ = [
     "Morphology",
     "GaussianMorphology",
     "SersicMorphology",
+    "ScaledSersicMorphology",
     "SpergelMorphology",
     "ImageMorphology",
     "PointMorphology",
@@ -164,6 +166,71 @@ class SersicMorphology(Morphology):
         n = float(np.clip(np.asarray(self.n), profiles.SERSIC_N_MIN, profiles.SERSIC_N_MAX))
         radius = float(np.asarray(self.r_half)) * (1 + math.log(1 / level) / profiles.sersic_b(n)) ** n
         return radius * _major_axis_factor(self.ellipticity)
+
+
+class ScaledSersicMorphology(Morphology):
+    """A Sérsic profile whose size and position are measured in units of another radius, `reference`.
+
+    Its half-light radius is `ratio * reference`, and its centre lies `shift * reference` pixels from
+    the source's centre. A bulge in units of its disk ([`scarlet_like.init.bulge_disk`][]):
+    `reference` is the disk's `r_half` Parameter itself (one free entry, shared), `ratio` has an
+    interval constraint and `shift` a unit-disk one, so the bulge is always smaller than its disk and
+    centred within its half-light radius, whatever the disk's size does during a fit.
+
+    **Arguments:**
+
+    - `n`: Sérsic index, as for [`scarlet_like.SersicMorphology`][].
+    - `ratio`: the half-light radius over `reference`.
+    - `reference`: a radius in pixels, typically another morphology's `r_half` Parameter.
+    - `ellipticity`: reduced shear `(g1, g2)`.
+    - `shift`: `(dy, dx)` of the profile's centre from the source's centre, over `reference`.
+    """
+
+    n: Parameter
+    ratio: Parameter
+    reference: Parameter
+    ellipticity: Parameter
+    shift: Parameter
+
+    def __init__(
+        self,
+        n: ArrayLike | Parameter,
+        ratio: ArrayLike | Parameter,
+        reference: ArrayLike | Parameter,
+        ellipticity: ArrayLike | Parameter = (0.0, 0.0),
+        shift: ArrayLike | Parameter = (0.0, 0.0),
+    ):
+        self.n = _as_parameter(n)
+        self.ratio = _as_parameter(ratio)
+        self.reference = _as_parameter(reference)
+        self.ellipticity = _as_parameter(ellipticity)
+        self.shift = _as_parameter(shift)
+
+    @property
+    def r_half(self) -> Array:
+        """The half-light radius in pixels, `ratio * reference`."""
+        return jnp.asarray(self.ratio) * jnp.asarray(self.reference)
+
+    @property
+    def offset(self) -> Array:
+        """The centre's `(dy, dx)` in pixels from the source's centre, `shift * reference`."""
+        return jnp.asarray(self.shift) * jnp.asarray(self.reference)
+
+    def fourier(self, ky: Array, kx: Array) -> Array:
+        g1, g2 = self.ellipticity[0], self.ellipticity[1]
+        centred = profiles.sersic_ft(ky, kx, self.n, self.ratio * self.reference, g1, g2)
+        angle = ky * (self.shift[0] * self.reference) + kx * (self.shift[1] * self.reference)
+        phase = jax.lax.complex(jnp.cos(angle), -jnp.sin(angle))  # a shift: exp(-i k . offset)
+        return centred.astype(phase.dtype) * phase
+
+    def extent(self, level: float) -> float:
+        n = float(np.clip(np.asarray(self.n), profiles.SERSIC_N_MIN, profiles.SERSIC_N_MAX))
+        reference = float(np.asarray(self.reference))
+        radius = (
+            float(np.asarray(self.ratio)) * reference * (1 + math.log(1 / level) / profiles.sersic_b(n)) ** n
+        )
+        reach = float(np.max(np.abs(np.asarray(self.shift, dtype=np.float64)))) * reference
+        return radius * _major_axis_factor(self.ellipticity) + reach
 
 
 class SpergelMorphology(Morphology):
