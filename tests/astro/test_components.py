@@ -97,7 +97,7 @@ def test_matches_galsim_bulge_plus_offset_disk():
 
 @pytest.mark.parametrize("box", [None, 32])
 def test_scaled_sersic_bulge_matches_galsim_in_units_of_its_disk(box):
-    """`sl.ScaledSersicMorphology`: half-light radius `ratio * reference`, centre `shift * reference`
+    """`sl.ScaledSersicMorphology`: half-light radius `ratio * reference`, centre `shift * reach`
     from the source's; the disk's r_half Parameter is the bulge's reference (one free entry)."""
     observation = observation_of(channels=1, size=48 if box is None else 96)
     frame = sl.Frame.from_observations(observation)
@@ -108,7 +108,8 @@ def test_scaled_sersic_bulge_matches_galsim_in_units_of_its_disk(box):
             [
                 sl.Component([3.0], sl.SersicMorphology(1.0, disk_size, (0.3, -0.1))),
                 sl.Component(
-                    [2.0], sl.ScaledSersicMorphology(4.0, 0.375, disk_size, (0.05, 0.1), (0.3, -0.175))
+                    [2.0],
+                    sl.ScaledSersicMorphology(4.0, 0.375, disk_size, (0.05, 0.1), (0.6, -0.35), reach=2.0),
                 ),
             ],
             box=box,
