@@ -1069,8 +1069,8 @@ BULGE_FRACTION = 0.3
 BULGE_SIZE = 0.4
 #: The bulge's half-light radius over the disk's: within this interval, under a Beta(2, 2) prior
 #: stretched over it (it cannot end pinned at a bound). The simulated blends of `bench_deblend.py` have
-#: ratios 0.13-0.6; left free on its own, a bulge ended larger than its disk (up to 4 times, the disk
-#: collapsing) in 5 of the 38 galaxies of its blends 0-11.
+#: ratios 0.13-0.6; left free on its own, a bulge ended larger than its collapsing disk in 5 of the 38
+#: galaxies of its blends 0-11.
 BULGE_RATIO = (0.05, 0.8)
 #: The bulge's centre lies within this many half-light radii of the one-profile start from the
 #: source's centre. A reach fixed when the source is split: within the fitted disk's half-light radius
