@@ -88,6 +88,7 @@ class Outcome:
     centers: np.ndarray
     failed: str = ""
     steps: int = 0
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def image_measure(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,11 +216,11 @@ def auto_scene(blend: Blend, observation: Any) -> Any:
     return sl.init.scene(observation, np.asarray(blend.centers, dtype=np.float64))
 
 
-def bulge_disk_scene(blend: Blend, observation: Any) -> Any:
-    """`sl.init.scene`, then every extended source split by `sl.init.bulge_disk`."""
+def bulge_disk_scene(blend: Blend, observation: Any, **options: Any) -> Any:
+    """`sl.init.scene`, then every extended source split by `sl.init.bulge_disk` (with `options`)."""
     import scarlet_like as sl
 
-    return sl.init.bulge_disk_scene(auto_scene(blend, observation))
+    return sl.init.bulge_disk_scene(auto_scene(blend, observation), **options)
 
 
 def fit_with_starts(scenes: Sequence[Any], observations: Sequence[Any]) -> list[Any]:
@@ -250,6 +251,16 @@ def fit_and_choose(scenes: Sequence[Any], observations: Sequence[Any]) -> list[A
             choice = sl.choose_sources(first.model, observation, candidates=sl.with_bulge_disk)
             results.append(sl.fit(choice.model, observation, progress=False))
     return results
+
+
+def fit_then_split(scenes: Sequence[Any], observations: Sequence[Any], **options: Any) -> list[Any]:
+    """Fit the one-profile scenes (batched), split every galaxy by `sl.init.bulge_disk_scene` (with
+    `options`) from its fitted values, and fit again (batched)."""
+    import scarlet_like as sl
+
+    first = fit_scenes(scenes, observations, progress=False)
+    split = [sl.init.bulge_disk_scene(result.model, **options) for result in first]
+    return fit_scenes(split, observations, progress=False)
 
 
 def fit_freeform(
@@ -409,9 +420,20 @@ METHODS: dict[str, Method] = {
         "sl.init.scene at the true positions (point or Sersic from the data)", build_scene=auto_scene
     ),
     "bulge_disk": Method(
-        "sl.init.scene, every extended source split by sl.init.bulge_disk (de Vaucouleurs bulge with a "
-        "free offset + exponential disk)",
+        "sl.init.scene, every extended source split by sl.init.bulge_disk (exponential disk + de "
+        "Vaucouleurs bulge in units of the disk's radius: smaller, centred within it)",
         build_scene=bulge_disk_scene,
+    ),
+    "bulge_disk_free": Method(
+        "as bulge_disk, the bulge's size and offset free on their own (size_ratio=None: LogNormal prior "
+        "on its r_half, Normal(0, 1 px) on its offset), as before 2026-12-06",
+        build_scene=functools.partial(bulge_disk_scene, size_ratio=None),
+    ),
+    "bulge_disk_fitted": Method(
+        "sl.init.scene fitted, then every extended source split by sl.init.bulge_disk from its fitted "
+        "values, fitted again (the documented recipe)",
+        build_scene=auto_scene,
+        fit=fit_then_split,
     ),
     "auto_starts": Method(
         "sl.init.scene, fitted from 4 starts by sl.fit_starts", build_scene=auto_scene, fit=fit_with_starts
@@ -550,7 +572,8 @@ def scene_run(
             failed.append("not converged")
         if not (np.all(np.isfinite(fluxes)) and np.all(np.isfinite(centers))):
             failed.append("NaN flux or centroid")
-        outcomes.append(Outcome(fluxes, centers, ", ".join(failed), int(result.steps)))
+        values = {name: np.asarray(value).tolist() for name, value in sl.get_values(result.model).items()}
+        outcomes.append(Outcome(fluxes, centers, ", ".join(failed), int(result.steps), values))
     structures = len({_structure(scene, obs) for scene, obs in zip(scenes, observations, strict=True)})
     return outcomes, {"build": built_at - start, "fit": fitted_at - built_at, "structures": structures}
 
@@ -592,6 +615,12 @@ def main() -> None:
     parser.add_argument("--psf", choices=("band", "single", "both"), default="both")
     parser.add_argument("--difficulty", choices=("standard", "hard", "both"), default="standard")
     parser.add_argument("--blends", type=int, default=40)
+    parser.add_argument(
+        "--only",
+        type=int,
+        action="append",
+        help="only these blend indices (repeatable; overrides --blends)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="4 blends of one structure")
     parser.add_argument("--no-progress", action="store_true")
@@ -623,7 +652,10 @@ def main() -> None:
         "results": {},
     }
     for difficulty, psf in itertools.product(difficulties, sets):
-        indices = quick_selection(4, args.seed, difficulty) if args.quick else list(range(args.blends))
+        if args.quick:
+            indices = quick_selection(4, args.seed, difficulty)
+        else:
+            indices = sorted(set(args.only)) if args.only else list(range(args.blends))
         report["blends"][difficulty] = indices
         begin = time.perf_counter()
         blends = [simulate_blend(index, args.seed, psf, difficulty) for index in indices]
@@ -647,6 +679,7 @@ def main() -> None:
                         "fluxes": o.fluxes.tolist(),
                         "centers": o.centers.tolist(),
                         "failed": o.failed,
+                        "values": o.values,
                     }
                     for b, o in zip(blends, outcomes, strict=True)
                 ],

@@ -10,6 +10,7 @@ from .morphology import (
     ImageMorphology,
     Morphology,
     PointMorphology,
+    ScaledSersicMorphology,
     SersicMorphology,
     SpergelMorphology,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "PointSource",
     "Scene",
     "SceneError",
+    "ScaledSersicMorphology",
     "SersicMorphology",
     "SpergelMorphology",
     "Component",

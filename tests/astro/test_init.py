@@ -302,16 +302,75 @@ def test_bulge_disk_splits_a_galaxy_and_keeps_its_flux_and_centre():
     assert isinstance(source, sl.MultiComponentSource) and len(source.components) == 2
     assert source.center is galaxy.center  # the same Parameter: its prior and sharing kept
     np.testing.assert_allclose(sl.resolve(source.spectrum), [10.0, 20.0, 30.0], rtol=1e-6)
-    bulge, disk = (sl.resolve(component.morphology) for component in source.components)
+    disk, bulge = (sl.resolve(component.morphology) for component in source.components)
     assert (float(bulge.n), float(disk.n)) == (4.0, 1.0)
     np.testing.assert_allclose([float(bulge.r_half), float(disk.r_half)], [1.6, 4.0], rtol=1e-6)
+    # the bulge is measured in units of the disk: one free size, shared; its centre within a fixed
+    # reach of the galaxy's
+    assert source.components[1].morphology.reference is source.components[0].morphology.r_half
+    np.testing.assert_allclose(float(bulge.reach), init.BULGE_REACH * 4.0, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(bulge.offset), [0.0, 0.0])
     names = sl.entry_names(split)
-    assert "sources[0].components[0].offset[0]" in names and "sources[0].components[1].offset[0]" not in names
+    assert "sources[0].components[0].morphology.r_half" in names
+    assert "sources[0].components[1].morphology.ratio" in names
+    assert "sources[0].components[1].morphology.shift[0]" in names
+    assert not any(name.endswith("reference") or ".offset" in name for name in names)
+    # the older parametrisation: the bulge's own size and offset
+    with sl.Scene(frame) as free:
+        sl.init.bulge_disk(galaxy, size_ratio=None)
+    names = sl.entry_names(free)
+    assert "sources[0].components[1].offset[0]" in names and "sources[0].components[0].offset[0]" not in names
+    assert "sources[0].components[1].morphology.r_half" in names
     # the light is where the galaxy's was: the same total in every band (but the 1% of the de
     # Vaucouleurs bulge's light that lies beyond the 40 x 40 frame)
     np.testing.assert_allclose(np.asarray(split()).sum(axis=(1, 2)), [9.9, 19.8, 29.7], rtol=2e-3)
     with sl.Scene(frame), pytest.raises(ValueError, match="r_half and ellipticity"):
         sl.init.bulge_disk(sl.PointSource(jnp.array([20.0, 20.0]), jnp.ones(3)))
+    with sl.Scene(frame), pytest.raises(ValueError, match="size_ratio"):
+        sl.init.bulge_disk(galaxy, size_ratio=(0.5, 0.9))
+
+
+@pytest.mark.slow
+def test_bulge_disk_of_a_fitted_blend_stays_inside_its_disk_and_recovers_the_fluxes():
+    """Two bulge + disk galaxies 9 pixels apart, the bright one's red bulge offset: one Sérsic per
+    galaxy misses the faint galaxy's reddest band by 30 %; split by `bulge_disk` and fitted again,
+    every flux is within 15 % (measured at most 11 %), each bulge smaller than its disk and within its
+    reach. About 3 minutes on a loaded 2-core machine, nearly all of it compiling."""
+    rng = np.random.default_rng(0)
+    psf = sl.GaussianPSF(1.0)
+    frame = sl.Frame((3, 40, 40), psf=psf)
+    # centre, bulge spectrum, r_half, offset; disk spectrum, r_half, ellipticity
+    truth = [
+        ((18.0, 15.0), [60.0, 120.0, 200.0], 1.0, (0.5, -0.4), [300.0, 280.0, 220.0], 4.0, (0.3, 0.1)),
+        ((20.0, 24.0), [400.0, 900.0, 1500.0], 1.0, (-0.3, 0.3), [300.0, 300.0, 250.0], 2.5, (-0.1, 0.2)),
+    ]
+    with sl.Scene(frame) as true_scene:
+        for center, bulge, bulge_size, offset, disk, disk_size, shape in truth:
+            sl.MultiComponentSource(
+                jnp.array(center),
+                [
+                    sl.Component(jnp.array(disk), sl.SersicMorphology(1.0, disk_size, shape)),
+                    sl.Component(jnp.array(bulge), sl.SersicMorphology(4.0, bulge_size, (0.0, 0.05)), offset),
+                ],
+            )
+    blank = sl.Observation(np.zeros((3, 40, 40)), psf=psf)
+    data = np.asarray(blank.render(true_scene)) + rng.normal(0.0, 1.0, (3, 40, 40))
+    observation = sl.Observation(data, weights=np.ones_like(data), psf=psf)
+    fluxes = np.array([np.add(bulge, disk) for _, bulge, _, _, disk, _, _ in truth])
+    centers = np.array([center for center, *_ in truth])
+
+    first = sl.fit(init.scene(observation, centers), observation, progress=False)
+    one = np.array([sl.measure.flux(source) for source in first.model.sources])
+    assert np.max(np.abs(one / fluxes - 1)) > 0.2  # measured 0.30: one profile is not enough
+    split = sl.fit(init.bulge_disk_scene(first.model), observation, progress=False)
+    assert split.converged
+    two = np.array([sl.measure.flux(source) for source in split.model.sources])
+    assert np.max(np.abs(two / fluxes - 1)) < 0.15, two / fluxes - 1  # measured 0.11
+    for source, start in zip(sl.resolve(split.model).sources, sl.resolve(first.model).sources, strict=True):
+        disk, bulge = (component.morphology for component in source.components)
+        assert float(bulge.r_half) < init.BULGE_RATIO[1] * float(disk.r_half) + 1e-6
+        reach = init.BULGE_REACH * float(start.morphology.r_half)
+        assert float(np.hypot(*np.asarray(bulge.offset))) <= reach + 1e-5
 
 
 @pytest.mark.parametrize("sigma", [0.5, 1.0, 3.0])
