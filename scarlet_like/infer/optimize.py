@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ..core import LogDensity, canonical_tokens, get_values, rename_tokens
+from ..core import LogDensity, canonical_tokens, get_values, rename_tokens, resolve
 from ..core.tree import tokens
 from .fit_loop import STRETCH_STEPS, FitLoop, FitResult, FitState, require_free_parameters, run
 from .progress import progress_bar
@@ -441,8 +441,8 @@ def fit_warnings(result: FitResult, density: LogDensity, likelihood: Any = None)
     One message per finding: an interrupted fit, non-finite values (naming the parameters), no
     convergence with a gradient still above 0.1 standard deviations, parameters at a bound of their
     constraint (naming them and their values), parameters more than 5 standard deviations from the
-    centre of their Normal prior (naming them, their values and the prior's centre), and a chi^2 per
-    data value above 2 for the observations.
+    centre of their Normal prior (naming them, their values and the prior's centre), sources of a
+    scene centred off its frame, and a chi^2 per data value above 2 for the observations.
     """
     messages = []
     names = density.names
@@ -479,6 +479,14 @@ def fit_warnings(result: FitResult, density: LogDensity, likelihood: Any = None)
             f"fit ended with {len(far)} parameter(s) more than {_FAR_FROM_PRIOR:g} standard deviations from "
             f"the centre of their Normal prior: {'; '.join(far)}; the data pulled them away (a source "
             "taken onto a neighbour's light, a missing source or component, or too narrow a prior)"
+        )
+    off = _sources_off_frame(result.model)
+    if off:
+        messages.append(
+            f"fit ended with {len(off)} source(s) centred off the model frame: {'; '.join(off)}; a source is "
+            "drawn by a Fourier phase that repeats over the padded grid, so one that moved far off the "
+            "frame draws its light back onto the opposite side; hold its centre with a tighter prior or a "
+            "constraint, or drop the source"
         )
     chi2 = _chi2_per_value(result.model, likelihood)
     if chi2 is not None and chi2 > _CHI2_FAR_ABOVE:
@@ -519,6 +527,24 @@ def _far_from_normal_priors(model: PyTree) -> list[str]:
                 f"{name} = {np.round(value, 3).tolist()} (prior centre {np.round(centre, 3).tolist()}, "
                 f"{float(np.max(distance)):.3g} sd)"
             )
+    return found
+
+
+def _sources_off_frame(model: PyTree) -> list[str]:
+    """`"sources[i].center = [y, x] (frame H x W)"` for each source of a scene (anything with `sources`
+    and a `frame` that can say whether it `contains` a position) whose centre lies off the frame."""
+    frame, sources = getattr(model, "frame", None), getattr(model, "sources", None)
+    if sources is None or not callable(getattr(frame, "contains", None)):
+        return []
+    found = []
+    for index, source in enumerate(sources):
+        try:
+            center = np.asarray(resolve(source).center, np.float64)
+        except (AttributeError, TypeError, ValueError):  # a source without one centre
+            continue
+        if center.shape == (2,) and np.all(np.isfinite(center)) and not frame.contains(center):
+            position = np.round(center, 2).tolist()
+            found.append(f"sources[{index}].center = {position} (frame {frame.height} x {frame.width})")
     return found
 
 

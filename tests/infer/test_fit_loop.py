@@ -210,3 +210,27 @@ def test_a_value_pulled_far_from_its_normal_prior_is_reported_and_named():
     with warnings.catch_warnings():
         warnings.simplefilter("error", sl.FitWarning)
         sl.fit(scene_with_prior(), observed_at([12.0, 14.0]), max_steps=300, progress=False)
+
+
+def test_a_source_pushed_off_the_frame_is_reported_and_named():
+    # a source of fixed flux where the data hold nothing: the fit moves it off the frame, where its
+    # light no longer lands on the data (and where, far enough, it would wrap around)
+    psf = sl.GaussianPSF(1.2)
+    frame = sl.Frame((1, 25, 25), psf=sl.GaussianPSF(0.7))
+    noise = 0.05
+    with sl.Scene(frame) as truth:
+        sl.Source(jnp.array([12.0, 12.0]), jnp.array([50.0]), sl.GaussianMorphology(1.5))
+    clean = sl.Observation(np.zeros((1, 25, 25)), psf=psf).render(truth)
+    data = clean + noise * jax.random.normal(jax.random.key(4), clean.shape)
+    observation = sl.Observation(data, weights=np.full(data.shape, 1 / noise**2), psf=psf)
+    with sl.Scene(frame) as scene:
+        sl.Source(
+            sl.Parameter(jnp.array([12.0, 12.0])),
+            sl.Parameter(jnp.array([50.0]), constraint=sl.constraints.positive()),
+            sl.GaussianMorphology(1.5),
+        )
+        sl.Source(sl.Parameter(jnp.array([2.0, 3.0])), jnp.array([20.0]), sl.GaussianMorphology(1.0))
+    with pytest.warns(sl.FitWarning, match=r"centred off the model frame: sources\[1\]\.center = ") as caught:
+        result = sl.fit(scene, observation, max_steps=300, progress=False)
+    assert "sources[0]" not in str([w.message for w in caught if "off the model frame" in str(w.message)])
+    assert not frame.contains(sl.get_values(result.model)["sources[1].center"])
