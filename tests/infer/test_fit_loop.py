@@ -176,23 +176,25 @@ def test_starts_given_as_models_must_match():
         sl.fit_starts(light_curve(), observed, starts=[light_curve(), sl.fix(light_curve(), "width")])
 
 
+SMALL_FRAME = sl.Frame((1, 25, 25), psf=sl.GaussianPSF(0.7))
+
+
+def observed_galaxy_at(center) -> sl.Observation:
+    """A Gaussian galaxy (sigma 1.5, flux 50) at `center` on a 25 x 25 frame, PSF sigma 1.2, noise 0.05."""
+    psf, noise = sl.GaussianPSF(1.2), 0.05
+    with sl.Scene(SMALL_FRAME) as truth:
+        sl.Source(jnp.asarray(center), jnp.array([50.0]), sl.GaussianMorphology(1.5))
+    clean = sl.Observation(np.zeros((1, 25, 25)), psf=psf).render(truth)
+    data = clean + noise * jax.random.normal(jax.random.key(4), clean.shape)
+    return sl.Observation(data, weights=np.full(data.shape, 1 / noise**2), psf=psf)
+
+
 def test_a_value_pulled_far_from_its_normal_prior_is_reported_and_named():
     # a galaxy 6 px from where its centre's prior (1 px wide) says it is: the bright data win, and the
     # fit says the centre ended 6 standard deviations from its prior
-    psf = sl.GaussianPSF(1.2)
-    frame = sl.Frame((1, 25, 25), psf=sl.GaussianPSF(0.7))
-    noise = 0.05
-
-    def observed_at(center):
-        with sl.Scene(frame) as truth:
-            sl.Source(jnp.asarray(center), jnp.array([50.0]), sl.GaussianMorphology(1.5))
-        clean = sl.Observation(np.zeros((1, 25, 25)), psf=psf).render(truth)
-        data = clean + noise * jax.random.normal(jax.random.key(4), clean.shape)
-        return sl.Observation(data, weights=np.full(data.shape, 1 / noise**2), psf=psf)
-
     def scene_with_prior():
         detection = jnp.array([12.0, 12.0])
-        with sl.Scene(frame) as scene:
+        with sl.Scene(SMALL_FRAME) as scene:
             sl.Source(
                 sl.Parameter(detection, prior=nd.Normal(detection, 1.0).to_event(1)),
                 sl.Parameter(jnp.array([50.0]), constraint=sl.constraints.positive()),
@@ -203,27 +205,20 @@ def test_a_value_pulled_far_from_its_normal_prior_is_reported_and_named():
     with pytest.warns(
         sl.FitWarning, match=r"Normal prior: sources\[0\]\.center = \[1[12]\.\d+, 18\."
     ) as caught:
-        result = sl.fit(scene_with_prior(), observed_at([12.0, 18.0]), max_steps=300, progress=False)
+        result = sl.fit(scene_with_prior(), observed_galaxy_at([12.0, 18.0]), max_steps=300, progress=False)
     assert "(prior centre [12.0, 12.0], 6.0" in str(caught[0].message)
     assert float(sl.get_values(result.model)["sources[0].center"][1]) == pytest.approx(18.0, abs=0.1)
     # two standard deviations away is not reported
     with warnings.catch_warnings():
         warnings.simplefilter("error", sl.FitWarning)
-        sl.fit(scene_with_prior(), observed_at([12.0, 14.0]), max_steps=300, progress=False)
+        sl.fit(scene_with_prior(), observed_galaxy_at([12.0, 14.0]), max_steps=300, progress=False)
 
 
 def test_a_source_pushed_off_the_frame_is_reported_and_named():
     # a source of fixed flux where the data hold nothing: the fit moves it off the frame, where its
     # light no longer lands on the data (and where, far enough, it would wrap around)
-    psf = sl.GaussianPSF(1.2)
-    frame = sl.Frame((1, 25, 25), psf=sl.GaussianPSF(0.7))
-    noise = 0.05
-    with sl.Scene(frame) as truth:
-        sl.Source(jnp.array([12.0, 12.0]), jnp.array([50.0]), sl.GaussianMorphology(1.5))
-    clean = sl.Observation(np.zeros((1, 25, 25)), psf=psf).render(truth)
-    data = clean + noise * jax.random.normal(jax.random.key(4), clean.shape)
-    observation = sl.Observation(data, weights=np.full(data.shape, 1 / noise**2), psf=psf)
-    with sl.Scene(frame) as scene:
+    observation = observed_galaxy_at([12.0, 12.0])
+    with sl.Scene(SMALL_FRAME) as scene:
         sl.Source(
             sl.Parameter(jnp.array([12.0, 12.0])),
             sl.Parameter(jnp.array([50.0]), constraint=sl.constraints.positive()),
@@ -233,4 +228,4 @@ def test_a_source_pushed_off_the_frame_is_reported_and_named():
     with pytest.warns(sl.FitWarning, match=r"centred off the model frame: sources\[1\]\.center = ") as caught:
         result = sl.fit(scene, observation, max_steps=300, progress=False)
     assert "sources[0]" not in str([w.message for w in caught if "off the model frame" in str(w.message)])
-    assert not frame.contains(sl.get_values(result.model)["sources[1].center"])
+    assert not SMALL_FRAME.contains(sl.get_values(result.model)["sources[1].center"])

@@ -169,20 +169,25 @@ def test_fit_not_interrupted_is_not_flagged():
 SAMPLER = "scarlet_like.infer.sample"
 
 
+def sample_light_curve(num_warmup: int, num_chains: int, progress: bool) -> sl.Posterior:
+    """NUTS on the light curve: `num_warmup` steps, then draws up to 60 steps in all, in 6 chunks."""
+    return sl.sample(
+        light_curve(),
+        Data(simulated()),
+        key=jax.random.key(0),
+        num_warmup=num_warmup,
+        num_samples=60 - num_warmup,
+        num_chains=num_chains,
+        chunks=6,
+        progress=progress,
+    )
+
+
 def test_sample_interrupted_returns_the_draws_so_far_flagged(monkeypatch):
     # 20 warmup and 40 draws in chunks of 10 steps: interrupted after 4 chunks, 20 draws are kept
     interrupt_after(monkeypatch, SAMPLER, "_advance", calls=4)
     with pytest.warns(RuntimeWarning, match=r"interrupted \(KeyboardInterrupt\) after 20 of 40 draws"):
-        posterior = sl.sample(
-            light_curve(),
-            Data(simulated()),
-            key=jax.random.key(0),
-            num_warmup=20,
-            num_samples=40,
-            num_chains=2,
-            chunks=6,
-            progress=True,
-        )
+        posterior = sample_light_curve(num_warmup=20, num_chains=2, progress=True)
     assert posterior.interrupted
     assert posterior.samples.shape == (2, 20, 3) and posterior.log_density.shape == (2, 20)
     assert np.all(np.isfinite(np.asarray(posterior.samples)))
@@ -195,31 +200,13 @@ def test_sample_interrupted_returns_the_draws_so_far_flagged(monkeypatch):
 def test_sample_interrupted_during_warmup_raises_again(monkeypatch):
     interrupt_after(monkeypatch, SAMPLER, "_advance", calls=1)
     with pytest.warns(RuntimeWarning, match="before any draw was kept"), pytest.raises(KeyboardInterrupt):
-        sl.sample(
-            light_curve(),
-            Data(simulated()),
-            key=jax.random.key(0),
-            num_warmup=20,
-            num_samples=40,
-            num_chains=2,
-            chunks=6,
-            progress=False,
-        )
+        sample_light_curve(num_warmup=20, num_chains=2, progress=False)
 
 
 def test_interrupted_posterior_keeps_its_flag_when_saved(tmp_path, monkeypatch):
     interrupt_after(monkeypatch, SAMPLER, "_advance", calls=3)
     with pytest.warns(RuntimeWarning, match="interrupted"):
-        posterior = sl.sample(
-            light_curve(),
-            Data(simulated()),
-            key=jax.random.key(0),
-            num_warmup=10,
-            num_samples=50,
-            num_chains=1,
-            chunks=6,
-            progress=False,
-        )
+        posterior = sample_light_curve(num_warmup=10, num_chains=1, progress=False)
     posterior.save(tmp_path / "draws.npz")
     loaded = sl.Posterior.load(tmp_path / "draws.npz", like=light_curve())
     assert loaded.interrupted and loaded.samples.shape == (1, 20, 3)
