@@ -447,8 +447,9 @@ def test_residual_sources_name_bad_input():
     with pytest.raises(TypeError, match="add_residual_sources: expected an sl.Scene"):
         init.add_residual_sources(observation, observation)
     # the test suite's run-time type checks (tests/conftest.py) may see the bad element first: beartype
-    # checks one element of a list, drawn at random; either message names the argument
-    with pytest.raises(TypeError, match="expected sl.Observation|parameter 'observations'"):
+    # checks one element of a list, drawn at random, and words its message in more than one way; each
+    # names the argument
+    with pytest.raises(TypeError, match="expected sl.Observation|'observations'"):
         init.add_residual_sources(fitted, [observation, "HSC"])
     with pytest.raises(ValueError, match="min_distance"):
         init.add_residual_sources(fitted, observation, min_distance=-1.0)
