@@ -16,6 +16,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, PyTree
 
 from ..core import LogDensity, Plate, PlateError, canonical_tokens, stack, unstack, walk
+from .compiled_code import release_if_near_limit
 from .fit_loop import FitLoop, FitResult, require_free_parameters, run
 from .optimize import FitWarning, _loop_options, fit
 from .progress import progress_bar
@@ -118,6 +119,7 @@ def fit_many(
         raise ValueError("fit_many: got no models")
     # the blends share one structure (checked when they are stacked): the first speaks for all
     require_free_parameters(LogDensity(models[0], likelihoods[0], jacobian=False), "fit_many", models[0])
+    release_if_near_limit("fit_many", models)
     unknown = sorted(set(fit_kwargs) - set(_FIT_DEFAULTS))
     if unknown:
         raise TypeError(

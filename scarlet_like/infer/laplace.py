@@ -26,6 +26,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..core import LogDensity, Unravel, canonical_tokens, walk
+from .compiled_code import release_if_near_limit
 from .fit_loop import require_free_parameters
 from .optimize import FitWarning
 from .optimize import fit as fit_mode
@@ -159,6 +160,7 @@ def laplace(model: PyTree, likelihood: Any, *, fit: bool = True) -> Laplace:
     `KeyboardInterrupt`: there is no Gaussian to return before the mode is found.
     """
     require_free_parameters(LogDensity(model, likelihood, jacobian=False), "laplace", model)
+    release_if_near_limit("laplace", model)
     if fit:
         with warnings.catch_warnings():
             # an interrupted fit warns that it returns its best point; here there is nothing to return

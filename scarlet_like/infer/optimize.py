@@ -15,6 +15,7 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..core import LogDensity, canonical_tokens, get_values, rename_tokens, resolve
 from ..core.tree import tokens
+from .compiled_code import release_if_near_limit
 from .fit_loop import STRETCH_STEPS, FitLoop, FitResult, FitState, require_free_parameters, run
 from .progress import progress_bar
 
@@ -116,6 +117,7 @@ def fit(
     loop_options = _loop_options(optimizer, max_steps, rtol, chunks)
     density = LogDensity(model, likelihood, jacobian=False)
     require_free_parameters(density, "fit", model)
+    release_if_near_limit("fit", density)
     key = jax.random.key(0) if key is None else key
     if not progress and any(
         isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((density, key))
@@ -352,6 +354,7 @@ def fit_starts(
 
     density = LogDensity(model, likelihood, jacobian=False)
     require_free_parameters(density, "fit_starts", model)
+    release_if_near_limit("fit_starts", density)
     key = jax.random.key(0) if key is None else key
     scatter_key, fit_key = jax.random.split(key)
     if isinstance(starts, int | np.integer):

@@ -60,6 +60,7 @@ from ..core import (
     walk,
 )
 from ..core.serialization import UNRECORDED, package_version, written_by
+from .compiled_code import release_if_near_limit
 from .fit_loop import FitResult, preconditioner, require_free_parameters
 from .progress import progress_bar
 from .weak_types import strong
@@ -541,6 +542,7 @@ def sample(
 
     density = LogDensity(model, likelihood)
     require_free_parameters(density, "sample", model)
+    release_if_near_limit("sample", density)
     improper = _improper_parameters(model)
     if improper:
         warnings.warn(

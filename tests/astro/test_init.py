@@ -1,5 +1,7 @@
 """Starting values from data: simulated sources with known answers, masks and NaNs, the real HSC blend."""
 
+import math
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -268,6 +270,32 @@ def test_scene_names_bad_detections():
     )
     with pytest.raises(ValueError, match="found no source"):
         init.scene(empty)
+
+
+def test_scene_centres_stay_half_way_from_their_neighbours():
+    observation = simulate(sl.GaussianMorphology(2.0, (0.0, 0.0)))
+    detections = [(20.0, 10.0), (20.0, 16.0), (10.0, 40.0)]
+    free = init.scene(observation, detections)
+    # by default no limit
+    assert all(source.center.constraint == sl.constraints.real() for source in free.sources)
+    scene = init.scene(observation, detections, max_shift=4.0, neighbors=[(30.0, 40.0)])
+    reaches = [float(np.asarray(source.center.constraint.radius.to_numpy())) for source in scene.sources]
+    # half of 6 px to the next detection; max_shift; half of 10 px to the neighbour
+    np.testing.assert_allclose(reaches, [3.0, 3.0, 4.0])
+    # the constraint is live: the unconstrained centre at infinity lands on the disk's edge
+    center = scene.sources[0].center
+    far = center.constraint.forward(jnp.asarray([0.0, 50.0], jnp.float32))
+    np.testing.assert_allclose(far, [20.0, 13.0], atol=1e-4)
+    assert bool(center.constraint.at_bound(jnp.asarray([0.0, 50.0]), jnp.zeros(2))[0])
+    wider = init.scene(observation, detections, max_shift=math.inf)
+    widest = float(wider.sources[2].center.constraint.radius.to_numpy())
+    np.testing.assert_allclose(widest, 0.5 * np.hypot(10, 24))
+    with pytest.raises(ValueError, match=r"detection 0 at \(y, x\) = \(20.0, 10.0\) is at the same position"):
+        init.scene(observation, [(20.0, 10.0), (20.0, 10.0)], max_shift=4.0)
+    with pytest.raises(ValueError, match="max_shift"):
+        init.scene(observation, detections, max_shift=0.0)
+    with pytest.raises(ValueError, match="neighbors"):
+        init.scene(observation, detections, neighbors=[1.0, 2.0, 3.0])
 
 
 def test_scene_from_sky_coordinates_on_two_instruments():

@@ -37,6 +37,8 @@ CASES = {
     ),
     "greater_than_per_element": (c.greater_than([0.0, 10.0, -5.0]), [(2, 3)]),
     "unit_disk": (c.unit_disk(), [(2,), (4, 2)]),
+    "disk": (c.disk([1.0, -2.0], 3.0), [(2,), (4, 2)]),
+    "disk_per_vector": (c.disk([[0.0, 0.0], [1.0, 5.0], [-2.0, 2.0]], [0.5, 2.0, 4.0]), [(3, 2)]),
     "simplex": (c.simplex(), [(4,), (3, 4)]),
     "ordered": (c.ordered(), [(4,), (3, 4)]),
     "numpyro_interval": (
@@ -63,6 +65,8 @@ BUILT_IN = [
     "interval_per_element",
     "greater_than_per_element",
     "unit_disk",
+    "disk",
+    "disk_per_vector",
     "simplex",
     "ordered",
 ]
@@ -549,6 +553,7 @@ def test_equal_when_built_the_same_way():
         (c.interval(0.5, 6), c.interval(np.asarray(0.5), jnp.asarray(6.0))),
         (c.interval([0.0, 1.0], (2.0, 3.0)), c.interval(np.asarray([0.0, 1.0]), [2, 3])),
         (c.unit_disk(), c.unit_disk()),
+        (c.disk([1.0, 2.0], 3.0), c.disk(np.asarray([1, 2]), 3)),
         (c.simplex(), c.simplex()),
         (c.ordered(), c.ordered()),
         (c.interval(0.5, 6.0), c.Interval(0.5, 6.0)),
@@ -581,6 +586,9 @@ def test_unequal_when_built_differently():
         c.interval([0.0, 1.0], [2.0, 3.0]),
         c.interval([0.0, 1.0], [2.0, 4.0]),
         c.unit_disk(),
+        c.disk([0.0, 0.0], 1.0),
+        c.disk([0.0, 0.0], 2.0),
+        c.disk([1.0, 0.0], 1.0),
         c.simplex(),
         c.ordered(),
         c.as_constraint(numpyro_constraints.interval(0.0, 1.0)),
@@ -758,3 +766,21 @@ def test_float_array_is_the_one_conversion_to_floats():
 
     traced(jnp.arange(3))
     assert seen == [default]  # an integer tracer is converted too
+
+
+def test_disk_names_bad_bounds_and_keeps_within_its_radius():
+    with pytest.raises(ValueError, match="radius must be positive"):
+        c.disk([0.0, 0.0], 0.0)
+    with pytest.raises(ValueError, match="last axis of size 2"):
+        c.disk([0.0, 0.0, 0.0], 1.0)
+    with pytest.raises(ValueError, match="must be finite"):
+        c.disk([0.0, np.inf], 1.0)
+    with pytest.raises(ValueError, match="does not fit the parameter shape"):
+        c.disk([[0.0, 0.0], [1.0, 1.0]], [1.0, 2.0]).forward(jnp.zeros((3, 2)))
+    disk = c.disk([[10.0, -5.0], [0.0, 0.0]], [2.0, 0.5])
+    u = jnp.asarray([[30.0, 40.0], [0.1, 0.0]])
+    x = disk.forward(u)
+    distance = np.linalg.norm(np.asarray(x) - [[10.0, -5.0], [0.0, 0.0]], axis=-1)
+    np.testing.assert_allclose(distance, [2.0, 0.5 * np.tanh(0.1)], rtol=1e-5)
+    np.testing.assert_array_equal(disk.at_bound(u, jnp.zeros_like(u)), [[True, True], [False, False]])
+    assert repr(disk) == "disk([[10.0, -5.0], [0.0, 0.0]], [2.0, 0.5])"
