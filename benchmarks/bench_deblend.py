@@ -209,18 +209,22 @@ def sersic_scene(blend: Blend, observation: Any) -> Any:
     return scene
 
 
-def auto_scene(blend: Blend, observation: Any) -> Any:
+#: `max_shift` of `sl.init.scene` for the methods whose centres stay within reach ("_reach"): pixels
+REACH = 4.0
+
+
+def auto_scene(blend: Blend, observation: Any, max_shift: float | None = None) -> Any:
     """The automatic start: `sl.init.scene` at the true positions (point or extended from the data)."""
     import scarlet_like as sl
 
-    return sl.init.scene(observation, np.asarray(blend.centers, dtype=np.float64))
+    return sl.init.scene(observation, np.asarray(blend.centers, dtype=np.float64), max_shift=max_shift)
 
 
-def bulge_disk_scene(blend: Blend, observation: Any, **options: Any) -> Any:
+def bulge_disk_scene(blend: Blend, observation: Any, max_shift: float | None = None, **options: Any) -> Any:
     """`sl.init.scene`, then every extended source split by `sl.init.bulge_disk` (with `options`)."""
     import scarlet_like as sl
 
-    return sl.init.bulge_disk_scene(auto_scene(blend, observation), **options)
+    return sl.init.bulge_disk_scene(auto_scene(blend, observation, max_shift), **options)
 
 
 def fit_with_starts(scenes: Sequence[Any], observations: Sequence[Any]) -> list[Any]:
@@ -453,6 +457,20 @@ METHODS: dict[str, Method] = {
     "freeform_fixed": Method(
         "as freeform, each galaxy's centre held where the parametric fit put it (fix_center=True)",
         build_scene=auto_scene,
+        fit=functools.partial(fit_freeform, fix_center=True),
+    ),
+    "auto_reach": Method(
+        f"as auto, every centre within {REACH:g} px of its detection and half-way to its neighbours "
+        "(sl.init.scene's max_shift)",
+        build_scene=functools.partial(auto_scene, max_shift=REACH),
+    ),
+    "bulge_disk_reach": Method(
+        "as bulge_disk, the centres within reach as for auto_reach",
+        build_scene=functools.partial(bulge_disk_scene, max_shift=REACH),
+    ),
+    "freeform_reach": Method(
+        "as freeform_fixed, from the parametric fit of auto_reach (the HSC blend's recipe in docs/astro.md)",
+        build_scene=functools.partial(auto_scene, max_shift=REACH),
         fit=functools.partial(fit_freeform, fix_center=True),
     ),
     "freeform_noprior": Method(
