@@ -481,7 +481,8 @@ def fit_warnings(result: FitResult, density: LogDensity, likelihood: Any = None)
         messages.append(
             f"fit ended with {len(far)} parameter(s) more than {_FAR_FROM_PRIOR:g} standard deviations from "
             f"the centre of their Normal prior: {'; '.join(far)}; the data pulled them away (a source "
-            "taken onto a neighbour's light, a missing source or component, or too narrow a prior)"
+            "taken onto a neighbour's light, a missing source or component, or too narrow a prior); "
+            "sl.init.scene(..., max_shift=4.0) keeps each source's centre near its detection"
         )
     off = _sources_off_frame(result.model)
     if off:
