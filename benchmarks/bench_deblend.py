@@ -275,10 +275,12 @@ def fit_freeform(
     symmetry: float = 1.0,
     sparsity: float = 0.0,
     fix_center: bool = False,
+    monotonic: bool = True,
 ) -> list[Any]:
     """Fit the parametric scenes (batched), make every galaxy free-form from its fit
-    (`sl.init.freeform_scene` with these prior strengths) and fit again, blend by blend (image sizes
-    differ from blend to blend, so each free-form scene compiles its own fit)."""
+    (`sl.init.freeform_scene` with these prior strengths, the image monotonic by its constraint or by
+    the penalty) and fit again, blend by blend (image sizes differ from blend to blend, so each
+    free-form scene compiles its own fit)."""
     import warnings
 
     import scarlet_like as sl
@@ -293,6 +295,7 @@ def fit_freeform(
             symmetry=symmetry,
             sparsity=sparsity,
             fix_center=fix_center,
+            monotonic=monotonic,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", sl.FitWarning)
@@ -449,8 +452,8 @@ METHODS: dict[str, Method] = {
         fit=fit_and_choose,
     ),
     "freeform": Method(
-        "sl.init.scene fitted, then every galaxy free-form (sl.init.freeform_scene: monotonicity and "
-        "symmetry priors of strength 1) and fitted again",
+        "sl.init.scene fitted, then every galaxy free-form (sl.init.freeform_scene: monotonic images, "
+        "symmetry prior of strength 1) and fitted again",
         build_scene=auto_scene,
         fit=fit_freeform,
     ),
@@ -473,20 +476,25 @@ METHODS: dict[str, Method] = {
         build_scene=functools.partial(auto_scene, max_shift=REACH),
         fit=functools.partial(fit_freeform, fix_center=True),
     ),
+    "freeform_reach_soft": Method(
+        "as freeform_reach, monotonic by the prior's penalty (strength 1) rather than the constraint",
+        build_scene=functools.partial(auto_scene, max_shift=REACH),
+        fit=functools.partial(fit_freeform, fix_center=True, monotonic=False),
+    ),
     "freeform_noprior": Method(
-        "as freeform, without a shape prior (all strengths 0)",
+        "as freeform, without a shape prior (all strengths 0, monotonic neither by constraint nor penalty)",
         build_scene=auto_scene,
-        fit=functools.partial(fit_freeform, monotonicity=0.0, symmetry=0.0),
+        fit=functools.partial(fit_freeform, monotonicity=0.0, symmetry=0.0, monotonic=False),
     ),
     "freeform_monotonic": Method(
-        "as freeform, the monotonicity prior only",
+        "as freeform, the monotonicity constraint only",
         build_scene=auto_scene,
         fit=functools.partial(fit_freeform, symmetry=0.0),
     ),
     "freeform_symmetric": Method(
         "as freeform, the symmetry prior only",
         build_scene=auto_scene,
-        fit=functools.partial(fit_freeform, monotonicity=0.0),
+        fit=functools.partial(fit_freeform, monotonicity=0.0, monotonic=False),
     ),
     "freeform_sparse": Method(
         "as freeform, with the starlet sparsity prior (strength 1) as well",

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +48,7 @@ __all__ = [
     "Disk",
     "Simplex",
     "Ordered",
+    "Monotonic",
     "NumpyroConstraint",
     "NumpyroTransform",
     "DistraxBijector",
@@ -61,6 +63,7 @@ __all__ = [
     "disk",
     "simplex",
     "ordered",
+    "monotonic",
     "NumbersLike",
     "float_array",
     "as_constraint",
@@ -843,6 +846,135 @@ class Ordered(_NumpyroBacked):
         return "ordered()"
 
 
+class _ImageTree(NamedTuple):
+    """The paths of a `(height, width)` image toward its central element, in flat indices."""
+
+    paths: np.ndarray  # (height * width, steps): each element, then one step inward at a time, the
+    # centre left out, padded with height * width
+    parents: np.ndarray  # (height * width,): each element's neighbour one step inward (the centre's: itself)
+    center: int
+
+
+@functools.lru_cache(maxsize=64)
+def _image_tree(height: int, width: int) -> _ImageTree:
+    """Paths to the central element `(height // 2, width // 2)`: one step toward it at a time,
+    diagonally while both the row and the column differ from the centre's."""
+    rows, columns = np.mgrid[0:height, 0:width]
+    center_row, center_column = height // 2, width // 2
+    steps = max(center_row, height - 1 - center_row, center_column, width - 1 - center_column, 1)
+    paths = np.full((height * width, steps), height * width, dtype=np.int32)
+    row, column = rows.ravel(), columns.ravel()
+    parents = None
+    for step in range(steps):
+        away = (row != center_row) | (column != center_column)
+        paths[away, step] = (row * width + column)[away]
+        row = row - np.sign(row - center_row)
+        column = column - np.sign(column - center_column)
+        if parents is None:
+            parents = (row * width + column).astype(np.int32)
+    return _ImageTree(paths, parents, center_row * width + center_column)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Monotonic(Constraint):
+    """Positive images (the last two axes) whose values never increase away from the central element
+    `(H // 2, W // 2)`: a free-form galaxy that declines from its centre outward, exactly rather than
+    by a penalty. Build with `monotonic()`.
+
+    Each element's parent is its neighbour one step toward the centre (diagonally while both its row
+    and its column differ from the centre's, then along the row or column). The centre is
+    `exp(u_center)`, and every other element is its parent's value times `exp(-softplus(u))`, so
+    `log x = u_center - sum of softplus(u)` over the element's path to the centre. Every path is a
+    straight or bent line toward the centre, as in scarlet's nearest-neighbour monotonicity: a
+    profile whose contours are ellipses aligned with the axes is monotonic along them; a very
+    elongated, tilted one can rise slightly along some paths.
+
+    Ties (equal values along a path, e.g. far out where the image has underflowed) are inside the
+    support; `inverse` maps them to a large negative `u`.
+    """
+
+    bounded: ClassVar[bool | None] = False
+
+    event_dim: ClassVar[int] = 2
+
+    def unconstrained_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
+        shape = tuple(shape)
+        if len(shape) < 2 or shape[-1] < 1 or shape[-2] < 1:
+            raise ValueError(
+                f"{self!r} acts on images: the parameter needs two last axes (H, W), got shape "
+                f"{_format_shape(shape)}"
+            )
+        return shape
+
+    constrained_shape = unconstrained_shape
+
+    @staticmethod
+    def _flat(values: jax.Array) -> tuple[jax.Array, _ImageTree]:
+        height, width = values.shape[-2:]
+        return values.reshape(values.shape[:-2] + (height * width,)), _image_tree(height, width)
+
+    def _log_values(self, unconstrained: jax.Array) -> jax.Array:
+        flat, tree = self._flat(unconstrained)
+        declines = jax.nn.softplus(flat)
+        # the padding index of the paths reads a zero decline
+        declines = jnp.concatenate([declines, jnp.zeros(flat.shape[:-1] + (1,), flat.dtype)], axis=-1)
+        center = flat[..., tree.center, None]
+        return (center - jnp.sum(declines[..., tree.paths], axis=-1)).reshape(unconstrained.shape)
+
+    def forward(self, unconstrained: Any) -> jax.Array:
+        unconstrained = float_array(unconstrained)
+        self.constrained_shape(unconstrained.shape)
+        # the smallest normal float rather than an underflow to 0: the values stay in the support
+        tiny = jnp.asarray(jnp.finfo(unconstrained.dtype).tiny, unconstrained.dtype)
+        return jnp.maximum(jnp.exp(self._log_values(unconstrained)), tiny)
+
+    def inverse(self, constrained: Any) -> jax.Array:
+        constrained = float_array(constrained)
+        self.unconstrained_shape(constrained.shape)
+        log_values, tree = self._flat(jnp.log(constrained))
+        declines = log_values[..., tree.parents] - log_values
+        # a tie has a decline of 0, the limit u -> -inf: give it the decline of a tiny step
+        smallest = jnp.asarray(jnp.finfo(constrained.dtype).eps, constrained.dtype)
+        unconstrained = _inverse_softplus(jnp.maximum(declines, smallest))
+        unconstrained = unconstrained.at[..., tree.center].set(log_values[..., tree.center])
+        return unconstrained.reshape(constrained.shape)
+
+    def log_abs_det_jacobian(self, unconstrained: Any) -> jax.Array:
+        # log x is triangular in u (an element depends on its own u and its ancestors'), with
+        # -sigmoid(u) on the diagonal (1 at the centre); x = exp(log x) adds log x.
+        unconstrained = float_array(unconstrained)
+        self.constrained_shape(unconstrained.shape)
+        flat, tree = self._flat(unconstrained)
+        diagonal = jax.nn.log_sigmoid(flat).at[..., tree.center].set(0.0)
+        return (jnp.sum(self._log_values(unconstrained)) + jnp.sum(diagonal)).astype(unconstrained.dtype)
+
+    def check(self, constrained: Any) -> jax.Array:
+        constrained = float_array(constrained)
+        self.unconstrained_shape(constrained.shape)
+        flat, tree = self._flat(constrained)
+        declining = flat <= flat[..., tree.parents]
+        return jnp.all(jnp.isfinite(constrained)) & jnp.all(constrained > 0) & jnp.all(declining)
+
+    def project(self, values: Any) -> jax.Array:
+        """The largest monotonic image below positive `values`: each element lowered to the smallest
+        value on its path to the centre (a start for a free-form image from any positive picture)."""
+        values = float_array(values)
+        self.unconstrained_shape(values.shape)
+        flat, tree = self._flat(values)
+        center = flat[..., tree.center, None]
+        padded = jnp.concatenate([flat, center], axis=-1)
+        lowest = jnp.minimum(jnp.min(padded[..., tree.paths], axis=-1), center)
+        return lowest.reshape(values.shape)
+
+    def __repr__(self) -> str:
+        return "monotonic()"
+
+
+def _inverse_softplus(values: jax.Array) -> jax.Array:
+    """`u` with `softplus(u) = values` (positive), `log(expm1(values))` written to stay finite."""
+    return values + jnp.log(-jnp.expm1(-values))
+
+
 # --------------------------------------------------------------------------------------
 # Factories
 # --------------------------------------------------------------------------------------
@@ -960,6 +1092,17 @@ def ordered() -> Ordered:
     A [`scarlet_like.constraints.Constraint`][] with `event_dim = 1`.
     """
     return Ordered()
+
+
+def monotonic() -> Monotonic:
+    """Positive images that never brighten away from their central pixel: free-form galaxies held
+    monotonic exactly (see [`scarlet_like.constraints.Monotonic`][]).
+
+    **Returns:**
+
+    A [`scarlet_like.constraints.Constraint`][] acting on the last two axes.
+    """
+    return Monotonic()
 
 
 # --------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ CASES = {
     "disk_per_vector": (c.disk([[0.0, 0.0], [1.0, 5.0], [-2.0, 2.0]], [0.5, 2.0, 4.0]), [(3, 2)]),
     "simplex": (c.simplex(), [(4,), (3, 4)]),
     "ordered": (c.ordered(), [(4,), (3, 4)]),
+    "monotonic": (c.monotonic(), [(5, 5), (2, 3, 4)]),
     "numpyro_interval": (
         c.as_constraint(numpyro_constraints.interval(-1.0, 2.0)),
         ELEMENTWISE_SHAPES,
@@ -69,6 +70,7 @@ BUILT_IN = [
     "disk_per_vector",
     "simplex",
     "ordered",
+    "monotonic",
 ]
 
 
@@ -341,6 +343,16 @@ def test_ordered_ties_are_broken_in_float32():
         (c.ordered(), [1.0, 1.0, 2.0]),
         (c.ordered(), [[1.0, 2.0], [2.0, -1.0]]),
         (c.ordered(), [-np.inf, 0.0]),
+        # brighter one step away from the centre (1, 1) than at it; a zero; a NaN
+        (c.monotonic(), [[0.1, 0.1, 0.1], [0.1, 1.0, 1.5], [0.1, 0.1, 0.1]]),
+        (c.monotonic(), [[0.1, 0.1, 0.1], [0.1, 1.0, 0.0], [0.1, 0.1, 0.1]]),
+        (c.monotonic(), [[0.1, 0.1, np.nan], [0.1, 1.0, 0.5], [0.1, 0.1, 0.1]]),
+        # a 5 x 5 image rising two steps out, along the diagonal path (0, 0) -> (1, 1) -> centre
+        (
+            c.monotonic(),
+            np.pad([[0.5, 0.5, 0.5], [0.5, 1.0, 0.5], [0.5, 0.5, 0.5]], 1, constant_values=0.4)
+            + np.eye(5)[0][:, None] * np.eye(5)[0][None, :] * 0.2,
+        ),
         # numpyro's interval is closed; the boundary is still rejected (infinite inverse).
         (c.as_constraint(numpyro_constraints.interval(0.0, 1.0)), [1.0]),
         (c.as_constraint(numpyro_constraints.interval(0.0, 1.0)), [2.0]),
@@ -366,6 +378,8 @@ def test_check_rejects_values_outside_support(constraint, value):
         (c.simplex(), [0.2, 0.3, 0.5]),
         (c.simplex(), [[0.1] * 10, [0.5] + [0.5 / 9] * 9]),
         (c.ordered(), [-1.0, 0.0, 1e-3]),
+        # ties are monotonic
+        (c.monotonic(), np.pad([[0.5, 0.5, 0.5], [0.5, 1.0, 0.5], [0.5, 0.5, 0.5]], 1, constant_values=0.4)),
         (c.as_constraint(numpyro_constraints.interval(0.0, 1.0)), [0.999]),
         (c.as_constraint(distrax.Sigmoid()), [0.25]),
     ],
@@ -485,6 +499,7 @@ def test_event_dims():
     assert c.unit_disk().event_dim == 1
     assert c.simplex().event_dim == 1
     assert c.ordered().event_dim == 1
+    assert c.monotonic().event_dim == 2
     assert c.as_constraint(numpyro_constraints.positive).event_dim == 0
     assert c.as_constraint(numpyro_constraints.simplex).event_dim == 1
     assert c.as_constraint(numpyro_transforms.StickBreakingTransform()).event_dim == 1
@@ -628,6 +643,7 @@ def test_repr():
     assert repr(c.unit_disk()) == "unit_disk()"
     assert repr(c.simplex()) == "simplex()"
     assert repr(c.ordered()) == "ordered()"
+    assert repr(c.monotonic()) == "monotonic()"
     assert "Interval" in repr(c.as_constraint(numpyro_constraints.interval(0.0, 1.0)))
     assert "ExpTransform" in repr(c.as_constraint(numpyro_transforms.ExpTransform()))
     assert "Sigmoid" in repr(c.as_constraint(distrax.Sigmoid()))
@@ -784,3 +800,27 @@ def test_disk_names_bad_bounds_and_keeps_within_its_radius():
     np.testing.assert_allclose(distance, [2.0, 0.5 * np.tanh(0.1)], rtol=1e-5)
     np.testing.assert_array_equal(disk.at_bound(u, jnp.zeros_like(u)), [[True, True], [False, False]])
     assert repr(disk) == "disk([[10.0, -5.0], [0.0, 0.0]], [2.0, 0.5])"
+
+
+def test_monotonic_project_is_the_largest_monotonic_image_below():
+    values = np.random.default_rng(3).uniform(0.1, 1.0, (7, 9))
+    projected = np.asarray(c.monotonic().project(values))
+    assert bool(c.monotonic().check(projected)) and not bool(c.monotonic().check(values))
+    # lowering every pixel to its parent until nothing changes gives the same image
+    tree = c._image_tree(7, 9)
+    expected = values.ravel().copy()
+    for _ in range(10):
+        expected = np.minimum(expected, expected[tree.parents])
+    np.testing.assert_allclose(projected.ravel(), expected, rtol=1e-6)
+    # a monotonic image is its own projection
+    np.testing.assert_array_equal(np.asarray(c.monotonic().project(projected)), projected)
+
+
+def test_monotonic_paths_lead_to_the_centre():
+    tree = c._image_tree(5, 6)
+    assert tree.center == 2 * 6 + 3 and tree.parents[tree.center] == tree.center
+    # from a corner: diagonally, then along the row, one step at a time
+    path = [int(i) for i in tree.paths[0] if i < 30]
+    assert path == [0, 7, 14]  # (0, 0) -> (1, 1) -> (2, 2), then the centre (2, 3)
+    with pytest.raises(ValueError, match="two last axes"):
+        c.monotonic().forward(jnp.zeros(4))
