@@ -12,7 +12,7 @@ ordinary array leaves that are never free. Two consequences that users rely on:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -61,8 +61,21 @@ class Prior(eqx.Module):
         raise NotImplementedError
 
 
-def _split(distribution: Any) -> tuple[list[Any], Any] | None:
-    """Leaves and structure of a distribution, or None if it cannot be split into array leaves."""
+class _Structure(NamedTuple):
+    """How a distribution's leaves, held in a canonical order, go back into it: `treedef` unflattens
+    `[arguments[i] for i in order]`."""
+
+    treedef: Any
+    order: tuple[int, ...]
+
+
+def _split(distribution: Any) -> tuple[list[Any], _Structure] | None:
+    """Leaves and structure of a distribution, or None if it cannot be split into array leaves.
+
+    The leaves are held sorted by their names (`.base_dist.loc`): numpyro flattens a distribution's
+    fields in the order of a `set` of their names, which changes from one Python process to the next
+    (string hashing is randomised), and a model saved by one process must load in another.
+    """
     try:
         leaves, treedef = jax.tree_util.tree_flatten(distribution)
         hash(treedef)
@@ -71,7 +84,53 @@ def _split(distribution: Any) -> tuple[list[Any], Any] | None:
     numeric = (jax.Array, np.ndarray, np.generic, float, int)
     if not leaves or not all(isinstance(leaf, numeric) and not isinstance(leaf, bool) for leaf in leaves):
         return None
-    return [float_array(leaf, strong=True) for leaf in leaves], treedef
+    order = _canonical_order(distribution, leaves)
+    arguments = [float_array(leaves[i], strong=True) for i in order]
+    # position in `arguments` of each leaf in the flattening order
+    back = tuple(int(i) for i in np.argsort(order))
+    return arguments, _Structure(treedef, back)
+
+
+def _is_numpyro_distribution(obj: Any) -> bool:
+    return callable(getattr(type(obj), "gather_pytree_data_fields", None))
+
+
+def _named_leaves(obj: Any, prefix: str) -> list[tuple[str, Any]]:
+    """`(name, leaf)` for the leaves of `obj`, numpyro distributions' fields named by their own names."""
+    if _is_numpyro_distribution(obj):
+        named = []
+        for field in sorted(type(obj).gather_pytree_data_fields()):
+            named += _named_leaves(obj.__dict__.get(field), f"{prefix}.{field}")
+        return named
+    flat, _ = jax.tree_util.tree_flatten_with_path(
+        obj, is_leaf=lambda node: node is not obj and _is_numpyro_distribution(node)
+    )
+    named = []
+    for path, leaf in flat:
+        name = prefix + jax.tree_util.keystr(path)
+        named += _named_leaves(leaf, name) if _is_numpyro_distribution(leaf) else [(name, leaf)]
+    return named
+
+
+def _canonical_order(distribution: Any, leaves: list[Any]) -> list[int]:
+    """Indices of `leaves` (in flattening order) sorted by the leaves' names; the flattening order
+    itself where the names cannot be matched to the leaves."""
+    try:
+        named = _named_leaves(distribution, "")
+    except Exception:  # noqa: BLE001 - an unusual distribution keeps the order it flattens to
+        return list(range(len(leaves)))
+    names_of: dict[int, list[str]] = {}
+    for name, leaf in named:
+        names_of.setdefault(id(leaf), []).append(name)
+    names = []
+    for leaf in leaves:
+        candidates = names_of.get(id(leaf))
+        if not candidates:
+            return list(range(len(leaves)))
+        names.append(candidates.pop(0))
+    if len(set(names)) != len(names):
+        return list(range(len(leaves)))
+    return sorted(range(len(leaves)), key=names.__getitem__)
 
 
 class DistributionPrior(Prior):
@@ -113,7 +172,8 @@ class NumpyroPrior(DistributionPrior):
 
     @property
     def distribution(self) -> Any:
-        return jax.tree_util.tree_unflatten(self.structure, self.arguments)
+        leaves = [self.arguments[i] for i in self.structure.order]
+        return jax.tree_util.tree_unflatten(self.structure.treedef, leaves)
 
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
         return self.distribution.sample(key, sample_shape)

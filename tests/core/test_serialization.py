@@ -184,3 +184,49 @@ def test_any_float32_value_round_trips_bit_for_bit(tmp_path_factory, t0, width, 
     loaded = sl.load(path, like=light_curve())
     for a, b in zip(jax.tree_util.tree_leaves(model), jax.tree_util.tree_leaves(loaded), strict=True):
         np.testing.assert_array_equal(np.asarray(a).view(np.uint32), np.asarray(b).view(np.uint32))
+
+
+_SAVE_OR_LOAD = """
+import sys, numpy as np, numpyro.distributions as nd
+import scarlet_like as sl
+prior = nd.Normal(np.array([0.5, 1.5]), np.array([2.0])).to_event(1)
+model = sl.Parameter(np.array([1.0, 2.0], np.float32), prior=prior)
+if sys.argv[1] == "save":
+    sl.save(sys.argv[2], model)
+else:
+    loaded = sl.load(sys.argv[2], model)
+    print(np.asarray(loaded.prior.distribution.base_dist.loc).tolist())
+"""
+
+
+def test_a_model_saved_by_one_process_loads_in_another(tmp_path):
+    # numpyro flattens a distribution's fields in the order of a set of their names, which string
+    # hashing changes from process to process: 'loc' before 'scale' under one hash seed, after under
+    # another. The prior's arguments are held sorted by name, so the file is the same for both.
+    import os
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "model.eqx")
+    run = lambda seed, *arguments: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", _SAVE_OR_LOAD, *arguments],
+        env={**os.environ, "PYTHONHASHSEED": str(seed), "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for saver, loader in ((0, 1), (1, 3), (3, 0)):
+        run(saver, "save", path)
+        assert run(loader, "load", path).stdout.strip() == "[0.5, 1.5]"
+
+
+def test_prior_arguments_do_not_depend_on_the_flattening_order(monkeypatch):
+    import numpyro.distributions as nd
+
+    build = lambda: sl.priors.NumpyroPrior(nd.Normal(jnp.array([0.5, 1.5]), jnp.array([2.0])).to_event(1))  # noqa: E731
+    expected = [np.asarray(a).tolist() for a in build().arguments]
+    fields = nd.Normal.gather_pytree_data_fields.__func__
+    monkeypatch.setattr(nd.Normal, "gather_pytree_data_fields", classmethod(lambda cls: fields(cls)[::-1]))
+    reordered = build()
+    assert [np.asarray(a).tolist() for a in reordered.arguments] == expected == [[0.5, 1.5], [2.0]]
+    assert np.asarray(reordered.distribution.base_dist.scale).tolist() == [2.0]
