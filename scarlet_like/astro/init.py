@@ -1477,9 +1477,7 @@ def freeform(
     return Source(
         center,
         Parameter(np.asarray(floor, np.float32), constraint=constraints.positive()),
-        ImageMorphology(
-            Parameter(np.asarray(image, np.float32), constraint=image_constraint, prior=prior)
-        ),
+        ImageMorphology(Parameter(np.asarray(image, np.float32), constraint=image_constraint, prior=prior)),
     )
 
 
