@@ -82,7 +82,10 @@ def test_a_size_collapsing_to_zero_is_reported_and_named(progress):
     frame = sl.Frame((1, 25, 25), psf=sl.GaussianPSF(0.7))
     with sl.Scene(frame) as star:
         sl.PointSource(jnp.array([12.0, 12.0]), jnp.array([50.0]))
-    noise = 0.05
+    # The likelihood flattens as sigma^2 near 0, so where the fit stops depends on the noise and on
+    # rounding: noise 0.05 ended at sigma 1.9e-4 on an AMD CPU and 2.2e-4 (not reported: 1e-4 of the
+    # start is 2e-4) on an Intel one; noise 0.01 ends at 6e-5.
+    noise = 0.01
     clean = sl.Observation(np.zeros((1, 25, 25)), psf=psf).render(star)
     observed = clean + noise * jax.random.normal(jax.random.key(2), clean.shape)
     observation = sl.Observation(observed, weights=np.full(observed.shape, 1 / noise**2), psf=psf)
@@ -94,6 +97,7 @@ def test_a_size_collapsing_to_zero_is_reported_and_named(progress):
     assert list(names[np.asarray(result.at_bounds)]) == ["sources[0].morphology.sigma"]
     assert float(sl.get_values(result.model)["sources[0].morphology.sigma"]) < 2e-4
     # a galaxy fitted to a galaxy does not warn
+    noise = 0.05
     with sl.Scene(frame) as galaxy:
         sl.Source(jnp.array([12.0, 12.0]), jnp.array([50.0]), sl.GaussianMorphology(1.5))
     clean = sl.Observation(np.zeros((1, 25, 25)), psf=psf).render(galaxy)
@@ -142,10 +146,12 @@ def test_running_out_of_steps_far_from_the_optimum_warns_and_a_missing_source_sh
 
 def test_several_starts_find_the_optimum_one_start_misses(caplog):
     # a narrow bump far from the start: from t0 = -6 the fit settles on a flat baseline (the peak
-    # shrinks to nothing), while scattered starts land near the bump and climb it
+    # shrinks to nothing), while scattered starts land near the bump and climb it. The width is held:
+    # free, it can grow until the curve reaches the bump, on some CPUs (Intel, not AMD, with the same
+    # packages), which makes the single start's failure a matter of rounding
     truth = light_curve(t0=5.0, width=0.8, peak=0.3)
     observed = Data(truth(TIMES) + NOISE * jax.random.normal(jax.random.key(4), TIMES.shape))
-    start = light_curve(t0=-6.0, width=0.8, peak=0.2)
+    start = sl.fix(light_curve(t0=-6.0, width=0.8, peak=0.2), ["width"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sl.FitWarning)
         alone = sl.fit(start, observed, max_steps=300, progress=False)
@@ -166,7 +172,8 @@ def test_several_starts_find_the_optimum_one_start_misses(caplog):
 
     with caplog.at_level(logging.WARNING), jax.log_compiles(), warnings.catch_warnings():
         warnings.simplefilter("ignore", sl.FitWarning)
-        sl.fit_starts(light_curve(t0=-5.0), observed, starts=12, scatter=4.0, max_steps=300, progress=False)
+        again = sl.fix(light_curve(t0=-5.0), ["width"])
+        sl.fit_starts(again, observed, starts=12, scatter=4.0, max_steps=300, progress=False)
     assert [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()] == []
 
 
