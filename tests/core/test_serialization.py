@@ -215,9 +215,9 @@ def test_a_model_saved_by_one_process_loads_in_another(tmp_path):
         text=True,
         check=True,
     )
-    for saver, loader in ((0, 1), (1, 3), (3, 0)):
-        run(saver, "save", path)
-        assert run(loader, "load", path).stdout.strip() == "[0.5, 1.5]"
+    # hash seed 0 flattens numpyro's Normal as (scale, loc), seed 1 as (loc, scale)
+    run(0, "save", path)
+    assert run(1, "load", path).stdout.strip() == "[0.5, 1.5]"
 
 
 def test_prior_arguments_do_not_depend_on_the_flattening_order(monkeypatch):

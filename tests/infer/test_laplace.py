@@ -124,6 +124,8 @@ def test_a_flat_direction_is_an_error_naming_it():
     assert "used," not in str(caught.value)
 
 
+# 37 s; the default suite checks Laplace against exact Gaussian posteriors and NUTS against numpyro
+@pytest.mark.slow
 def test_nuts_and_laplace_agree_on_a_scene():
     """A Gaussian source at good signal-to-noise: the posterior is close to Gaussian, and NUTS and Laplace
     give the same widths."""
