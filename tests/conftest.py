@@ -108,8 +108,9 @@ def docs_section():
 # workers in collection order: with tests/test_cli.py (the demo, 107 s) collected near the end, one
 # worker ran alone for the last two minutes of a 12-minute run on an Intel CPU.
 HEAVY_FILES = (
-    "test_cli.py",
     "astro/test_boxes.py",
+    "astro/test_init.py",
+    "test_cli.py",
     "infer/test_batch.py",
     "astro/test_choice.py",
     "astro/test_freeform.py",

@@ -15,6 +15,24 @@ def test_version_flag():
     assert out.stdout.strip() == f"scarlet_like {sl.__version__}"
 
 
+def test_demo_fits_and_writes_the_fit_files(tmp_path, capsys):
+    from scarlet_like.demo import FIT_OUTPUTS, run
+
+    # the fit path alone (the sampling path is the slow test below)
+    result = run(steps=200, progress=False, output=tmp_path, sample=False)
+    assert result["chi2_end"] < 2.5 < 100 < result["chi2_start"]
+    for name in FIT_OUTPUTS:
+        path = tmp_path / name
+        assert path.is_file() and path.stat().st_size > 100, name
+    record = json.loads((tmp_path / "summary.json").read_text())
+    assert record["sources"] == 7 and record["chi2_dof"] == pytest.approx(result["chi2_end"])
+    assert "sample_seconds" not in record and not (tmp_path / "corner.png").exists()
+    out = capsys.readouterr().out
+    assert "HSC" in out and "chi^2 per pixel" in out and "NUTS" not in out
+
+
+# 107 s on an Intel CPU: every NUTS step before adaptation runs 1023 leapfrog steps
+@pytest.mark.slow
 def test_demo_fits_samples_and_writes_every_promised_file(tmp_path, capsys):
     from scarlet_like.demo import OUTPUTS, run
 

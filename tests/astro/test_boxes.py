@@ -66,7 +66,7 @@ def observation(psf: sl.PSF, boxes, margin=None, size=SIZE) -> sl.Observation:
     return sl.Observation(np.zeros((2, size, size)), psf=psf, channels="gr", boxes=boxes, margin=margin)
 
 
-@pytest.mark.parametrize("psf_kind", ["gaussian", "moffat"])
+@pytest.mark.parametrize("psf_kind", ["gaussian", pytest.param("moffat", marks=pytest.mark.slow)])
 def test_boxes_equal_the_whole_frame(psf_kind):
     psf = psf_of(psf_kind)
     boxed = observation(psf, boxes=True)
@@ -158,6 +158,8 @@ def test_gradients_in_boxes_equal_those_on_the_whole_frame():
     np.testing.assert_allclose(gradient, gradient_frame, atol=1e-3 * scale)
 
 
+# 24-39 s; the default suite checks chunked sums in tests/astro/test_render_parts.py
+@pytest.mark.slow
 def test_many_sources_are_drawn_a_chunk_at_a_time(monkeypatch):
     # small chunks: a scan over three chunks and a remainder, with the same result as all at once
     scene, boxed, _ = noisy_scene_and_observations(sl.GaussianPSF(2.5), count=14, size=128, two_sizes=False)
@@ -173,6 +175,8 @@ def test_many_sources_are_drawn_a_chunk_at_a_time(monkeypatch):
     np.testing.assert_allclose(chunked_gradient, gradient, atol=1e-5 * float(jnp.max(jnp.abs(gradient))))
 
 
+# 23-37 s; the default suite checks the program size on the whole frame in tests/astro/test_scene.py
+@pytest.mark.slow
 def test_gradient_program_in_boxes_does_not_grow_with_sources(monkeypatch):
     # chunks of one source, so that no group of a box size leaves a remainder outside its scan
     monkeypatch.setattr(render_module, "CHUNK_BYTES", 1)

@@ -1,5 +1,6 @@
 import warnings
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -165,6 +166,16 @@ def test_a_free_form_source_can_hold_its_centre_where_it_was_fitted():
     for source, original in zip(free.sources, start.sources, strict=True):
         held = np.asarray(sl.resolve(source).center)
         np.testing.assert_array_equal(held, np.asarray(original.center.value))
+    # or lets it move a little, within reach of where it was fitted, its prior kept
+    near = sl.init.freeform_scene(start, observation, center_reach=1.5)
+    for source, original in zip(near.sources, start.sources, strict=True):
+        fitted = np.asarray(original.center.value, np.float64)
+        assert source.center.constraint == sl.constraints.disk(fitted, 1.5)
+        assert eqx.tree_equal(source.center.prior, original.center.prior)
+    with pytest.raises(ValueError, match="not both"):
+        sl.init.freeform_scene(start, observation, fix_center=True, center_reach=1.0)
+    with pytest.raises(ValueError, match="center_reach must be a positive"):
+        sl.init.freeform_scene(start, observation, center_reach=0.0)
     # the default keeps the source's own free centre Parameter
     assert sum(".center" in name for name in sl.entry_names(sl.init.freeform_scene(start, observation))) == 4
 
