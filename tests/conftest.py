@@ -102,30 +102,3 @@ def docs_section():
         return namespace
 
     return run
-
-
-# The heaviest files, handed out first. pytest-xdist (`--dist loadfile`) gives whole files to the
-# workers in collection order: with tests/test_cli.py (the demo, 107 s) collected near the end, one
-# worker ran alone for the last two minutes of a 12-minute run on an Intel CPU.
-HEAVY_FILES = (
-    "astro/test_boxes.py",
-    "astro/test_init.py",
-    "test_cli.py",
-    "infer/test_batch.py",
-    "astro/test_choice.py",
-    "astro/test_freeform.py",
-    "core/test_eight_schools.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    tests = pathlib.Path(__file__).parent
-
-    def rank(item) -> int:
-        try:
-            relative = pathlib.Path(item.path).relative_to(tests).as_posix()
-        except ValueError:
-            return len(HEAVY_FILES)
-        return HEAVY_FILES.index(relative) if relative in HEAVY_FILES else len(HEAVY_FILES)
-
-    items.sort(key=rank)  # stable: the order within each file is kept
