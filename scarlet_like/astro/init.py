@@ -1432,6 +1432,10 @@ def freeform(
     scene_frame = _active_scene("init.freeform").frame
     if isinstance(getattr(source, "morphology", None), PointMorphology):
         raise ValueError(f"{who}: a point source has no shape to free; keep it a point source")
+    if fix_center and center_reach is not None:
+        raise ValueError(f"{who}: give fix_center=True or a center_reach, not both")
+    if center_reach is not None and not (math.isfinite(center_reach) and center_reach > 0):
+        raise ValueError(f"{who}: center_reach must be a positive number of pixels, got {center_reach!r}")
     values = resolve(source)
     if side is None:
         parts = getattr(values, "components", None)
@@ -1460,7 +1464,7 @@ def freeform(
     image = (1 - FREEFORM_FLOOR) * image + FREEFORM_FLOOR / image.size
     image_constraint = constraints.monotonic() if monotonic else constraints.positive()
     if monotonic:
-        # the profile's pixels ring a little around its core; the floor keeps them positive
+        # the profile's pixels ring a little around its core: lowered to the monotonic start below them
         image = np.asarray(image_constraint.project(image), np.float64)
 
     _, weights, usable = _usable_pixels(observation)
@@ -1478,13 +1482,9 @@ def freeform(
         sparsity=sparsity,
     )
     floor = np.maximum(spectrum * inside, 1e-6 * spectrum.max())
-    if fix_center and center_reach is not None:
-        raise ValueError(f"{who}: give fix_center=True or a center_reach, not both")
     if fix_center:
         center = Parameter(np.asarray(values.center, np.float32), fixed=True)
     elif center_reach is not None:
-        if not (math.isfinite(center_reach) and center_reach > 0):
-            raise ValueError(f"{who}: center_reach must be a positive number of pixels, got {center_reach!r}")
         fitted_center = np.asarray(values.center, np.float32)
         center = Parameter(
             fitted_center,
