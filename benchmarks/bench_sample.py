@@ -9,7 +9,8 @@ Run from the repository root:
 What is measured (see README.md in this folder). For each model, one `sl.LogDensity` is built, and
 the same number of chains, warmup steps and draws are run from the same per-chain starting points by
 
-- `sl.sample(model, likelihood, init=starts, progress=False)` (blackjax NUTS, chains vmapped), and
+- `sl.sample(model, likelihood, init=starts, progress=False)` (blackjax NUTS, chains vmapped),
+- the same with `chain_method="sequential"` (row `sequential`: one chain after the other), and
 - `numpyro.infer.MCMC(NUTS(potential_fn=lambda x: -density(x)), chain_method="vectorized")`
 
 in the same process: both are Stan's windowed adaptation of a step size and a diagonal mass matrix,
@@ -154,7 +155,9 @@ def starts(density: sl.LogDensity, seed: int = 0) -> jax.Array:
     return jnp.asarray(np.asarray(density.x0) + noise, density.x0.dtype)
 
 
-def ours(warmup: int, draws: int) -> Callable[[jax.Array, jax.Array, Any], dict]:
+def ours(
+    warmup: int, draws: int, chain_method: str = "vectorized"
+) -> Callable[[jax.Array, jax.Array, Any], dict]:
     def run(key: jax.Array, init: jax.Array, problem: tuple[Any, Any]) -> dict:
         model, likelihood = problem
         posterior = sl.sample(
@@ -166,6 +169,7 @@ def ours(warmup: int, draws: int) -> Callable[[jax.Array, jax.Array, Any], dict]
             num_samples=draws,
             num_chains=CHAINS,
             progress=False,
+            chain_method=chain_method,
         )
         return {
             "samples": posterior.samples,
@@ -237,8 +241,12 @@ def compare(name: str, warmup: int, draws: int, rounds: int) -> dict[str, Any]:
     model, likelihood = MODELS[name]()
     density = sl.LogDensity(model, likelihood)
     init = starts(density)
-    plain = {"scarlet_like": ours(warmup, draws), "numpyro": numpyro(warmup, draws)}
-    problems = {"scarlet_like": (model, likelihood), "numpyro": density}
+    plain = {
+        "scarlet_like": ours(warmup, draws),
+        "sequential": ours(warmup, draws, "sequential"),
+        "numpyro": numpyro(warmup, draws),
+    }
+    problems = {"scarlet_like": (model, likelihood), "sequential": (model, likelihood), "numpyro": density}
     out: dict[str, Any] = {
         sampler: {"cold": timed(run, jax.random.key(0), init, problems[sampler])}
         for sampler, run in plain.items()

@@ -7,15 +7,16 @@ import sys
 
 
 def _demo_epilog() -> str:
-    from .demo import CHAINS, DRAWS, FIT_OUTPUTS, OUTPUTS, WARMUP
+    from .demo import CHAINS, DRAWS, FIT_OUTPUTS, FREEFORM_OUTPUTS, OUTPUTS, WARMUP
 
     width = max(len(name) for name in OUTPUTS)
     lines = ["files written into the output folder:"]
     lines += [f"  {name:<{width}}  {text}" for name, text in OUTPUTS.items()]
     lines += [
         "",
-        f"with --no-sample only {', '.join(FIT_OUTPUTS)} are written",
-        "(summary.json then without the sampling keys).",
+        f"with --no-sample only {', '.join(FIT_OUTPUTS + FREEFORM_OUTPUTS)} are written",
+        "(summary.json then without the sampling keys); --no-freeform leaves out",
+        f"{', '.join(FREEFORM_OUTPUTS)} (and the five minutes of the free-form stage).",
         f"NUTS runs {CHAINS} chains of {WARMUP} warmup steps and {DRAWS} draws (change with --warmup,",
         "--draws, --chains), starting from the fit; parameters the fit left at a bound of their constraint",
         "are held fixed while sampling (summary.json lists them under fixed_for_sampling).",
@@ -35,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         "demo",
         help="fit and sample the bundled real HSC blend, write figures and a summary",
         description="Fit the real HSC COSMOS blend bundled with scarlet_like (a point source and six "
-        "elliptical Sersic galaxies in five bands), sample its posterior with NUTS, and write figures, "
-        "the posterior summary table and summary.json.",
+        "elliptical Sersic galaxies in five bands), deblend it again with free-form sources, sample the "
+        "parametric model's posterior with NUTS, and write figures, the posterior summary table and "
+        "summary.json.",
         epilog=_demo_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -48,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         "(default: ./scarlet_like-demo)",
     )
     demo.add_argument("--no-sample", action="store_true", help="fit only: no NUTS run, no posterior figures")
+    demo.add_argument(
+        "--no-freeform",
+        action="store_true",
+        help="parametric fit only: no free-form deblending stage (which takes about five minutes)",
+    )
     demo.add_argument("--warmup", type=int, default=WARMUP, help=f"NUTS warmup steps per chain ({WARMUP})")
     demo.add_argument("--draws", type=int, default=DRAWS, help=f"NUTS draws kept per chain ({DRAWS})")
     demo.add_argument("--chains", type=int, default=CHAINS, help=f"NUTS chains ({CHAINS})")
@@ -63,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             output=None if args.no_plot else args.output,
             sample=not args.no_sample,
+            freeform=not args.no_freeform,
             num_warmup=args.warmup,
             num_samples=args.draws,
             num_chains=args.chains,

@@ -12,7 +12,7 @@ import numpy as np
 
 import scarlet_like as sl
 
-__all__ = ["OUTPUTS", "at_bound_parameters", "build_scene", "prepare_output", "run"]
+__all__ = ["OUTPUTS", "at_bound_parameters", "build_scene", "deblend_freeform", "prepare_output", "run"]
 
 
 def build_scene(data: sl.datasets.Blend, observation: sl.Observation) -> sl.Scene:
@@ -23,6 +23,50 @@ def build_scene(data: sl.datasets.Blend, observation: sl.Observation) -> sl.Scen
     one pixel on each position around its detection.
     """
     return sl.init.scene(observation, data.centers)
+
+
+def deblend_freeform(
+    data: sl.datasets.Blend, observation: sl.Observation, progress: bool = True
+) -> tuple[sl.FitResult, dict[str, float]]:
+    """The demo's free-form deblending: each source its own object, drawn as a monotonic pixel image.
+
+    1. [`sl.init.scene`][scarlet_like.init.scene] with every centre kept within 4 pixels of its
+       detection and never half-way to a neighbour (`max_shift=4.0`), fitted (at most 2000 steps):
+       the parametric start. One Sérsic profile cannot draw the bright galaxy (chi^2 per pixel about
+       3.8), but no source moves onto another's light.
+    2. [`sl.init.freeform_scene`][scarlet_like.init.freeform_scene] of it: every galaxy a monotonic
+       free-form image; the centres of the sources with S/N >= 100 may move by 1 pixel, the others
+       are held (`center_reach=1.0, center_snr=100.0`); fitted (at most 5000 steps).
+    3. [`sl.init.add_residual_sources`][scarlet_like.init.add_residual_sources] adds a source at
+       each significant peak of the residual (objects the detection list missed), and the scene is
+       fitted again (at most 5000 steps).
+
+    **Returns:**
+
+    The last fit's result, and `{"parametric", "freeform", "chi2", "seconds", "added"}`: the chi^2
+    per pixel after each stage, the wall time of the three stages (compilation included) and the
+    number of sources added.
+    """
+    import warnings
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        # the first two fits are starts for the last: that they stop before converging is no news
+        warnings.simplefilter("ignore", sl.FitWarning)
+        within_reach = sl.init.scene(observation, data.centers, max_shift=4.0)
+        parametric = sl.fit(within_reach, observation, max_steps=2000, progress=progress).model
+        free = sl.init.freeform_scene(parametric, observation, center_reach=1.0, center_snr=100.0)
+        free = sl.fit(free, observation, max_steps=5000, progress=progress).model
+    more = sl.init.add_residual_sources(free, observation, max_shift=4.0)
+    result = sl.fit(more, observation, max_steps=5000, progress=progress)
+    fitted = jax.block_until_ready(result.model)
+    return result, {
+        "parametric": float(observation.goodness_of_fit(parametric)),
+        "freeform": float(observation.goodness_of_fit(free)),
+        "chi2": float(observation.goodness_of_fit(fitted)),
+        "seconds": time.perf_counter() - start,
+        "added": float(len(more) - len(free)),
+    }
 
 
 def _is_point(source: object) -> bool:
@@ -56,6 +100,8 @@ def prepare_output(output: str | Path) -> Path:
 OUTPUTS = {
     "scarlet_like_demo.png": "data, fitted model and residual (in sigma) side by side, sources numbered",
     "sources.png": "each fitted source on its own, one panel per source, on one colour scale",
+    "freeform.png": "data, free-form model and residual: each galaxy a monotonic pixel image",
+    "freeform_sources.png": "each source of the free-form model on its own",
     "graph.png": "the model graph (sl.graph): sources, their parameters, constraints and priors",
     "corner.png": "corner plot of the posterior of one galaxy's position and shape (NUTS draws)",
     "trace.png": "trace plot of the same parameters: the draws of each chain in order",
@@ -67,6 +113,8 @@ OUTPUTS = {
 }
 # Written without sampling (`--no-sample`).
 FIT_OUTPUTS = ("scarlet_like_demo.png", "sources.png", "graph.png", "summary.json")
+# Written by the free-form stage (unless `--no-freeform`).
+FREEFORM_OUTPUTS = ("freeform.png", "freeform_sources.png")
 # The parameters of a galaxy drawn in the corner, trace and rank plots (those sampled).
 GALAXY_PARAMETERS = ("center", "morphology.n", "morphology.r_half", "morphology.ellipticity")
 # NUTS run of the demo; see `run` for the time they take.
@@ -138,6 +186,7 @@ def run(
     report: bool = True,
     *,
     sample: bool = True,
+    freeform: bool = True,
     num_warmup: int = WARMUP,
     num_samples: int = DRAWS,
     num_chains: int = CHAINS,
@@ -154,6 +203,8 @@ def run(
     - `report`: print what was done.
     - `sample`: after the fit, draw from the posterior with NUTS (`sl.sample`), starting at the fit,
       with the parameters the fit left at a bound held fixed (see `at_bound_parameters`).
+    - `freeform`: after the parametric fit, deblend with free-form sources
+      ([`deblend_freeform`][scarlet_like.demo.deblend_freeform]; about 5 minutes on two CPU cores).
     - `num_warmup`, `num_samples`, `num_chains`: the NUTS run (the defaults take about two minutes
       on two CPU cores, compilation included).
     - `seed`: the random seed of the sampler.
@@ -161,8 +212,9 @@ def run(
     **Returns:**
 
     `{"chi2_start", "chi2_end", "seconds", "steps"}` (chi^2 per unmasked pixel value; `seconds` from
-    scene construction to fitted model, compilation included), and with `sample`: `sample_seconds`,
-    `ess_min`, `rhat_max`, `divergences`.
+    scene construction to fitted model, compilation included); with `freeform`: `freeform_chi2`,
+    `freeform_seconds`, `freeform_at_bounds` (how many entries the free-form fit left at a bound); with
+    `sample`: `sample_seconds`, `ess_min`, `rhat_max`, `divergences`.
     """
     # a fit must never be lost to an output folder that could have been checked first
     folder = prepare_output(output) if output is not None else None
@@ -188,6 +240,20 @@ def run(
         _save(plot.scene(fitted, observation), folder / "scarlet_like_demo.png")
         _save(plot.sources(fitted, observation), folder / "sources.png")
         written += [folder / "scarlet_like_demo.png", folder / "sources.png", _write_graph(fitted, folder)]
+
+    free_result, free_summary, free_bounds = None, {}, []
+    if freeform:
+        free_result, free_summary = deblend_freeform(data, observation, progress=progress)
+        free_bounds = at_bound_parameters(free_result, observation)
+        summary.update(
+            freeform_chi2=free_summary["chi2"],
+            freeform_seconds=free_summary["seconds"],
+            freeform_at_bounds=int(np.asarray(free_result.at_bounds).sum()),
+        )
+        if folder is not None:
+            _save(plot.scene(free_result.model, observation), folder / "freeform.png")
+            _save(plot.sources(free_result.model, observation), folder / "freeform_sources.png")
+            written += [folder / name for name in FREEFORM_OUTPUTS]
 
     posterior, held = None, []
     if sample:
@@ -224,6 +290,17 @@ def run(
             "converged": bool(result.converged),
             "values": {name: np.asarray(value).tolist() for name, value in sl.get_values(fitted).items()},
         }
+        if free_result is not None:
+            record["freeform"] = {
+                "sources": len(free_result.model),
+                "chi2_dof": free_summary["chi2"],
+                "chi2_parametric_start": free_summary["parametric"],
+                "chi2_before_added_sources": free_summary["freeform"],
+                "seconds": free_summary["seconds"],
+                "steps": int(free_result.steps),
+                "converged": bool(free_result.converged),
+                "at_bounds": free_bounds,
+            }
         if posterior is not None:
             galaxy, chosen = shown_galaxy(fitted, held)
             _save(plot.corner(posterior, chosen), folder / "corner.png")
@@ -248,11 +325,22 @@ def run(
         written.append(folder / "summary.json")
 
     if report:
-        _report(data, scene, fitted, result, summary, posterior, held, written)
+        _report(
+            data,
+            scene,
+            fitted,
+            result,
+            summary,
+            posterior,
+            held,
+            written,
+            (free_result, free_summary, free_bounds),
+        )
     return summary
 
 
-def _report(data, scene, fitted, result, summary, posterior, held, written) -> None:
+def _report(data, scene, fitted, result, summary, posterior, held, written, free) -> None:
+    free_result, free_summary, free_bounds = free
     values = sl.get_values(fitted)
     print(f"scarlet_like {sl.__version__} demo: the real HSC COSMOS blend bundled with the package")
     print(
@@ -284,6 +372,17 @@ def _report(data, scene, fitted, result, summary, posterior, held, written) -> N
             g1, g2 = np.asarray(values[f"{prefix}.morphology.ellipticity"])
             shape = f"{n:5.2f} {r_half:6.2f} {g1:6.2f} {g2:6.2f}"
         print(f"  {index:>6} {y:6.2f} {x:7.2f} {shape}       {flux}")
+    if free_result is not None:
+        state = "converged" if bool(free_result.converged) else "stopped"
+        print(
+            f"  free-form (sl.init.freeform_scene, then sl.init.add_residual_sources): chi^2 per pixel "
+            f"{free_summary['parametric']:.2f} (parametric start, centres within reach) -> "
+            f"{free_summary['freeform']:.3f} (free-form) -> {free_summary['chi2']:.3f} with "
+            f"{int(free_summary['added'])} sources added; {state} after {int(free_result.steps)} steps, "
+            f"{free_summary['seconds']:.0f} s in all"
+        )
+        if free_bounds:
+            print(f"    left at a bound of their constraint: {', '.join(free_bounds)}")
     if posterior is not None:
         print(
             f"  NUTS: {posterior.num_chains} chains x {posterior.num_draws} draws in "

@@ -1500,34 +1500,61 @@ def freeform(
     )
 
 
-def freeform_scene(scene: Any, observation: Observation, **options: Any) -> Any:
+def freeform_scene(
+    scene: Any, observation: Observation, *, center_snr: float | None = None, **options: Any
+) -> Any:
     """The scene with every galaxy made free-form by [`freeform`][scarlet_like.init.freeform].
 
     ```python
     fitted = sl.fit(sl.init.scene(obs, centers), obs).model
-    fitted = sl.fit(sl.init.freeform_scene(fitted, obs), obs).model
+    fitted = sl.fit(sl.init.freeform_scene(fitted, obs, center_reach=1.0, center_snr=100.0), obs).model
     ```
 
     **Arguments:**
 
     - `scene`: a [`scarlet_like.Scene`][], typically fitted with parametric sources.
     - `observation`: the observation whose noise sets the priors' unit.
-    - `options`: keyword arguments of `freeform` (`side`, `max_side`, the strengths).
+    - `center_snr`: with `center_reach`, only the sources whose signal-to-noise ratio in
+      `observation` is at least this keep a centre that may move (within the reach); the centres of
+      the fainter ones are held fixed (`fix_center`). The ratio is that of a matched filter,
+      `sqrt(sum(image**2 * weights))` of the source rendered alone. A bright source's centre is
+      pinned down by its data to a small fraction of a pixel, and freeing it lets its image's
+      monotonic peak sit where the light peaks; a faint one's is not, and it drifts to the edge of
+      its reach toward a neighbour's light. Measured on the bundled HSC blend (from the fit within
+      reach, then `add_residual_sources`): every centre fixed, chi^2 per pixel 1.24; every centre
+      within 1 px, 1.21 with the three faintest (S/N 28-53) at their reach; only S/N >= 100 free
+      (the bright galaxy), 1.20 with every centre inside its reach.
+    - `options`: keyword arguments of `freeform` (`side`, `max_side`, the strengths, `fix_center`,
+      `center_reach`, `monotonic`).
 
     **Returns:**
 
     A new scene, in the same order: point sources and free-form sources as they are, every other
     source free-form.
     """
+    from .measure import source_image
     from .morphology import ImageMorphology, PointMorphology
     from .scene import Scene, _rebuilding
 
     if not isinstance(scene, Scene):
         raise TypeError(f"init.freeform_scene: expected an sl.Scene, got {type(scene).__name__}")
+    if center_snr is not None:
+        if options.get("center_reach") is None:
+            raise ValueError(
+                "init.freeform_scene: center_snr chooses which centres get a center_reach; give one"
+            )
+        if not (math.isfinite(center_snr) and center_snr >= 0):
+            raise ValueError(f"init.freeform_scene: center_snr must be a number >= 0, got {center_snr!r}")
+    _, weights, _ = _usable_pixels(observation)
     with _rebuilding(), Scene(scene.frame) as free:
-        for source in scene.sources:
+        for index, source in enumerate(scene.sources):
             if isinstance(getattr(source, "morphology", None), (PointMorphology, ImageMorphology)):
                 source._reboxed(source.box)
-            else:
-                freeform(source, observation, **options)
+                continue
+            kept = options
+            if center_snr is not None:
+                image = np.asarray(source_image(scene, index, observation), np.float64)
+                if math.sqrt(float(np.sum(image**2 * weights))) < center_snr:
+                    kept = {**options, "center_reach": None, "fix_center": True}
+            freeform(source, observation, **kept)
     return free

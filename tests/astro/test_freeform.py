@@ -180,6 +180,33 @@ def test_a_free_form_source_can_hold_its_centre_where_it_was_fitted():
     assert sum(".center" in name for name in sl.entry_names(sl.init.freeform_scene(start, observation))) == 4
 
 
+def test_only_centres_that_the_data_pin_down_may_move():
+    observation, truth = _blend()
+    start = sl.init.scene(observation, np.stack(TRUE_CENTERS))
+    weights = np.asarray(observation.weights, np.float64)
+    snr = [
+        np.sqrt(np.sum(np.asarray(sl.measure.source_image(start, i, observation), np.float64) ** 2 * weights))
+        for i in range(2)
+    ]
+    bright, faint = int(np.argmax(snr)), int(np.argmin(snr))
+    assert snr[bright] > 1.05 * snr[faint]  # the threshold below falls between the two
+    between = float(np.sqrt(snr[0] * snr[1]))
+    free = sl.init.freeform_scene(start, observation, center_reach=1.0, center_snr=between)
+    moving, held = free.sources[bright].center, free.sources[faint].center
+    assert moving.constraint == sl.constraints.disk(
+        np.asarray(start.sources[bright].center.value, np.float64), 1.0
+    )
+    assert held.fixed
+    np.testing.assert_array_equal(np.asarray(held.value), np.asarray(start.sources[faint].center.value))
+    # a threshold of zero frees every centre within reach, as center_reach alone
+    every = sl.init.freeform_scene(start, observation, center_reach=1.0, center_snr=0.0)
+    assert all(not source.center.fixed for source in every.sources)
+    with pytest.raises(ValueError, match="center_snr chooses which centres get a center_reach"):
+        sl.init.freeform_scene(start, observation, center_snr=10.0)
+    with pytest.raises(ValueError, match="center_snr must be a number >= 0"):
+        sl.init.freeform_scene(start, observation, center_reach=1.0, center_snr=-1.0)
+
+
 # 36 s: the default suite fits free-form sources in the docs example and in
 # test_a_free_form_source_starts_as_the_light_of_the_fitted_one
 @pytest.mark.slow
