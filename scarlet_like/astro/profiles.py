@@ -320,19 +320,18 @@ def _sersic_spline_jvp(
     n_position, q_position = primals
     n_tangent, q_tangent = tangents
     n_moves = not isinstance(n_tangent, jax.custom_derivatives.SymbolicZero)
-    q_moves = not isinstance(q_tangent, jax.custom_derivatives.SymbolicZero)
     rows = _q_spline_rows(n_position, derivative=n_moves)
     knot, fraction = _q_knot_and_fraction(q_position, rows)
     row = rows[knot]
     value_powers = row[..., :4]
     value = _cubic(value_powers, fraction)
     tangent = jnp.zeros_like(value)
-    if q_moves:
+    if not isinstance(q_tangent, jax.custom_derivatives.SymbolicZero):  # q_moves, said to type checkers
         slope = value_powers[..., 1] + fraction * (
             2.0 * value_powers[..., 2] + 3.0 * fraction * value_powers[..., 3]
         )
         tangent = slope * q_tangent
-    if n_moves:
+    if not isinstance(n_tangent, jax.custom_derivatives.SymbolicZero):  # n_moves
         tangent = tangent + _cubic(row[..., 4:], fraction) * n_tangent
     return value, tangent
 

@@ -213,7 +213,8 @@ def box_shape(
     matrix = np.eye(2) if matrix is None else np.asarray(matrix, dtype=np.float64)
     reach = np.abs(matrix) @ np.full(2, float(side))
     # two pixels more for the sub-pixel position and the rounding of the corner
-    shape = tuple(_padded(int(math.ceil(length)) + grid.psf_extent, 2) for length in reach)
+    height, width = (_padded(int(math.ceil(length)) + grid.psf_extent, 2) for length in reach)
+    shape = (height, width)
     if shape[0] >= grid.padded[0] or shape[1] >= grid.padded[1]:
         return None
     if grid.boxes is None and shape[0] * shape[1] > BOX_AREA_FRACTION * grid.padded[0] * grid.padded[1]:

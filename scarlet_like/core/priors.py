@@ -53,11 +53,13 @@ class Prior(eqx.Module):
         raise NotImplementedError
 
     @property
-    def shape(self) -> tuple[int, ...]:
+    def shape(self) -> tuple[int, ...] | None:
+        """Batch + event shape of the distribution; `None` when it cannot be told (a `log_prob`-only
+        object), and the shape of a parameter is then not checked against it."""
         raise NotImplementedError
 
     @property
-    def event_shape(self) -> tuple[int, ...]:
+    def event_shape(self) -> tuple[int, ...] | None:
         raise NotImplementedError
 
 
@@ -186,7 +188,16 @@ class DistraxPrior(NumpyroPrior):
     """A distrax distribution, held like [`scarlet_like.priors.NumpyroPrior`][].
 
     distrax names the random key `seed`; this adapter hides that difference.
+
+    **Arguments:**
+
+    - `distribution`: a `distrax.Distribution`.
     """
+
+    # Written out for type checkers, which would otherwise give it the fields as arguments (Equinox
+    # does not: a subclass without fields of its own inherits `__init__`).
+    def __init__(self, distribution: Any):
+        super().__init__(distribution)
 
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
         return self.distribution.sample(seed=key, sample_shape=sample_shape)

@@ -184,8 +184,7 @@ def laplace(model: PyTree, likelihood: Any, *, fit: bool = True) -> Laplace:
         model = result.model
     density = LogDensity(model, likelihood, jacobian=False)
     hessian = np.asarray(_hessian(canonical_tokens(density)[0]), np.float64)
-    covariance = _covariance(-0.5 * (hessian + hessian.T), density.names)
-    covariance = jnp.asarray(covariance, density.x0.dtype)
+    covariance = jnp.asarray(_covariance(-0.5 * (hessian + hessian.T), density.names), density.x0.dtype)
     std = _constrained_std(canonical_tokens(density.unravel)[0], density.x0, covariance)
     return Laplace(
         mode=model,

@@ -33,7 +33,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import blackjax
 import equinox as eqx
@@ -113,14 +113,15 @@ class _Chains(NamedTuple):
 
 
 class _Schedule(NamedTuple):
-    """What each step of a chunk does; every field has one entry per step."""
+    """What each step of a chunk does; every field has one entry per step (NumPy arrays when it is made,
+    JAX arrays inside the compiled chunk)."""
 
-    index: Int[Array, " steps"]  # global step number: with the chain's key, it seeds the step
-    slot: Int[Array, " steps"]  # where the draw is recorded; out of range (dropped) during warmup
-    stage: Int[Array, " steps"]
-    window_end: Bool[Array, " steps"]  # last step of a slow window: set the mass matrix
-    warmup_end: Bool[Array, " steps"]  # last warmup step: switch to the averaged step size
-    active: Bool[Array, " steps"]  # False for the padding after the last step
+    step: Int[Array | np.ndarray, " steps"]  # global step number: with the chain's key, it seeds the step
+    slot: Int[Array | np.ndarray, " steps"]  # where the draw is recorded; out of range (dropped) in warmup
+    stage: Int[Array | np.ndarray, " steps"]
+    window_end: Bool[Array | np.ndarray, " steps"]  # last step of a slow window: set the mass matrix
+    warmup_end: Bool[Array | np.ndarray, " steps"]  # last warmup step: switch to the averaged step size
+    active: Bool[Array | np.ndarray, " steps"]  # False for the padding after the last step
 
 
 def _like(new: PyTree, old: PyTree) -> PyTree:
@@ -222,7 +223,7 @@ def _run_chains(
     def step(chains: _Chains, xs: _Schedule) -> tuple[_Chains, None]:
         def run(chains: _Chains) -> _Chains:
             state, adaptation, record = all_chains(
-                chain_keys, chains.state, chains.adaptation, xs.stage, xs.window_end, xs.warmup_end, xs.index
+                chain_keys, chains.state, chains.adaptation, xs.stage, xs.window_end, xs.warmup_end, xs.step
             )
             records = jax.tree_util.tree_map(
                 lambda buffer, new: buffer.at[:, xs.slot].set(new.astype(buffer.dtype), mode="drop"),
@@ -425,8 +426,7 @@ def _starting_points(density: LogDensity, init: Any, num_chains: int) -> tuple[A
 
 def _check_chain_starts(density: LogDensity, positions: Array, values: Array, gradient_finite: Array) -> None:
     """Named errors for starting points where the log density or its gradient is not finite."""
-    values = np.asarray(values)
-    for index in np.flatnonzero(~np.isfinite(values))[:1]:
+    for index in np.flatnonzero(~np.isfinite(np.asarray(values)))[:1]:
         terms = density.terms(positions[index])
         bad = [name for name, term in terms.items() if not np.isfinite(np.asarray(term))]
         raise FloatingPointError(
@@ -464,10 +464,10 @@ def _full_schedule(num_warmup: int, num_samples: int, chunk: int, num_chunks: in
         stage[:num_warmup] = warmup[:, 0]
         window_end[:num_warmup] = warmup[:, 1].astype(bool)
         warmup_end[num_warmup - 1] = True
-    index = np.arange(length, dtype=np.int32)
-    active = index < num_warmup + num_samples
-    slot = np.where((index >= num_warmup) & active, index - num_warmup, num_samples).astype(np.int32)
-    return _Schedule(index, slot, stage, window_end, warmup_end, active)
+    step = np.arange(length, dtype=np.int32)
+    active = step < num_warmup + num_samples
+    slot = np.where((step >= num_warmup) & active, step - num_warmup, num_samples).astype(np.int32)
+    return _Schedule(step, slot, stage, window_end, warmup_end, active)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -801,6 +801,15 @@ class Posterior(eqx.Module):
         unravel, restore = canonical_tokens(self.unravel)
         return restore(_map_draws(fn, unravel, self.samples))
 
+    @overload
+    def summary(self, *, as_dict: Literal[False] = False, group: bool = False) -> str: ...
+
+    @overload
+    def summary(self, *, as_dict: Literal[True], group: bool = False) -> dict[str, dict[str, float]]: ...
+
+    @overload
+    def summary(self, *, as_dict: bool = False, group: bool = False) -> str | dict[str, dict[str, float]]: ...
+
     def summary(self, *, as_dict: bool = False, group: bool = False) -> str | dict[str, dict[str, float]]:
         """Per element of every free parameter (constrained): mean, sd, the 5 / 50 / 95 % quantiles,
         the Monte-Carlo standard error of the mean, bulk and tail effective sample sizes, and split R-hat.
@@ -823,8 +832,8 @@ class Posterior(eqx.Module):
         A printable table (with a line about divergences, step sizes and E-BFMI), or the dict.
         """
         names, columns = self.unravel.value_element_names(), []
-        for value in self.values.values():
-            value = np.asarray(value, np.float64)
+        for draws in self.values.values():
+            value = np.asarray(draws, np.float64)
             columns.append(value.reshape(*value.shape[:2], -1))
         stats = _diagnostics(np.concatenate(columns, axis=-1))
         table = {name: {k: float(v[i]) for k, v in stats.items()} for i, name in enumerate(names)}
@@ -914,7 +923,8 @@ class Posterior(eqx.Module):
         Only arrays and a JSON header are written (no pickled code); [`scarlet_like.Posterior.load`][]
         needs a model of the same structure to read them back, bit for bit.
         """
-        arrays = {name: np.asarray(getattr(self, name)) for name in self._ARRAYS}
+        # `Any` values: given as `**arrays`, type checkers would also match them to `savez`'s `allow_pickle`
+        arrays: dict[str, Any] = {name: np.asarray(getattr(self, name)) for name in self._ARRAYS}
         rest = io.BytesIO()
         eqx.tree_serialise_leaves(rest, self.unravel.rest)
         header = {
