@@ -45,7 +45,7 @@ from blackjax.adaptation.step_size import dual_averaging_adaptation
 from blackjax.adaptation.window_adaptation import build_schedule
 from blackjax.mcmc.hmc import HMCState
 from jax.sharding import NamedSharding, PartitionSpec
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
+from jaxtyping import Array, Bool, Float, Int, Key, PRNGKeyArray, PyTree, UInt32
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
 from ..core import (
@@ -124,6 +124,10 @@ class _Schedule(NamedTuple):
     active: Bool[Array | np.ndarray, " steps"]  # False for the padding after the last step
 
 
+#: One random key per chain: new-style typed keys, or raw `uint32` pairs.
+_ChainKeys = Key[Array, " chain"] | UInt32[Array, "chain 2"]
+
+
 def _like(new: PyTree, old: PyTree) -> PyTree:
     """`new` with the dtypes of `old` (blackjax re-initialises some states from Python numbers)."""
     return jax.tree_util.tree_map(lambda a, b: jnp.asarray(a, dtype=jnp.result_type(b)), new, old)
@@ -187,7 +191,7 @@ def _adapt(
 def _run_chains(
     density: LogDensity,
     chains: _Chains,
-    chain_keys: PRNGKeyArray,
+    chain_keys: _ChainKeys,
     schedule: _Schedule,
     target: Array,
     go: Bool[Array, ""],
@@ -261,7 +265,7 @@ def _advance(
     density: LogDensity,
     chains: _Chains,
     start: _Start,
-    chain_keys: PRNGKeyArray,
+    chain_keys: _ChainKeys,
     schedule: _Schedule,
     target: Array,
     mesh: Any,
