@@ -1,7 +1,10 @@
 """Strict settings for the whole test suite.
 
 Strict dtype promotion turns silent float32/float64 and int/float mixing into errors, so the package is
-tested against the strictest mode a user can switch on.
+tested against the strictest mode a user can switch on. Rank promotion raises for the same reason: an
+operation on arrays of different ranks (`(3,) + (2, 3)`) is an error unless the broadcast is written out
+(`[None]`, `reshape`, `broadcast_to`), which the package does. The code of numpyro's transforms and of
+numpyro's and distrax's distributions broadcasts freely: the package runs it with rank promotion allowed.
 
 The package's annotations are checked at run time, as Equinox's tests do: jaxtyping's import hook wraps
 every function and Equinox module of `scarlet_like` (every module of it) in a beartype check of its
@@ -36,6 +39,7 @@ if os.environ.get("SCARLET_LIKE_TYPECHECK", "1") != "0":
     jaxtyping.install_import_hook(_checked_modules(), "beartype.beartype")
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture

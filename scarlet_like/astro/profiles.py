@@ -261,7 +261,7 @@ def _interpolate_table(table: _SersicTable, log_n: jax.Array, log_q: jax.Array) 
     log_n, log_q = jnp.broadcast_arrays(log_n, log_q)
     n_knot, n_weights = _knot_and_weights((log_n - table.log_n_start) / table.log_n_step, n_count)
     q_knot, q_weights = _knot_and_weights((log_q - table.log_q_start) / table.log_q_step, q_count)
-    offsets = jnp.arange(4, dtype=jnp.int32)
+    offsets = jnp.arange(4, dtype=jnp.int32).reshape((1,) * n_knot.ndim + (4,))
     rows = (n_knot[..., None] + offsets)[..., :, None]
     columns = (q_knot[..., None] + offsets)[..., None, :]
     patch = coefficients[rows, columns]

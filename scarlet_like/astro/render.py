@@ -343,8 +343,8 @@ def _add_boxes(
 
     def paste(total: Array, light: tuple[Array, Array]) -> Array:
         drawn, corners = light
-        rows = corners[:, :1] + jnp.arange(shape[0])
-        columns = corners[:, 1:] + jnp.arange(shape[1])
+        rows = corners[:, :1] + jnp.arange(shape[0])[None, :]
+        columns = corners[:, 1:] + jnp.arange(shape[1])[None, :]
         # pixels off the image go to an index past its end, which the scatter drops
         rows = jnp.where((rows >= 0) & (rows < grid.height), rows, grid.height)
         columns = jnp.where((columns >= 0) & (columns < grid.width), columns, grid.width)

@@ -143,8 +143,11 @@ class _Bound:
     def to_numpy(self) -> np.ndarray:
         return np.asarray(self.values, dtype=np.float64).reshape(self.shape)
 
-    def to_jax(self, dtype: Any) -> jax.Array:
-        return jnp.asarray(self.to_numpy(), dtype=dtype)
+    def to_jax(self, dtype: Any, shape: Sequence[int] | None = None) -> jax.Array:
+        """The bound as a JAX array; broadcast to `shape` if given (written out, as strict rank
+        promotion asks of arrays of per-element bounds)."""
+        array = jnp.asarray(self.to_numpy(), dtype=dtype)
+        return array if shape is None else jnp.broadcast_to(array, tuple(shape))
 
     def __repr__(self) -> str:
         if self.shape == ():
@@ -416,7 +419,9 @@ class _NumpyroBacked(Constraint):
     """A constraint whose maps are those of a numpyro transform, built on demand.
 
     Subclasses describe the transform with `_numpyro_transform(dtype)`; building it is cheap,
-    and building it in the input's dtype keeps strict dtype promotion happy.
+    and building it in the input's dtype keeps strict dtype promotion happy. numpyro's maps broadcast
+    arrays of different ranks (a vector against a batch of them), so they run with rank promotion
+    allowed, whatever the user's setting.
     """
 
     @abc.abstractmethod
@@ -430,12 +435,15 @@ class _NumpyroBacked(Constraint):
         unconstrained = float_array(unconstrained)
         self.constrained_shape(unconstrained.shape)
         transform = self._numpyro_transform(unconstrained.dtype)
-        return self._into_support(transform(unconstrained))
+        with jax.numpy_rank_promotion("allow"):
+            constrained = transform(unconstrained)
+        return self._into_support(constrained)
 
     def inverse(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
-        return self._numpyro_transform(constrained.dtype).inv(constrained)
+        with jax.numpy_rank_promotion("allow"):
+            return self._numpyro_transform(constrained.dtype).inv(constrained)
 
     def log_abs_det_jacobian(self, unconstrained: NumbersLike) -> jax.Array:
         unconstrained = float_array(unconstrained)
@@ -443,8 +451,9 @@ class _NumpyroBacked(Constraint):
         transform = self._numpyro_transform(unconstrained.dtype)
         # Some log-dets are written in terms of the output (the simplex's); the output kept
         # inside the support keeps them finite where the raw one would underflow to 0.
-        constrained = self._into_support(transform(unconstrained))
-        log_det = transform.log_abs_det_jacobian(unconstrained, constrained)
+        with jax.numpy_rank_promotion("allow"):
+            constrained = self._into_support(transform(unconstrained))
+            log_det = transform.log_abs_det_jacobian(unconstrained, constrained)
         return jnp.sum(log_det).astype(unconstrained.dtype)
 
 
@@ -490,26 +499,27 @@ class _Elementwise(_NumpyroBacked):
         # Near a finite bound, `bound + tiny increment` rounds to the bound itself; the open
         # support (and a finite `inverse`) is kept by stepping one float inside. The infinite
         # side is capped at the largest float so that overflow cannot produce `inf`.
-        floor = -largest if lower is None else _lowest_above(lower.to_jax(dtype))
-        ceiling = largest if upper is None else _highest_below(upper.to_jax(dtype))
+        shape = constrained.shape
+        floor = -largest if lower is None else _lowest_above(lower.to_jax(dtype, shape))
+        ceiling = largest if upper is None else _highest_below(upper.to_jax(dtype, shape))
         return jnp.clip(constrained, floor, ceiling)
 
     def at_bound(self, unconstrained: NumbersLike, start: NumbersLike) -> jax.Array:
         lower, upper = self._bounds()
         value = self.forward(unconstrained)
-        dtype = value.dtype
+        dtype, shape = value.dtype, value.shape
         near = jnp.zeros(value.shape, bool)
         if lower is not None and upper is not None:
-            width = upper.to_jax(dtype) - lower.to_jax(dtype)
-            near = (value - lower.to_jax(dtype) < _TWO_SIDED * width) | (
-                upper.to_jax(dtype) - value < _TWO_SIDED * width
+            width = upper.to_jax(dtype, shape) - lower.to_jax(dtype, shape)
+            near = (value - lower.to_jax(dtype, shape) < _TWO_SIDED * width) | (
+                upper.to_jax(dtype, shape) - value < _TWO_SIDED * width
             )
         elif lower is not None:
-            origin = self.forward(start) - lower.to_jax(dtype)
-            near = value - lower.to_jax(dtype) < _ONE_SIDED * origin
+            origin = self.forward(start) - lower.to_jax(dtype, shape)
+            near = value - lower.to_jax(dtype, shape) < _ONE_SIDED * origin
         elif upper is not None:
-            origin = upper.to_jax(dtype) - self.forward(start)
-            near = upper.to_jax(dtype) - value < _ONE_SIDED * origin
+            origin = upper.to_jax(dtype, shape) - self.forward(start)
+            near = upper.to_jax(dtype, shape) - value < _ONE_SIDED * origin
         return near
 
     def check(self, constrained: NumbersLike) -> jax.Array:
@@ -518,9 +528,9 @@ class _Elementwise(_NumpyroBacked):
         inside = jnp.isfinite(constrained)
         lower, upper = self._bounds()
         if lower is not None:
-            inside = inside & (constrained > lower.to_jax(constrained.dtype))
+            inside = inside & (constrained > lower.to_jax(constrained.dtype, constrained.shape))
         if upper is not None:
-            inside = inside & (constrained < upper.to_jax(constrained.dtype))
+            inside = inside & (constrained < upper.to_jax(constrained.dtype, constrained.shape))
         return jnp.all(inside)
 
 
@@ -718,7 +728,8 @@ class Disk(UnitDisk):
     # 1.50 at radius 3, checked against the Jacobian's determinant).
     def forward(self, unconstrained: NumbersLike) -> jax.Array:
         inside = super().forward(unconstrained)  # checks the shape
-        return self.center.to_jax(inside.dtype) + self.radius.to_jax(inside.dtype)[..., None] * inside
+        center = self.center.to_jax(inside.dtype, inside.shape)
+        return center + self.radius.to_jax(inside.dtype, inside.shape[:-1])[..., None] * inside
 
     def inverse(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
@@ -750,8 +761,8 @@ class Disk(UnitDisk):
 
     def _scaled(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
-        offset = constrained - self.center.to_jax(constrained.dtype)
-        return offset / self.radius.to_jax(constrained.dtype)[..., None]
+        offset = constrained - self.center.to_jax(constrained.dtype, constrained.shape)
+        return offset / self.radius.to_jax(constrained.dtype, constrained.shape[:-1])[..., None]
 
     def __repr__(self) -> str:
         return f"disk({self.center!r}, {self.radius!r})"
@@ -1156,10 +1167,11 @@ class _WrappedTransform(_NumpyroBacked):
         # numpyro's own checks may accept the boundary of an open support (its intervals are
         # closed); requiring a finite `inverse` rules the boundary out.
         inside = jnp.all(jnp.isfinite(constrained))
-        inside = inside & jnp.all(jnp.isfinite(transform.inv(constrained)))
-        codomain = transform.codomain
-        if not numpyro_constraints.is_dependent(codomain):
-            inside = inside & jnp.all(codomain(constrained))
+        with jax.numpy_rank_promotion("allow"):  # numpyro's code, as in `_NumpyroBacked`
+            inside = inside & jnp.all(jnp.isfinite(transform.inv(constrained)))
+            codomain = transform.codomain
+            if not numpyro_constraints.is_dependent(codomain):
+                inside = inside & jnp.all(codomain(constrained))
         return inside
 
 

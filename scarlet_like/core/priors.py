@@ -12,6 +12,7 @@ ordinary array leaves that are never free. Two consequences that users rely on:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
@@ -61,6 +62,12 @@ class Prior(eqx.Module):
     @property
     def event_shape(self) -> tuple[int, ...] | None:
         raise NotImplementedError
+
+
+def _their_broadcasting() -> contextlib.AbstractContextManager[Any]:
+    """Rank promotion allowed, whatever the user's setting, for a distribution's own code: numpyro's and
+    distrax's broadcast arrays of different ranks (a `loc` of shape `(3,)` against draws `(n, 3)`)."""
+    return jax.numpy_rank_promotion("allow")
 
 
 class _Structure(NamedTuple):
@@ -143,7 +150,8 @@ class DistributionPrior(Prior):
         raise NotImplementedError
 
     def log_prob(self, value: Array) -> Float[Array, ""]:
-        return jnp.sum(self.distribution.log_prob(value))
+        with _their_broadcasting():
+            return jnp.sum(self.distribution.log_prob(value))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -178,7 +186,8 @@ class NumpyroPrior(DistributionPrior):
         return jax.tree_util.tree_unflatten(self.structure.treedef, leaves)
 
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
-        return self.distribution.sample(key, sample_shape)
+        with _their_broadcasting():
+            return self.distribution.sample(key, sample_shape)
 
     def __repr__(self) -> str:
         return _short_repr(self.distribution)
@@ -200,7 +209,8 @@ class DistraxPrior(NumpyroPrior):
         super().__init__(distribution)
 
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
-        return self.distribution.sample(seed=key, sample_shape=sample_shape)
+        with _their_broadcasting():
+            return self.distribution.sample(seed=key, sample_shape=sample_shape)
 
 
 class LogProbPrior(Prior):
@@ -214,12 +224,14 @@ class LogProbPrior(Prior):
     distribution: Any = eqx.field(static=True)
 
     def log_prob(self, value: Array) -> Float[Array, ""]:
-        return jnp.sum(self.distribution.log_prob(value))
+        with _their_broadcasting():
+            return jnp.sum(self.distribution.log_prob(value))
 
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
         if not hasattr(self.distribution, "sample"):
             raise TypeError(f"prior {self.distribution!r} has no `sample` method")
-        return self.distribution.sample(key, sample_shape)
+        with _their_broadcasting():
+            return self.distribution.sample(key, sample_shape)
 
     @property
     def shape(self) -> tuple[int, ...] | None:

@@ -77,9 +77,9 @@ class Laplace(eqx.Module):
 def _gaussian_draws(mean: Array, covariance: Array, key: PRNGKeyArray, n: int) -> Array:
     # eigh rather than Cholesky: it also copes with covariances that are singular to rounding
     eigenvalues, vectors = jnp.linalg.eigh(covariance)
-    root = vectors * jnp.sqrt(jnp.clip(eigenvalues, 0.0))
+    root = vectors * jnp.sqrt(jnp.clip(eigenvalues, 0.0))[None, :]
     normal = jax.random.normal(key, (n, mean.shape[0]), mean.dtype)
-    return mean + normal @ root.T
+    return mean[None, :] + normal @ root.T
 
 
 @eqx.filter_jit

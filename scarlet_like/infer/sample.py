@@ -340,7 +340,7 @@ def _starting_states(
     values, gradients = values.T, jnp.swapaxes(gradients, 0, 1)
     finite = jnp.isfinite(values) & jnp.all(jnp.isfinite(gradients), axis=-1)
     good = finite & (values >= values[:, -1:] - size)
-    good = good.at[:, -1].set(True) & jnp.where(jitter, True, scales == 0)
+    good = good.at[:, -1].set(True) & jnp.where(jitter, True, scales == 0)[None, :]
     chosen = jnp.argmax(good, axis=1)
     pick = lambda a: a[jnp.arange(chains), chosen]  # noqa: E731
     return HMCState(pick(candidates), pick(values), pick(gradients)), values[:, -1]
