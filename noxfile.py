@@ -1,4 +1,4 @@
-"""Developer sessions: `nox -s tests`, `slow`, `lint`, `docs`, `notebooks`, `bench`."""
+"""Developer sessions: `nox -s tests`, `slow`, `lint`, `types`, `docs`, `notebooks`, `bench`."""
 
 import nox
 
@@ -25,6 +25,13 @@ def lint(session):
     session.install("ruff")
     session.run("ruff", "check", "scarlet_like", "tests", "benchmarks", "noxfile.py", "notebooks")
     session.run("ruff", "format", "--check", "scarlet_like", "tests", "benchmarks", "noxfile.py", "notebooks")
+
+
+@nox.session
+def types(session):
+    """Static type check of the package (mypy, configured in pyproject.toml), as CI runs it."""
+    session.install(".[test]")
+    session.run("mypy")
 
 
 @nox.session

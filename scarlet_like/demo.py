@@ -6,6 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -126,7 +127,7 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def _save(figure: object, path: Path) -> None:
+def _save(figure: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure.savefig(path, dpi=110, bbox_inches="tight")
@@ -241,7 +242,9 @@ def run(
         _save(plot.sources(fitted, observation), folder / "sources.png")
         written += [folder / "scarlet_like_demo.png", folder / "sources.png", _write_graph(fitted, folder)]
 
-    free_result, free_summary, free_bounds = None, {}, []
+    free_result: sl.FitResult | None = None
+    free_summary: dict[str, float] = {}
+    free_bounds: list[str] = []
     if freeform:
         free_result, free_summary = deblend_freeform(data, observation, progress=progress)
         free_bounds = at_bound_parameters(free_result, observation)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from jaxtyping import Float
@@ -111,6 +111,15 @@ def _softening_for(peak: float, stretch: float) -> float:
         else:
             high = middle
     return 0.5 * (low + high)
+
+
+class _RgbOptions(TypedDict):
+    """The arguments of `rgb` that the figures of a scene share among their colour composites."""
+
+    stretch: float
+    softening: float
+    channels: Sequence[int | str] | None
+    names: Sequence[str] | None
 
 
 def rgb(
@@ -343,7 +352,7 @@ def scene(
     masked = weights <= 0
     mapping = channel_map(data.shape[0], channels, observation.channels)
     stretch, softening = _scale_for(observation, data, mapping, stretch, softening)
-    options = {
+    options: _RgbOptions = {
         "stretch": stretch,
         "softening": softening,
         "channels": channels,
@@ -436,7 +445,7 @@ def sources(
     names = model.frame.channels if observation is None else observation.channels
     mapping = channel_map(images[0].shape[0], channels, names)
     stretch, softening = _scale_for(observation, np.sum(images, axis=0), mapping, stretch, softening)
-    options = {
+    options: _RgbOptions = {
         "stretch": stretch,
         "softening": softening,
         "channels": channels,
@@ -765,7 +774,7 @@ def predictive(
 
     mapping = channel_map(data.shape[0], channels, observation.channels)
     stretch, softening = _scale_for(observation, data, mapping, stretch, softening)
-    options = {
+    options: _RgbOptions = {
         "stretch": stretch,
         "softening": softening,
         "channels": channels,

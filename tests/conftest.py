@@ -1,10 +1,13 @@
 """Strict settings for the whole test suite.
 
 Strict dtype promotion turns silent float32/float64 and int/float mixing into errors, so the package is
-tested against the strictest mode a user can switch on.
+tested against the strictest mode a user can switch on. Rank promotion raises for the same reason: an
+operation on arrays of different ranks (`(3,) + (2, 3)`) is an error unless the broadcast is written out
+(`[None]`, `reshape`, `broadcast_to`), which the package does. The code of numpyro's transforms and of
+numpyro's and distrax's distributions broadcasts freely: the package runs it with rank promotion allowed.
 
 The package's annotations are checked at run time, as Equinox's tests do: jaxtyping's import hook wraps
-every function and Equinox module of the checked modules of `scarlet_like` in a beartype check of its
+every function and Equinox module of `scarlet_like` (every module of it) in a beartype check of its
 arguments and return value (dtypes and shapes included, a shape name binding across the arguments of one
 call). The hook works only on modules imported after it, so it is installed here, before anything imports
 `scarlet_like`. `SCARLET_LIKE_TYPECHECK=0` turns it off (to time its cost, or to debug).
@@ -20,28 +23,23 @@ import jax
 import jaxtyping
 import pytest
 
-#: Modules left unchecked, owned by rewrites in progress, where the check finds wrong annotations:
-#: `infer.sample` (`_run_steps` and `_advance` take a batch of keys, annotated as one key) and
-#: `astro.morphology` (`_as_parameter` and the morphologies' `ellipticity` take tuples and lists, annotated
-#: `ArrayLike`, which leaves those out: `core.constraints.NumbersLike` is the type).
-UNCHECKED = {"scarlet_like.infer.sample", "scarlet_like.astro.morphology"}
-
 
 def _checked_modules() -> list[str]:
-    """Every module of `scarlet_like` (found on disk, without importing it) except `UNCHECKED`."""
+    """Every module of `scarlet_like` (found on disk, without importing it)."""
     root = pathlib.Path(importlib.util.find_spec("scarlet_like").submodule_search_locations[0])
     names = []
     for path in sorted(root.rglob("*.py")):
         parts = path.relative_to(root.parent).with_suffix("").parts
         if parts[-1] != "__init__":
             names.append(".".join(parts))
-    return [name for name in names if name not in UNCHECKED]
+    return names
 
 
 if os.environ.get("SCARLET_LIKE_TYPECHECK", "1") != "0":
     jaxtyping.install_import_hook(_checked_modules(), "beartype.beartype")
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture

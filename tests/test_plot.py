@@ -114,7 +114,7 @@ def posterior_and_observation():
             )
     x, unravel = sl.ravel(scene)
     noise = 0.05 * jax.random.normal(jax.random.key(0), (CHAINS, DRAWS, x.size), x.dtype)
-    samples = x + noise
+    samples = x[None, None] + noise
     zeros = jnp.zeros((CHAINS, DRAWS), x.dtype)
     divergent = jnp.zeros((CHAINS, DRAWS), bool).at[1, 5].set(True)
     posterior = sl.Posterior(

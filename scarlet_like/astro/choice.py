@@ -68,7 +68,8 @@ class SourceChoice(NamedTuple):
       `"laplace"` was asked and no alternative had a finite evidence).
     """
 
-    index: int
+    # public name, older than the type check: it hides `tuple.index`, which nothing calls on a choice
+    index: int  # type: ignore[assignment]
     labels: tuple[str, ...]
     scores: tuple[Evidence, ...]
     chi2: tuple[float, ...]
@@ -196,7 +197,7 @@ def with_bulge_disk(source: Source, scene: Scene, observations: list[Observation
 
 def choose_sources(
     scene: Scene,
-    observations: Observation | Sequence[Observation],
+    observations: Observation | list[Observation] | tuple[Observation, ...],
     *,
     candidates: Candidates = point_or_extended,
     criterion: str = "bic",

@@ -141,14 +141,14 @@ def _frame_from_wcs(cls: type, observations: list, channels: list[str], psf: PSF
         raise FrameError("Frame.from_observations: observations on different grids all need a WCS")
     finest = min(observations, key=lambda o: _pixel_scale(o.wcs))
     wcs = finest.wcs.celestial.deepcopy()
-    corners = []
+    corner_lists = []
     for observation in observations:
         height, width = observation.data.shape[1:]
         xs = np.array([-0.5, width - 0.5, width - 0.5, -0.5])
         ys = np.array([-0.5, -0.5, height - 0.5, height - 0.5])
         world = observation.wcs.celestial.pixel_to_world(xs, ys)
-        corners.append(np.stack(wcs.world_to_pixel(world), axis=-1))
-    corners = np.concatenate(corners)
+        corner_lists.append(np.stack(wcs.world_to_pixel(world), axis=-1))
+    corners = np.concatenate(corner_lists)
     low = np.floor(corners.min(axis=0) + 0.5).astype(int)
     high = np.ceil(corners.max(axis=0) - 0.5).astype(int)
     wcs.wcs.crpix = wcs.wcs.crpix - low  # shift the origin to the union's corner

@@ -102,6 +102,7 @@ def _effective_psf(psf: PSF, channels: int) -> np.ndarray:
     size = _psf_size(psf)
     frequencies = 2 * np.pi * np.fft.fftfreq(size)
     ky, kx = np.meshgrid(frequencies, frequencies, indexing="ij")
+    aliases: np.ndarray
     if psf.includes_pixel:
         aliases = np.zeros((1, 2))
     else:
@@ -226,7 +227,7 @@ def _floored(values: np.ndarray, floors: np.ndarray) -> np.ndarray:
 
 
 def pixel_spectrum(
-    observation: Observation | Sequence[Observation],
+    observation: Observation | list[Observation] | tuple[Observation, ...],
     center: Any,
     *,
     correct_psf: bool = True,
@@ -474,7 +475,8 @@ def _source_region(
     rise: float,
 ) -> tuple[np.ndarray, float]:
     """The pixels that belong to the source at `start`, and the largest variance its weight may have."""
-    y, x = np.indices(padded.shape, dtype=np.float64)
+    rows_and_columns = np.indices(padded.shape, dtype=np.float64)
+    y, x = rows_and_columns[0], rows_and_columns[1]
     squared_distance = (y - start[0]) ** 2 + (x - start[1]) ** 2
     region = squared_distance <= radius**2
     nearest_neighbor = np.inf
@@ -888,7 +890,7 @@ def _frame_spectrum(observations: list[Observation], position: np.ndarray, frame
 
 
 def scene(
-    observations: Observation | Sequence[Observation],
+    observations: Observation | list[Observation] | tuple[Observation, ...],
     detections: Any = None,
     *,
     frame: Frame | None = None,
@@ -1058,7 +1060,7 @@ _scene_from_detections = scene
 
 def add_residual_sources(
     scene: Any,
-    observations: Observation | Sequence[Observation],
+    observations: Observation | list[Observation] | tuple[Observation, ...],
     *,
     threshold: float = 5.0,
     min_distance: float = 3.0,
@@ -1357,10 +1359,11 @@ def _profile_image(source: Any, side: int) -> np.ndarray:
     size = 1 << (2 * side - 1).bit_length()
     ky = jnp.asarray(2 * np.pi * np.fft.fftfreq(size)[:, None], jnp.float32)
     kx = jnp.asarray(2 * np.pi * np.fft.rfftfreq(size)[None, :], jnp.float32)
-    transform = 0
+    terms = []
     for weight, morphology, offset in parts:
         shift = phasor(ky * float(offset[0]) + kx * float(offset[1]))
-        transform = transform + weight * morphology.fourier(ky, kx).astype(shift.dtype) * shift
+        terms.append(weight * morphology.fourier(ky, kx).astype(shift.dtype) * shift)
+    transform = sum(terms[1:], start=terms[0])
     # `ImageMorphology` draws each pixel as a uniform square: dividing by the square's transform
     # (at least 0.4, at the grid's corner) makes the image, so drawn, the profile itself
     transform = transform / profiles.pixel_ft(ky, kx).astype(transform.dtype)
@@ -1462,10 +1465,11 @@ def freeform(
     inside = min(float(image.sum()), 1.0)
     image = image / image.sum()
     image = (1 - FREEFORM_FLOOR) * image + FREEFORM_FLOOR / image.size
-    image_constraint = constraints.monotonic() if monotonic else constraints.positive()
+    image_constraint: constraints.Constraint = constraints.positive()
     if monotonic:
+        image_constraint = declining = constraints.monotonic()
         # the profile's pixels ring a little around its core: lowered to the monotonic start below them
-        image = np.asarray(image_constraint.project(image), np.float64)
+        image = np.asarray(declining.project(image), np.float64)
 
     _, weights, usable = _usable_pixels(observation)
     noise = _pixel_noise(weights, usable)

@@ -27,12 +27,14 @@ renderer can draw the source in a box of its own on large frames instead of on t
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ..core.constraints import NumbersLike
 from ..core.module import Module
 from ..core.parameter import Parameter
 from . import profiles
@@ -49,7 +51,7 @@ __all__ = [
 ]
 
 
-def _as_parameter(value: ArrayLike | Parameter, **kwargs) -> Parameter:
+def _as_parameter(value: NumbersLike | Parameter, **kwargs: Any) -> Parameter:
     """Plain values become fixed Parameters (any argument that takes a Parameter takes a value)."""
     if isinstance(value, Parameter):
         return value
@@ -115,18 +117,19 @@ class GaussianMorphology(Morphology):
     sigma: Parameter
     ellipticity: Parameter
 
-    def __init__(self, sigma: ArrayLike | Parameter, ellipticity: ArrayLike | Parameter = (0.0, 0.0)):
+    def __init__(self, sigma: NumbersLike | Parameter, ellipticity: NumbersLike | Parameter = (0.0, 0.0)):
         self.sigma = _as_parameter(sigma)
         self.ellipticity = _as_parameter(ellipticity)
 
     def fourier(self, ky: Array, kx: Array) -> Array:
-        g1, g2 = self.ellipticity[0], self.ellipticity[1]
+        ellipticity = jnp.asarray(self.ellipticity)  # an array here: `self` is resolved
+        g1, g2 = ellipticity[0], ellipticity[1]
         return profiles.gaussian_ft(ky, kx, self.sigma, g1, g2)
 
     def extent(self, level: float) -> float:
         # I(r) / I(r_half) = 2 exp(-r^2 / 2 sigma^2)
         sigma = float(np.asarray(self.sigma))
-        return sigma * math.sqrt(2 * math.log(2 / level)) * _major_axis_factor(self.ellipticity)
+        return sigma * math.sqrt(2 * math.log(2 / level)) * _major_axis_factor(np.asarray(self.ellipticity))
 
 
 class SersicMorphology(Morphology):
@@ -149,23 +152,24 @@ class SersicMorphology(Morphology):
 
     def __init__(
         self,
-        n: ArrayLike | Parameter,
-        r_half: ArrayLike | Parameter,
-        ellipticity: ArrayLike | Parameter = (0.0, 0.0),
+        n: NumbersLike | Parameter,
+        r_half: NumbersLike | Parameter,
+        ellipticity: NumbersLike | Parameter = (0.0, 0.0),
     ):
         self.n = _as_parameter(n)
         self.r_half = _as_parameter(r_half)
         self.ellipticity = _as_parameter(ellipticity)
 
     def fourier(self, ky: Array, kx: Array) -> Array:
-        g1, g2 = self.ellipticity[0], self.ellipticity[1]
+        ellipticity = jnp.asarray(self.ellipticity)  # an array here: `self` is resolved
+        g1, g2 = ellipticity[0], ellipticity[1]
         return profiles.sersic_ft(ky, kx, self.n, self.r_half, g1, g2)
 
     def extent(self, level: float) -> float:
         # I(r) / I(r_half) = exp(-b_n ((r / r_half)^(1/n) - 1))
         n = float(np.clip(np.asarray(self.n), profiles.SERSIC_N_MIN, profiles.SERSIC_N_MAX))
         radius = float(np.asarray(self.r_half)) * (1 + math.log(1 / level) / profiles.sersic_b(n)) ** n
-        return radius * _major_axis_factor(self.ellipticity)
+        return radius * _major_axis_factor(np.asarray(self.ellipticity))
 
 
 class ScaledSersicMorphology(Morphology):
@@ -198,12 +202,12 @@ class ScaledSersicMorphology(Morphology):
 
     def __init__(
         self,
-        n: ArrayLike | Parameter,
-        ratio: ArrayLike | Parameter,
-        reference: ArrayLike | Parameter,
-        ellipticity: ArrayLike | Parameter = (0.0, 0.0),
-        shift: ArrayLike | Parameter = (0.0, 0.0),
-        reach: ArrayLike | Parameter = 1.0,
+        n: NumbersLike | Parameter,
+        ratio: NumbersLike | Parameter,
+        reference: NumbersLike | Parameter,
+        ellipticity: NumbersLike | Parameter = (0.0, 0.0),
+        shift: NumbersLike | Parameter = (0.0, 0.0),
+        reach: NumbersLike | Parameter = 1.0,
     ):
         self.n = _as_parameter(n)
         self.ratio = _as_parameter(ratio)
@@ -223,9 +227,12 @@ class ScaledSersicMorphology(Morphology):
         return jnp.asarray(self.shift) * jnp.asarray(self.reach)
 
     def fourier(self, ky: Array, kx: Array) -> Array:
-        g1, g2 = self.ellipticity[0], self.ellipticity[1]
-        centred = profiles.sersic_ft(ky, kx, self.n, self.ratio * self.reference, g1, g2)
-        angle = ky * (self.shift[0] * self.reach) + kx * (self.shift[1] * self.reach)
+        ellipticity = jnp.asarray(self.ellipticity)  # an array here: `self` is resolved
+        g1, g2 = ellipticity[0], ellipticity[1]
+        shift, reach = jnp.asarray(self.shift), jnp.asarray(self.reach)
+        r_half = jnp.asarray(self.ratio) * jnp.asarray(self.reference)
+        centred = profiles.sersic_ft(ky, kx, self.n, r_half, g1, g2)
+        angle = ky * (shift[0] * reach) + kx * (shift[1] * reach)
         phase = jax.lax.complex(jnp.cos(angle), -jnp.sin(angle))  # a shift: exp(-i k . offset)
         return centred.astype(phase.dtype) * phase
 
@@ -236,7 +243,7 @@ class ScaledSersicMorphology(Morphology):
         offset = float(np.max(np.abs(np.asarray(self.shift, dtype=np.float64)))) * float(
             np.asarray(self.reach)
         )
-        return radius * _major_axis_factor(self.ellipticity) + offset
+        return radius * _major_axis_factor(np.asarray(self.ellipticity)) + offset
 
 
 class SpergelMorphology(Morphology):
@@ -261,16 +268,17 @@ class SpergelMorphology(Morphology):
 
     def __init__(
         self,
-        nu: ArrayLike | Parameter,
-        r_half: ArrayLike | Parameter,
-        ellipticity: ArrayLike | Parameter = (0.0, 0.0),
+        nu: NumbersLike | Parameter,
+        r_half: NumbersLike | Parameter,
+        ellipticity: NumbersLike | Parameter = (0.0, 0.0),
     ):
         self.nu = _as_parameter(nu)
         self.r_half = _as_parameter(r_half)
         self.ellipticity = _as_parameter(ellipticity)
 
     def fourier(self, ky: Array, kx: Array) -> Array:
-        g1, g2 = self.ellipticity[0], self.ellipticity[1]
+        ellipticity = jnp.asarray(self.ellipticity)  # an array here: `self` is resolved
+        g1, g2 = ellipticity[0], ellipticity[1]
         return profiles.spergel_ft(ky, kx, self.nu, self.r_half, g1, g2)
 
     def extent(self, level: float) -> float:
@@ -288,12 +296,12 @@ class SpergelMorphology(Morphology):
             )
 
         if log_ratio(x_half) <= 0:
-            return float(np.asarray(self.r_half)) * _major_axis_factor(self.ellipticity)
+            return float(np.asarray(self.r_half)) * _major_axis_factor(np.asarray(self.ellipticity))
         upper = 2 * x_half
         while log_ratio(upper) > 0:
             upper *= 2
         x = optimize.brentq(log_ratio, x_half, upper)
-        return float(np.asarray(self.r_half)) * x / x_half * _major_axis_factor(self.ellipticity)
+        return float(np.asarray(self.r_half)) * x / x_half * _major_axis_factor(np.asarray(self.ellipticity))
 
 
 class ImageMorphology(Morphology):
@@ -309,15 +317,15 @@ class ImageMorphology(Morphology):
 
     image: Parameter
 
-    def __init__(self, image: ArrayLike | Parameter):
+    def __init__(self, image: NumbersLike | Parameter):
         self.image = _as_parameter(image)
 
     def fourier(self, ky: Array, kx: Array) -> Array:
-        image: Float[Array, "h w"] = self.image
+        image: Float[Array, "h w"] = jnp.asarray(self.image)  # an array here: `self` is resolved
         values = image_fourier(image / jnp.sum(image), ky, kx)
         return values * profiles.pixel_ft(ky, kx).astype(values.dtype)
 
     def extent(self, level: float) -> float:
         # the image's support, whatever the level: its half-diagonal
-        height, width = np.shape(self.image)
+        height, width = jnp.shape(jnp.asarray(self.image))
         return 0.5 * math.hypot(height, width)

@@ -169,7 +169,8 @@ class Observation(eqx.Module):
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.data.shape)
+        channels, height, width = self.data.shape
+        return channels, height, width
 
     @property
     def mask(self) -> Array:

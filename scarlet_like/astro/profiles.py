@@ -261,7 +261,7 @@ def _interpolate_table(table: _SersicTable, log_n: jax.Array, log_q: jax.Array) 
     log_n, log_q = jnp.broadcast_arrays(log_n, log_q)
     n_knot, n_weights = _knot_and_weights((log_n - table.log_n_start) / table.log_n_step, n_count)
     q_knot, q_weights = _knot_and_weights((log_q - table.log_q_start) / table.log_q_step, q_count)
-    offsets = jnp.arange(4, dtype=jnp.int32)
+    offsets = jnp.arange(4, dtype=jnp.int32).reshape((1,) * n_knot.ndim + (4,))
     rows = (n_knot[..., None] + offsets)[..., :, None]
     columns = (q_knot[..., None] + offsets)[..., None, :]
     patch = coefficients[rows, columns]
@@ -320,19 +320,18 @@ def _sersic_spline_jvp(
     n_position, q_position = primals
     n_tangent, q_tangent = tangents
     n_moves = not isinstance(n_tangent, jax.custom_derivatives.SymbolicZero)
-    q_moves = not isinstance(q_tangent, jax.custom_derivatives.SymbolicZero)
     rows = _q_spline_rows(n_position, derivative=n_moves)
     knot, fraction = _q_knot_and_fraction(q_position, rows)
     row = rows[knot]
     value_powers = row[..., :4]
     value = _cubic(value_powers, fraction)
     tangent = jnp.zeros_like(value)
-    if q_moves:
+    if not isinstance(q_tangent, jax.custom_derivatives.SymbolicZero):  # q_moves, said to type checkers
         slope = value_powers[..., 1] + fraction * (
             2.0 * value_powers[..., 2] + 3.0 * fraction * value_powers[..., 3]
         )
         tangent = slope * q_tangent
-    if n_moves:
+    if not isinstance(n_tangent, jax.custom_derivatives.SymbolicZero):  # n_moves
         tangent = tangent + _cubic(row[..., 4:], fraction) * n_tangent
     return value, tangent
 

@@ -213,7 +213,8 @@ def box_shape(
     matrix = np.eye(2) if matrix is None else np.asarray(matrix, dtype=np.float64)
     reach = np.abs(matrix) @ np.full(2, float(side))
     # two pixels more for the sub-pixel position and the rounding of the corner
-    shape = tuple(_padded(int(math.ceil(length)) + grid.psf_extent, 2) for length in reach)
+    height, width = (_padded(int(math.ceil(length)) + grid.psf_extent, 2) for length in reach)
+    shape = (height, width)
     if shape[0] >= grid.padded[0] or shape[1] >= grid.padded[1]:
         return None
     if grid.boxes is None and shape[0] * shape[1] > BOX_AREA_FRACTION * grid.padded[0] * grid.padded[1]:
@@ -342,8 +343,8 @@ def _add_boxes(
 
     def paste(total: Array, light: tuple[Array, Array]) -> Array:
         drawn, corners = light
-        rows = corners[:, :1] + jnp.arange(shape[0])
-        columns = corners[:, 1:] + jnp.arange(shape[1])
+        rows = corners[:, :1] + jnp.arange(shape[0])[None, :]
+        columns = corners[:, 1:] + jnp.arange(shape[1])[None, :]
         # pixels off the image go to an index past its end, which the scatter drops
         rows = jnp.where((rows >= 0) & (rows < grid.height), rows, grid.height)
         columns = jnp.where((columns >= 0) & (columns < grid.width), columns, grid.width)

@@ -7,7 +7,7 @@ import contextvars
 import dataclasses
 import math
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
@@ -23,6 +23,9 @@ from .frame import Frame
 from .morphology import Morphology, PointMorphology, _as_parameter
 from .render import render
 
+if TYPE_CHECKING:  # built on this module, which cannot import it
+    from .components import MultiComponentSource
+
 __all__ = ["Scene", "Source", "PointSource", "SceneError"]
 
 
@@ -35,11 +38,11 @@ class _Gathering:
     """The sources created so far in the `with` block of a scene being built (not part of any model)."""
 
     scene: Scene
-    sources: list[Source]
+    sources: list[Source | MultiComponentSource]
     # modules built in the block leave their parameters' problems to the scene, which names the paths
     deferral: contextlib.AbstractContextManager = dataclasses.field(default_factory=deferred_checks)
 
-    def add(self, source: Source) -> None:
+    def add(self, source: Source | MultiComponentSource) -> None:
         index = len(self.scene.sources) + len(self.sources)
         _check_source(self.scene.frame, index, source, where=not _REBUILDING.get())
         self.sources.append(source)
@@ -79,7 +82,9 @@ def _active_scene(kind: str) -> Scene:
     return stack[-1].scene
 
 
-def _check_source(frame: Frame, index: int, source: Source, where: bool = True) -> None:
+def _check_source(
+    frame: Frame, index: int, source: Source | MultiComponentSource, where: bool = True
+) -> None:
     """A named error for a source that does not fit the frame, or whose parameters cannot start
     (`where`: its centre is checked against the frame too)."""
     # bad initial values first, by their full path: `sources[2].morphology.r_half: ...`
@@ -107,13 +112,12 @@ def _check_source(frame: Frame, index: int, source: Source, where: bool = True) 
             f"{who}: box={box} is larger than the model frame of {frame.height}x{frame.width} pixels; "
             "use box=None to render the source on the whole frame"
         )
-    parts = getattr(source, "components", None)
     morphologies = (
         [("morphology", source.morphology)]
-        if parts is None
-        else [(f"components[{i}].morphology", part.morphology) for i, part in enumerate(parts)]
+        if isinstance(source, Source)
+        else [(f"components[{i}].morphology", part.morphology) for i, part in enumerate(source.components)]
     )
-    for where, morphology in morphologies:
+    for place, morphology in morphologies:
         image = getattr(morphology, "image", None)
         values = getattr(image, "value", image)
         if values is None or isinstance(values, jax.core.Tracer):
@@ -132,7 +136,7 @@ def _check_source(frame: Frame, index: int, source: Source, where: bool = True) 
         )
         if problem is not None:
             raise SceneError(
-                f"{who}: {where}.image {problem}; a free-form image starts from finite, non-negative "
+                f"{who}: {place}.image {problem}; a free-form image starts from finite, non-negative "
                 "values with a positive sum (sl.init.freeform makes one from a fitted source)"
             )
 
@@ -247,7 +251,9 @@ class PointSource(Source):
       the star is drawn in a box the size of the PSF.
     """
 
-    def __init__(self, center: Any, spectrum: NumbersLike | Parameter, box: int | str | None = "auto"):
+    def __init__(
+        self, center: Any, spectrum: NumbersLike | Parameter | Resolvable, box: int | str | None = "auto"
+    ):
         super().__init__(center, spectrum, PointMorphology(), box=box)
 
     def _reboxed(self, box: int | None) -> PointSource:

@@ -121,7 +121,7 @@ class _Bound:
     shape: tuple[int, ...]
 
     @classmethod
-    def from_user(cls, value: Any, name: str) -> _Bound:
+    def from_user(cls, value: NumbersLike | _Bound, name: str) -> _Bound:
         if isinstance(value, _Bound):
             return value
         if isinstance(value, jax.core.Tracer):
@@ -143,8 +143,11 @@ class _Bound:
     def to_numpy(self) -> np.ndarray:
         return np.asarray(self.values, dtype=np.float64).reshape(self.shape)
 
-    def to_jax(self, dtype: Any) -> jax.Array:
-        return jnp.asarray(self.to_numpy(), dtype=dtype)
+    def to_jax(self, dtype: Any, shape: Sequence[int] | None = None) -> jax.Array:
+        """The bound as a JAX array; broadcast to `shape` if given (written out, as strict rank
+        promotion asks of arrays of per-element bounds)."""
+        array = jnp.asarray(self.to_numpy(), dtype=dtype)
+        return array if shape is None else jnp.broadcast_to(array, tuple(shape))
 
     def __repr__(self) -> str:
         if self.shape == ():
@@ -315,14 +318,21 @@ class Constraint(abc.ABC):
     acting on vectors along the last axis (unit disk, simplex, ordered vectors).
     """
 
-    event_dim: ClassVar[int]
+    # Read-only properties here, so that a subclass may give either a class attribute (`event_dim = 1`)
+    # or a property of its own (an adapter asks the object it wraps).
+    @property
+    def event_dim(self) -> int:
+        """0 for constraints acting on each scalar independently, 1 for vectors along the last axis."""
+        raise NotImplementedError(f"{type(self).__name__} does not say its event_dim")
 
-    #: Whether the support is bounded in every direction (an interval, the unit disk, the simplex):
-    #: without a prior, a posterior is then still proper. `None` when it cannot be told.
-    bounded: ClassVar[bool | None] = None
+    @property
+    def bounded(self) -> bool | None:
+        """Whether the support is bounded in every direction (an interval, the unit disk, the simplex):
+        without a prior, a posterior is then still proper. `None` when it cannot be told."""
+        return None
 
     @abc.abstractmethod
-    def forward(self, unconstrained: Any) -> jax.Array:
+    def forward(self, unconstrained: NumbersLike) -> jax.Array:
         """Maps unconstrained values into the support.
 
         **Arguments:**
@@ -337,7 +347,7 @@ class Constraint(abc.ABC):
         """
 
     @abc.abstractmethod
-    def inverse(self, constrained: Any) -> jax.Array:
+    def inverse(self, constrained: NumbersLike) -> jax.Array:
         """Maps values of the support back to unconstrained space.
 
         **Arguments:**
@@ -350,7 +360,7 @@ class Constraint(abc.ABC):
         """
 
     @abc.abstractmethod
-    def log_abs_det_jacobian(self, unconstrained: Any) -> jax.Array:
+    def log_abs_det_jacobian(self, unconstrained: NumbersLike) -> jax.Array:
         """Log of the absolute Jacobian determinant of `forward`, summed over all elements.
 
         **Arguments:**
@@ -365,7 +375,7 @@ class Constraint(abc.ABC):
         """
 
     @abc.abstractmethod
-    def check(self, constrained: Any) -> jax.Array:
+    def check(self, constrained: NumbersLike) -> jax.Array:
         """Tells whether every element lies inside the support.
 
         **Arguments:**
@@ -386,7 +396,7 @@ class Constraint(abc.ABC):
         """Shape of the constrained array for an unconstrained array of shape `shape`."""
         return tuple(shape)
 
-    def at_bound(self, unconstrained: Any, start: Any) -> jax.Array:
+    def at_bound(self, unconstrained: NumbersLike, start: NumbersLike) -> jax.Array:
         """Which unconstrained entries have run to a bound of the support (where an optimizer stalls,
         the map flattening out).
 
@@ -402,14 +412,16 @@ class Constraint(abc.ABC):
         the bound has shrunk below 1e-4 of the distance at the start (a size from 2 pixels to 2e-4).
         The base class knows no bounds: all False.
         """
-        return jnp.zeros(jnp.shape(unconstrained), bool)
+        return jnp.zeros(np.shape(unconstrained), bool)
 
 
 class _NumpyroBacked(Constraint):
     """A constraint whose maps are those of a numpyro transform, built on demand.
 
     Subclasses describe the transform with `_numpyro_transform(dtype)`; building it is cheap,
-    and building it in the input's dtype keeps strict dtype promotion happy.
+    and building it in the input's dtype keeps strict dtype promotion happy. numpyro's maps broadcast
+    arrays of different ranks (a vector against a batch of them), so they run with rank promotion
+    allowed, whatever the user's setting.
     """
 
     @abc.abstractmethod
@@ -419,25 +431,29 @@ class _NumpyroBacked(Constraint):
         # Hook to undo rounding that lands on the boundary of an open support.
         return constrained
 
-    def forward(self, unconstrained: Any) -> jax.Array:
+    def forward(self, unconstrained: NumbersLike) -> jax.Array:
         unconstrained = float_array(unconstrained)
         self.constrained_shape(unconstrained.shape)
         transform = self._numpyro_transform(unconstrained.dtype)
-        return self._into_support(transform(unconstrained))
+        with jax.numpy_rank_promotion("allow"):
+            constrained = transform(unconstrained)
+        return self._into_support(constrained)
 
-    def inverse(self, constrained: Any) -> jax.Array:
+    def inverse(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
-        return self._numpyro_transform(constrained.dtype).inv(constrained)
+        with jax.numpy_rank_promotion("allow"):
+            return self._numpyro_transform(constrained.dtype).inv(constrained)
 
-    def log_abs_det_jacobian(self, unconstrained: Any) -> jax.Array:
+    def log_abs_det_jacobian(self, unconstrained: NumbersLike) -> jax.Array:
         unconstrained = float_array(unconstrained)
         self.constrained_shape(unconstrained.shape)
         transform = self._numpyro_transform(unconstrained.dtype)
         # Some log-dets are written in terms of the output (the simplex's); the output kept
         # inside the support keeps them finite where the raw one would underflow to 0.
-        constrained = self._into_support(transform(unconstrained))
-        log_det = transform.log_abs_det_jacobian(unconstrained, constrained)
+        with jax.numpy_rank_promotion("allow"):
+            constrained = self._into_support(transform(unconstrained))
+            log_det = transform.log_abs_det_jacobian(unconstrained, constrained)
         return jnp.sum(log_det).astype(unconstrained.dtype)
 
 
@@ -483,37 +499,38 @@ class _Elementwise(_NumpyroBacked):
         # Near a finite bound, `bound + tiny increment` rounds to the bound itself; the open
         # support (and a finite `inverse`) is kept by stepping one float inside. The infinite
         # side is capped at the largest float so that overflow cannot produce `inf`.
-        floor = -largest if lower is None else _lowest_above(lower.to_jax(dtype))
-        ceiling = largest if upper is None else _highest_below(upper.to_jax(dtype))
+        shape = constrained.shape
+        floor = -largest if lower is None else _lowest_above(lower.to_jax(dtype, shape))
+        ceiling = largest if upper is None else _highest_below(upper.to_jax(dtype, shape))
         return jnp.clip(constrained, floor, ceiling)
 
-    def at_bound(self, unconstrained: Any, start: Any) -> jax.Array:
+    def at_bound(self, unconstrained: NumbersLike, start: NumbersLike) -> jax.Array:
         lower, upper = self._bounds()
         value = self.forward(unconstrained)
-        dtype = value.dtype
+        dtype, shape = value.dtype, value.shape
         near = jnp.zeros(value.shape, bool)
         if lower is not None and upper is not None:
-            width = upper.to_jax(dtype) - lower.to_jax(dtype)
-            near = (value - lower.to_jax(dtype) < _TWO_SIDED * width) | (
-                upper.to_jax(dtype) - value < _TWO_SIDED * width
+            width = upper.to_jax(dtype, shape) - lower.to_jax(dtype, shape)
+            near = (value - lower.to_jax(dtype, shape) < _TWO_SIDED * width) | (
+                upper.to_jax(dtype, shape) - value < _TWO_SIDED * width
             )
         elif lower is not None:
-            origin = self.forward(start) - lower.to_jax(dtype)
-            near = value - lower.to_jax(dtype) < _ONE_SIDED * origin
+            origin = self.forward(start) - lower.to_jax(dtype, shape)
+            near = value - lower.to_jax(dtype, shape) < _ONE_SIDED * origin
         elif upper is not None:
-            origin = upper.to_jax(dtype) - self.forward(start)
-            near = upper.to_jax(dtype) - value < _ONE_SIDED * origin
+            origin = upper.to_jax(dtype, shape) - self.forward(start)
+            near = upper.to_jax(dtype, shape) - value < _ONE_SIDED * origin
         return near
 
-    def check(self, constrained: Any) -> jax.Array:
+    def check(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
         self._validate(constrained.shape)
         inside = jnp.isfinite(constrained)
         lower, upper = self._bounds()
         if lower is not None:
-            inside = inside & (constrained > lower.to_jax(constrained.dtype))
+            inside = inside & (constrained > lower.to_jax(constrained.dtype, constrained.shape))
         if upper is not None:
-            inside = inside & (constrained < upper.to_jax(constrained.dtype))
+            inside = inside & (constrained < upper.to_jax(constrained.dtype, constrained.shape))
         return jnp.all(inside)
 
 
@@ -546,18 +563,21 @@ class Positive(_Elementwise):
         return "positive()"
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+# The bounded constraints take numbers (or a `_Bound`, as `dataclasses.replace` passes back) and keep a
+# `_Bound`: their own `__init__` says both, where a generated one would declare the field as the union
+# of the two and leave every later use of it to narrow it again.
+@dataclasses.dataclass(frozen=True, repr=False, init=False)
 class GreaterThan(_Elementwise):
     """Numbers above `lower`, `x = lower + exp(u)`. Build with `greater_than(lower)`."""
 
     bounded: ClassVar[bool | None] = False
 
-    lower: _Bound | NumbersLike  # a _Bound once built
+    lower: _Bound
 
-    def __post_init__(self):
-        lower = _Bound.from_user(self.lower, "lower")
-        _require_finite(lower, "lower", "use real() for no bound.")
-        object.__setattr__(self, "lower", lower)
+    def __init__(self, lower: NumbersLike | _Bound):
+        bound = _Bound.from_user(lower, "lower")
+        _require_finite(bound, "lower", "use real() for no bound.")
+        object.__setattr__(self, "lower", bound)
 
     def _bounds(self) -> tuple[_Bound | None, _Bound | None]:
         return self.lower, None
@@ -569,18 +589,18 @@ class GreaterThan(_Elementwise):
         return f"greater_than({self.lower!r})"
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, init=False)
 class LessThan(_Elementwise):
     """Numbers below `upper`, `x = upper - exp(u)`. Build with `less_than(upper)`."""
 
     bounded: ClassVar[bool | None] = False
 
-    upper: _Bound | NumbersLike  # a _Bound once built
+    upper: _Bound
 
-    def __post_init__(self):
-        upper = _Bound.from_user(self.upper, "upper")
-        _require_finite(upper, "upper", "use real() for no bound.")
-        object.__setattr__(self, "upper", upper)
+    def __init__(self, upper: NumbersLike | _Bound):
+        bound = _Bound.from_user(upper, "upper")
+        _require_finite(bound, "upper", "use real() for no bound.")
+        object.__setattr__(self, "upper", bound)
 
     def _bounds(self) -> tuple[_Bound | None, _Bound | None]:
         return None, self.upper
@@ -592,19 +612,19 @@ class LessThan(_Elementwise):
         return f"less_than({self.upper!r})"
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, init=False)
 class Interval(_Elementwise):
     """Numbers in the open interval `(lower, upper)`, `x = lower + (upper - lower) sigmoid(u)`.
     Build with `interval(lower, upper)`."""
 
     bounded: ClassVar[bool | None] = True
 
-    lower: _Bound | NumbersLike  # a _Bound once built
-    upper: _Bound | NumbersLike  # a _Bound once built
+    lower: _Bound
+    upper: _Bound
 
-    def __post_init__(self):
-        lower = _Bound.from_user(self.lower, "lower")
-        upper = _Bound.from_user(self.upper, "upper")
+    def __init__(self, lower: NumbersLike | _Bound, upper: NumbersLike | _Bound):
+        lower = _Bound.from_user(lower, "lower")
+        upper = _Bound.from_user(upper, "upper")
         suggestion = "use greater_than(), less_than() or real() for a one-sided bound."
         _require_finite(lower, "lower", suggestion)
         _require_finite(upper, "upper", suggestion)
@@ -664,36 +684,36 @@ class UnitDisk(_NumpyroBacked):
 
     constrained_shape = unconstrained_shape
 
-    def _scaled(self, constrained: Any) -> jax.Array:
+    def _scaled(self, constrained: NumbersLike) -> jax.Array:
         """Where `constrained` lies in the unit disk: itself here; a `Disk` shifts and scales."""
         return float_array(constrained)
 
-    def check(self, constrained: Any) -> jax.Array:
+    def check(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         return jnp.all(jnp.isfinite(constrained)) & jnp.all(unit_disk_support(self._scaled(constrained)))
 
-    def at_bound(self, unconstrained: Any, start: Any) -> jax.Array:
+    def at_bound(self, unconstrained: NumbersLike, start: NumbersLike) -> jax.Array:
         radius = jnp.linalg.norm(self._scaled(self.forward(unconstrained)), axis=-1, keepdims=True)
-        return jnp.broadcast_to(radius > 1.0 - _TWO_SIDED, jnp.shape(unconstrained))
+        return jnp.broadcast_to(radius > 1.0 - _TWO_SIDED, np.shape(unconstrained))
 
     def __repr__(self) -> str:
         return "unit_disk()"
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, init=False)
 class Disk(UnitDisk):
     """2-vectors within `radius` of `center`, `x = center + radius * tanh(|u|) u / |u|`: a position
     that may move but not far, e.g. a source's centre kept on its side of its neighbours. The map of
     [`scarlet_like.constraints.UnitDisk`][], scaled and shifted. Build with `disk(center, radius)`.
     """
 
-    center: _Bound | NumbersLike  # a _Bound once built
-    radius: _Bound | NumbersLike  # a _Bound once built
+    center: _Bound
+    radius: _Bound
 
-    def __post_init__(self):
-        center = _Bound.from_user(self.center, "center")
-        radius = _Bound.from_user(self.radius, "radius")
+    def __init__(self, center: NumbersLike | _Bound, radius: NumbersLike | _Bound):
+        center = _Bound.from_user(center, "center")
+        radius = _Bound.from_user(radius, "radius")
         _require_finite(center, "center", "give the middle of the disk.")
         _require_finite(radius, "radius", "use real() for no bound.")
         if not center.shape or center.shape[-1] != 2:
@@ -706,20 +726,21 @@ class Disk(UnitDisk):
     # The unit disk's maps, scaled and shifted, with the scaling's log-determinant added here:
     # numpyro's ComposeTransform with an AffineTransform gets it wrong over a vector event (0.79 for
     # 1.50 at radius 3, checked against the Jacobian's determinant).
-    def forward(self, unconstrained: Any) -> jax.Array:
+    def forward(self, unconstrained: NumbersLike) -> jax.Array:
         inside = super().forward(unconstrained)  # checks the shape
-        return self.center.to_jax(inside.dtype) + self.radius.to_jax(inside.dtype)[..., None] * inside
+        center = self.center.to_jax(inside.dtype, inside.shape)
+        return center + self.radius.to_jax(inside.dtype, inside.shape[:-1])[..., None] * inside
 
-    def inverse(self, constrained: Any) -> jax.Array:
+    def inverse(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         return super().inverse(self._scaled(constrained))
 
-    def log_abs_det_jacobian(self, unconstrained: Any) -> jax.Array:
+    def log_abs_det_jacobian(self, unconstrained: NumbersLike) -> jax.Array:
         unit = super().log_abs_det_jacobian(unconstrained)  # checks the shape
         # a factor radius on each of the two coordinates of every vector
         log_radius = jnp.log(self.radius.to_jax(unit.dtype))
-        scale = 2.0 * jnp.sum(jnp.broadcast_to(log_radius, jnp.shape(unconstrained)[:-1]))
+        scale = 2.0 * jnp.sum(jnp.broadcast_to(log_radius, np.shape(unconstrained)[:-1]))
         return (unit + scale).astype(unit.dtype)
 
     def unconstrained_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
@@ -738,10 +759,10 @@ class Disk(UnitDisk):
 
     constrained_shape = unconstrained_shape
 
-    def _scaled(self, constrained: Any) -> jax.Array:
+    def _scaled(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
-        offset = constrained - self.center.to_jax(constrained.dtype)
-        return offset / self.radius.to_jax(constrained.dtype)[..., None]
+        offset = constrained - self.center.to_jax(constrained.dtype, constrained.shape)
+        return offset / self.radius.to_jax(constrained.dtype, constrained.shape[:-1])[..., None]
 
     def __repr__(self) -> str:
         return f"disk({self.center!r}, {self.radius!r})"
@@ -780,7 +801,7 @@ class Simplex(_NumpyroBacked):
         # simplex; the smallest normal float is far below the sum tolerance of `check`.
         return jnp.maximum(constrained, jnp.asarray(jnp.finfo(constrained.dtype).tiny))
 
-    def check(self, constrained: Any) -> jax.Array:
+    def check(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         categories = constrained.shape[-1]
@@ -836,7 +857,7 @@ class Ordered(_NumpyroBacked):
             return constrained
         return _strictly_increasing(constrained)
 
-    def check(self, constrained: Any) -> jax.Array:
+    def check(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         increasing = jnp.diff(constrained, axis=-1) > 0
@@ -864,14 +885,15 @@ def _image_tree(height: int, width: int) -> _ImageTree:
     steps = max(center_row, height - 1 - center_row, center_column, width - 1 - center_column, 1)
     paths = np.full((height * width, steps), height * width, dtype=np.int32)
     row, column = rows.ravel(), columns.ravel()
-    parents = None
+    # one step inward, the centre staying where it is
+    parents = ((row - np.sign(row - center_row)) * width + column - np.sign(column - center_column)).astype(
+        np.int32
+    )
     for step in range(steps):
         away = (row != center_row) | (column != center_column)
         paths[away, step] = (row * width + column)[away]
         row = row - np.sign(row - center_row)
         column = column - np.sign(column - center_column)
-        if parents is None:
-            parents = (row * width + column).astype(np.int32)
     return _ImageTree(paths, parents, center_row * width + center_column)
 
 
@@ -921,14 +943,14 @@ class Monotonic(Constraint):
         center = flat[..., tree.center, None]
         return (center - jnp.sum(declines[..., tree.paths], axis=-1)).reshape(unconstrained.shape)
 
-    def forward(self, unconstrained: Any) -> jax.Array:
+    def forward(self, unconstrained: NumbersLike) -> jax.Array:
         unconstrained = float_array(unconstrained)
         self.constrained_shape(unconstrained.shape)
         # the smallest normal float rather than an underflow to 0: the values stay in the support
         tiny = jnp.asarray(jnp.finfo(unconstrained.dtype).tiny, unconstrained.dtype)
         return jnp.maximum(jnp.exp(self._log_values(unconstrained)), tiny)
 
-    def inverse(self, constrained: Any) -> jax.Array:
+    def inverse(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         log_values, tree = self._flat(jnp.log(constrained))
@@ -939,7 +961,7 @@ class Monotonic(Constraint):
         unconstrained = unconstrained.at[..., tree.center].set(log_values[..., tree.center])
         return unconstrained.reshape(constrained.shape)
 
-    def log_abs_det_jacobian(self, unconstrained: Any) -> jax.Array:
+    def log_abs_det_jacobian(self, unconstrained: NumbersLike) -> jax.Array:
         # log x is triangular in u (an element depends on its own u and its ancestors'), with
         # -sigmoid(u) on the diagonal (1 at the centre); x = exp(log x) adds log x.
         unconstrained = float_array(unconstrained)
@@ -948,14 +970,14 @@ class Monotonic(Constraint):
         diagonal = jax.nn.log_sigmoid(flat).at[..., tree.center].set(0.0)
         return (jnp.sum(self._log_values(unconstrained)) + jnp.sum(diagonal)).astype(unconstrained.dtype)
 
-    def check(self, constrained: Any) -> jax.Array:
+    def check(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
         flat, tree = self._flat(constrained)
         declining = flat <= flat[..., tree.parents]
         return jnp.all(jnp.isfinite(constrained)) & jnp.all(constrained > 0) & jnp.all(declining)
 
-    def project(self, values: Any) -> jax.Array:
+    def project(self, values: NumbersLike) -> jax.Array:
         """The largest monotonic image below positive `values`: each element lowered to the smallest
         value on its path to the centre (a start for a free-form image from any positive picture)."""
         values = float_array(values)
@@ -1000,7 +1022,7 @@ def positive() -> Positive:
     return Positive()
 
 
-def greater_than(lower: Any) -> GreaterThan:
+def greater_than(lower: NumbersLike) -> GreaterThan:
     """Values strictly above a bound, through `lower + exp(u)`.
 
     **Arguments:**
@@ -1015,7 +1037,7 @@ def greater_than(lower: Any) -> GreaterThan:
     return GreaterThan(lower)
 
 
-def less_than(upper: Any) -> LessThan:
+def less_than(upper: NumbersLike) -> LessThan:
     """Values strictly below a bound, through `upper - exp(u)`.
 
     **Arguments:**
@@ -1029,7 +1051,7 @@ def less_than(upper: Any) -> LessThan:
     return LessThan(upper)
 
 
-def interval(lower: Any, upper: Any) -> Interval:
+def interval(lower: NumbersLike, upper: NumbersLike) -> Interval:
     """Values strictly between two bounds, through a scaled sigmoid.
 
     **Arguments:**
@@ -1055,7 +1077,7 @@ def unit_disk() -> UnitDisk:
     return UnitDisk()
 
 
-def disk(center: Any, radius: Any) -> Disk:
+def disk(center: NumbersLike, radius: NumbersLike) -> Disk:
     """2-vectors (last axis of size 2) within `radius` of `center`, e.g. a source's centre that may
     move a little around its detection but not onto a neighbour.
 
@@ -1126,11 +1148,11 @@ class _WrappedTransform(_NumpyroBacked):
         return self._numpyro_transform(None)
 
     @property
-    def bounded(self) -> bool:  # type: ignore[override]
+    def bounded(self) -> bool:
         return isinstance(self._transform().codomain, _BOUNDED_NUMPYRO_SUPPORTS)
 
     @property
-    def event_dim(self) -> int:  # type: ignore[override]
+    def event_dim(self) -> int:
         return self._transform().codomain.event_dim
 
     def unconstrained_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
@@ -1139,16 +1161,17 @@ class _WrappedTransform(_NumpyroBacked):
     def constrained_shape(self, shape: Sequence[int]) -> tuple[int, ...]:
         return tuple(self._transform().forward_shape(tuple(shape)))
 
-    def check(self, constrained: Any) -> jax.Array:
+    def check(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
         transform = self._transform()
         # numpyro's own checks may accept the boundary of an open support (its intervals are
         # closed); requiring a finite `inverse` rules the boundary out.
         inside = jnp.all(jnp.isfinite(constrained))
-        inside = inside & jnp.all(jnp.isfinite(transform.inv(constrained)))
-        codomain = transform.codomain
-        if not numpyro_constraints.is_dependent(codomain):
-            inside = inside & jnp.all(codomain(constrained))
+        with jax.numpy_rank_promotion("allow"):  # numpyro's code, as in `_NumpyroBacked`
+            inside = inside & jnp.all(jnp.isfinite(transform.inv(constrained)))
+            codomain = transform.codomain
+            if not numpyro_constraints.is_dependent(codomain):
+                inside = inside & jnp.all(codomain(constrained))
         return inside
 
 
@@ -1264,22 +1287,22 @@ class DistraxBijector(Constraint):
             )
 
     @property
-    def event_dim(self) -> int:  # type: ignore[override]
+    def event_dim(self) -> int:
         return int(self.bijector.event_ndims_out)
 
-    def forward(self, unconstrained: Any) -> jax.Array:
+    def forward(self, unconstrained: NumbersLike) -> jax.Array:
         return self.bijector.forward(float_array(unconstrained))
 
-    def inverse(self, constrained: Any) -> jax.Array:
+    def inverse(self, constrained: NumbersLike) -> jax.Array:
         return self.bijector.inverse(float_array(constrained))
 
-    def log_abs_det_jacobian(self, unconstrained: Any) -> jax.Array:
+    def log_abs_det_jacobian(self, unconstrained: NumbersLike) -> jax.Array:
         unconstrained = float_array(unconstrained)
         # distrax already sums over the `event_ndims_in` event axes; the rest are batch axes.
         log_det = self.bijector.forward_log_det_jacobian(unconstrained)
         return jnp.sum(log_det).astype(unconstrained.dtype)
 
-    def check(self, constrained: Any) -> jax.Array:
+    def check(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
         unconstrained = self.bijector.inverse(constrained)
         round_trip = self.bijector.forward(unconstrained)

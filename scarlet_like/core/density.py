@@ -42,7 +42,7 @@ class Likelihood(eqx.Module):
         self.terms = terms
 
     def __call__(self, model: PyTree) -> Float[Array, ""]:
-        total = None
+        values = []
         for term in self.terms:
             method = getattr(term, "log_likelihood", None)
             value = method(model) if callable(method) else term(model)
@@ -52,8 +52,9 @@ class Likelihood(eqx.Module):
                     f"the likelihood must return a scalar log-likelihood, got shape {value.shape} "
                     f"from {type(term).__name__}"
                 )
-            total = value if total is None else total + value
-        return total
+            values.append(value)
+        # `terms` is never empty; added in order, as the terms were given
+        return sum(values[1:], start=values[0])
 
 
 class LogDensity(eqx.Module):

@@ -64,7 +64,7 @@ class Derived(Resolvable):
     @property
     def label(self) -> str:
         """The display name: `name`, else the function's name."""
-        return self.name or getattr(self.fn, "__name__", type(self.fn).__name__)
+        return self.name or str(getattr(self.fn, "__name__", type(self.fn).__name__))
 
     def resolved(self, values: Mapping[str, Any], path: str) -> Any:
         """`fn` of the resolved inputs; a `DerivedError` naming this value if it fails or loops."""

@@ -284,8 +284,15 @@ class _Drawing:
         if not _is_node(node):
             # Constants (arrays, numbers) are left out of the picture; `tree` lists them.
             return
-        key = None if isinstance(node, Meta) else self.catalogue.key(node)
-        if key is not None and key in self.ids_by_key:
+        if isinstance(node, Meta):
+            # drawn wherever it is met: a Meta has no key, so it is never taken for another spot's node
+            node_id = self.new_id("meta", path)
+            label = _label(f"{relative or self.name}: Meta({type(node.content).__name__})")
+            self.nodes[node_id] = ({**_META_STYLE, "label": label, "tooltip": path}, clusters)
+            self.add_edge(node_id, consumer, {**edge, **_META_EDGE})
+            return
+        key = self.catalogue.key(node)
+        if key in self.ids_by_key:
             self.add_edge(self.ids_by_key[key], consumer, edge)
             return
         if is_parameter(node):
@@ -308,11 +315,6 @@ class _Drawing:
                     self.visit(
                         child, _join(path, "inputs" + inner), inner, node_id, input_edge, clusters, plates
                     )
-        elif isinstance(node, Meta):
-            node_id = self.new_id("meta", path)
-            label = _label(f"{relative or self.name}: Meta({type(node.content).__name__})")
-            self.nodes[node_id] = ({**_META_STYLE, "label": label, "tooltip": path}, clusters)
-            edge = {**edge, **_META_EDGE}
         else:
             node_id = self.new_id("module", path)
             self.ids_by_key[key] = node_id

@@ -43,7 +43,7 @@ def _structure_key(element: Any, internal: set[str]) -> Any:
 
 
 def _stacked(elements: list[Any], token_counts: Counter[str]) -> list[Any] | Stacked:
-    keys = []
+    keys: list[Any] = []
     for element in elements:
         own = Counter(spot.parameter.token for spot in walk(element).spots)
         # a token all of whose spots are inside the element is sharing internal to it
@@ -102,5 +102,5 @@ def _as_list(node: Any) -> Any:
     """A stacked list's elements as a plain list, each with the identities it had before stacking."""
     if not isinstance(node, Stacked):
         return node
-    unstacked = [unstack(part) if isinstance(part, Plate) else None for part in node.parts]
+    unstacked = [unstack(part) if isinstance(part, Plate) else [] for part in node.parts]
     return [node.parts[part] if member < 0 else unstacked[part][member] for part, member in node.order]

@@ -103,10 +103,18 @@ class Parameter(eqx.Module):
 
     def unconstrained(self) -> Array:
         """The value mapped to unconstrained space by the constraint's inverse."""
-        return self.constraint.inverse(self.value)
+        return self.constraint.inverse(known_value(self))
 
     def __repr__(self) -> str:
         return describe(self, value=True)
+
+
+def known_value(parameter: Parameter) -> Array:
+    """`parameter.value`, which only the rest of a partitioned model (see [`scarlet_like.partition`][])
+    leaves out (`None`): what asks for a value never meets such a Parameter, and says so if it does."""
+    if parameter.value is None:
+        raise ValueError(f"{describe(parameter)} has no value: it is held in the free part of a partition")
+    return parameter.value
 
 
 def is_parameter(node: Any) -> bool:

@@ -76,7 +76,7 @@ class Plate(Resolvable):
 
     def with_members(self, members: PyTree, **changes: Any) -> Plate:
         """The same plate holding other members (and other static fields, if given)."""
-        fields = dict(
+        fields: dict[str, Any] = dict(
             size=self.size,
             shared=self.shared,
             labels=self.labels,

@@ -12,6 +12,7 @@ ordinary array leaves that are never free. Two consequences that users rely on:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
@@ -53,12 +54,20 @@ class Prior(eqx.Module):
         raise NotImplementedError
 
     @property
-    def shape(self) -> tuple[int, ...]:
+    def shape(self) -> tuple[int, ...] | None:
+        """Batch + event shape of the distribution; `None` when it cannot be told (a `log_prob`-only
+        object), and the shape of a parameter is then not checked against it."""
         raise NotImplementedError
 
     @property
-    def event_shape(self) -> tuple[int, ...]:
+    def event_shape(self) -> tuple[int, ...] | None:
         raise NotImplementedError
+
+
+def _their_broadcasting() -> contextlib.AbstractContextManager[Any]:
+    """Rank promotion allowed, whatever the user's setting, for a distribution's own code: numpyro's and
+    distrax's broadcast arrays of different ranks (a `loc` of shape `(3,)` against draws `(n, 3)`)."""
+    return jax.numpy_rank_promotion("allow")
 
 
 class _Structure(NamedTuple):
@@ -141,7 +150,8 @@ class DistributionPrior(Prior):
         raise NotImplementedError
 
     def log_prob(self, value: Array) -> Float[Array, ""]:
-        return jnp.sum(self.distribution.log_prob(value))
+        with _their_broadcasting():
+            return jnp.sum(self.distribution.log_prob(value))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -176,7 +186,8 @@ class NumpyroPrior(DistributionPrior):
         return jax.tree_util.tree_unflatten(self.structure.treedef, leaves)
 
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
-        return self.distribution.sample(key, sample_shape)
+        with _their_broadcasting():
+            return self.distribution.sample(key, sample_shape)
 
     def __repr__(self) -> str:
         return _short_repr(self.distribution)
@@ -186,10 +197,20 @@ class DistraxPrior(NumpyroPrior):
     """A distrax distribution, held like [`scarlet_like.priors.NumpyroPrior`][].
 
     distrax names the random key `seed`; this adapter hides that difference.
+
+    **Arguments:**
+
+    - `distribution`: a `distrax.Distribution`.
     """
 
+    # Written out for type checkers, which would otherwise give it the fields as arguments (Equinox
+    # does not: a subclass without fields of its own inherits `__init__`).
+    def __init__(self, distribution: Any):
+        super().__init__(distribution)
+
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
-        return self.distribution.sample(seed=key, sample_shape=sample_shape)
+        with _their_broadcasting():
+            return self.distribution.sample(seed=key, sample_shape=sample_shape)
 
 
 class LogProbPrior(Prior):
@@ -203,12 +224,14 @@ class LogProbPrior(Prior):
     distribution: Any = eqx.field(static=True)
 
     def log_prob(self, value: Array) -> Float[Array, ""]:
-        return jnp.sum(self.distribution.log_prob(value))
+        with _their_broadcasting():
+            return jnp.sum(self.distribution.log_prob(value))
 
     def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
         if not hasattr(self.distribution, "sample"):
             raise TypeError(f"prior {self.distribution!r} has no `sample` method")
-        return self.distribution.sample(key, sample_shape)
+        with _their_broadcasting():
+            return self.distribution.sample(key, sample_shape)
 
     @property
     def shape(self) -> tuple[int, ...] | None:

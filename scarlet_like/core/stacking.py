@@ -17,6 +17,13 @@ from .tree import rename_tokens, walk
 __all__ = ["stack", "unstack"]
 
 
+def _same_structure(a: PyTree, b: PyTree) -> bool:
+    # Held as `Any`: jaxlib has no type stubs, and type checkers take its `PyTreeDef` for a type without
+    # an `==`.
+    structure: Any = jax.tree_util.tree_structure(a)
+    return bool(structure == jax.tree_util.tree_structure(b))
+
+
 def _describe_difference(a: Any, b: Any, path: str = "") -> str | None:
     """Where two models differ in structure, static metadata or array shapes (None if nowhere)."""
     here = path or "the model"
@@ -62,7 +69,7 @@ def _describe_difference(a: Any, b: Any, path: str = "") -> str | None:
         if shape_a != shape_b:
             return f"{here}: shape {shape_a} vs {shape_b}"
         return None
-    if jax.tree_util.tree_structure(a) != jax.tree_util.tree_structure(b):
+    if not _same_structure(a, b):
         return f"{here}: {a!r} vs {b!r}"
     return None
 
@@ -106,10 +113,9 @@ def stack(models: Sequence[PyTree]) -> Plate:
         for model, tokens in zip(models, own, strict=True)
     ]
     first = canonical[0]
-    structure = jax.tree_util.tree_structure(first)
     for index, other in enumerate(canonical[1:], start=1):
         difference = _describe_difference(first, other)
-        if difference is None and jax.tree_util.tree_structure(other) != structure:
+        if difference is None and not _same_structure(first, other):
             difference = "tree structure"
         if difference is not None:
             raise PlateError(f"stack: model 0 and model {index} differ at {difference}")

@@ -26,7 +26,15 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
-from .parameter import Parameter, ParameterError, _check_value, is_parameter, raise_problems, replace
+from .parameter import (
+    Parameter,
+    ParameterError,
+    _check_value,
+    is_parameter,
+    known_value,
+    raise_problems,
+    replace,
+)
 from .plate import Plate, Stacked, member_axes
 from .resolve import key_text, path_to_name, resolve
 
@@ -148,7 +156,7 @@ class Group:
 
     def log_prior(self) -> Array:
         """The prior's log density at the current value, each plate member's prior applied to it."""
-        return _batched_log_prob(self.parameter.prior, self.parameter.value, self.shared)
+        return _batched_log_prob(self.parameter.prior, known_value(self.parameter), self.shared)
 
     def element_names(self, shape: tuple[int, ...], fill: Sequence[int | None] | None = None) -> list[str]:
         """Names of the scalar elements of a value of this parameter of shape `shape`.
@@ -259,7 +267,8 @@ def _descend(tree: PyTree, path: Path, plates: tuple[PlateAxis, ...]) -> tuple[l
             depth = next((level for level, plate in enumerate(plates) if leaf.token in plate.shared), None)
             own = plates if depth is None else plates[:depth]
             spots.append(Spot(path=here, parameter=leaf, plates=own))
-            inner, rebuild_inner = [], None
+            inner: list[Spot] = []
+            rebuild_inner: Rebuild | None = None
             if leaf.prior is not None and has_parameters(leaf.prior):
                 inner, rebuild_inner = _descend(leaf.prior, here.extend([".prior"]), own)
             spots.extend(inner)
@@ -598,7 +607,7 @@ def entry_names(model: PyTree) -> tuple[str, ...]:
     for group in walk(model).groups:
         if group.free:
             parameter = group.parameter
-            shape = parameter.constraint.unconstrained_shape(tuple(parameter.value.shape))
+            shape = parameter.constraint.unconstrained_shape(tuple(known_value(parameter).shape))
             names.extend(group.element_names(tuple(shape)))
     return tuple(names)
 
@@ -654,7 +663,7 @@ def set_values(model: PyTree, values: dict[str, ArrayLike] | ArrayLike) -> PyTre
             updates[name] = value
     else:
         flat = jnp.asarray(values)
-        sizes = [math.prod(group.parameter.value.shape) for _, group in free_groups]
+        sizes = [math.prod(known_value(group.parameter).shape) for _, group in free_groups]
         if flat.ndim != 1 or flat.shape[0] != sum(sizes):
             raise ValueError(
                 f"set_values: the flat array has shape {tuple(flat.shape)}, but the model's free "
@@ -662,17 +671,18 @@ def set_values(model: PyTree, values: dict[str, ArrayLike] | ArrayLike) -> PyTre
             )
         offsets = np.cumsum((0, *sizes))
         updates = {
-            group.name: flat[start:stop].reshape(group.parameter.value.shape)
+            group.name: flat[start:stop].reshape(known_value(group.parameter).shape)
             for (_, group), start, stop in zip(free_groups, offsets[:-1], offsets[1:], strict=True)
         }
     changes = {}
     for name, value in updates.items():
         index, group = by_name[name]
         old = group.parameter
-        new_value = jnp.asarray(value, dtype=old.value.dtype)
-        if new_value.shape != old.value.shape:
+        old_value = known_value(old)
+        new_value = jnp.asarray(value, dtype=old_value.dtype)
+        if new_value.shape != old_value.shape:
             raise ValueError(
-                f"set_values: '{name}' has shape {tuple(old.value.shape)}, got {tuple(new_value.shape)}"
+                f"set_values: '{name}' has shape {tuple(old_value.shape)}, got {tuple(new_value.shape)}"
             )
         _check_value(new_value, old.constraint, None, f"set_values: parameter '{name}'")
         changes[index] = {"value": new_value}

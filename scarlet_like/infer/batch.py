@@ -6,7 +6,7 @@ import inspect
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import equinox as eqx
 import jax
@@ -33,6 +33,48 @@ _FIT_DEFAULTS = {
     for name, parameter in inspect.signature(fit).parameters.items()
     if name not in ("model", "likelihood", "progress")
 }
+
+
+@overload
+def fit_many(
+    models: Sequence[PyTree],
+    likelihoods: Sequence[Any],
+    *,
+    batch_size: int | None = None,
+    vectorize: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = False,
+    unstack_results: Literal[True] = True,
+    **fit_kwargs: Any,
+) -> list[FitResult]: ...
+
+
+@overload
+def fit_many(
+    models: Sequence[PyTree],
+    likelihoods: Sequence[Any],
+    *,
+    batch_size: int | None = None,
+    vectorize: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = False,
+    unstack_results: Literal[False],
+    **fit_kwargs: Any,
+) -> FitResult: ...
+
+
+@overload
+def fit_many(
+    models: Sequence[PyTree],
+    likelihoods: Sequence[Any],
+    *,
+    batch_size: int | None = None,
+    vectorize: int | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    progress: bool = False,
+    unstack_results: bool = True,
+    **fit_kwargs: Any,
+) -> list[FitResult] | FitResult: ...
 
 
 def fit_many(
@@ -310,7 +352,7 @@ def _on_axes(axes: PyTree, tree: PyTree, fn: Callable[[Any], Any]) -> PyTree:
     return jax.tree_util.tree_map(on, axes, tree, is_leaf=lambda node: node is None)
 
 
-def _on_batched(axes: PyTree, tree: PyTree, fn: Callable[[Array], Array]) -> PyTree:
+def _on_batched(axes: PyTree, tree: PyTree, fn: Callable[[Array], Array | np.ndarray]) -> PyTree:
     """`fn(leaf)` for the array leaves of `tree` stacked over blends (axis 0); the rest unchanged."""
 
     def on(axis: Any, subtree: Any) -> Any:

@@ -77,9 +77,9 @@ class Laplace(eqx.Module):
 def _gaussian_draws(mean: Array, covariance: Array, key: PRNGKeyArray, n: int) -> Array:
     # eigh rather than Cholesky: it also copes with covariances that are singular to rounding
     eigenvalues, vectors = jnp.linalg.eigh(covariance)
-    root = vectors * jnp.sqrt(jnp.clip(eigenvalues, 0.0))
+    root = vectors * jnp.sqrt(jnp.clip(eigenvalues, 0.0))[None, :]
     normal = jax.random.normal(key, (n, mean.shape[0]), mean.dtype)
-    return mean + normal @ root.T
+    return mean[None, :] + normal @ root.T
 
 
 @eqx.filter_jit
@@ -184,8 +184,7 @@ def laplace(model: PyTree, likelihood: Any, *, fit: bool = True) -> Laplace:
         model = result.model
     density = LogDensity(model, likelihood, jacobian=False)
     hessian = np.asarray(_hessian(canonical_tokens(density)[0]), np.float64)
-    covariance = _covariance(-0.5 * (hessian + hessian.T), density.names)
-    covariance = jnp.asarray(covariance, density.x0.dtype)
+    covariance = jnp.asarray(_covariance(-0.5 * (hessian + hessian.T), density.names), density.x0.dtype)
     std = _constrained_std(canonical_tokens(density.unravel)[0], density.x0, covariance)
     return Laplace(
         mode=model,

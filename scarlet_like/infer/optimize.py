@@ -214,7 +214,10 @@ def _methods(loop: FitLoop, batched: bool) -> tuple[Any, Any, Any, Any]:
     """The loop's `restart`, `advance`, `can_step` and `stretch_over`, over a batch of starts of the
     same density if `batched`."""
     methods = (loop.restart, loop.advance, loop.can_step, loop.stretch_over)
-    return tuple(jax.vmap(method) for method in methods) if batched else methods
+    if not batched:
+        return methods
+    restart, advance, can_step, stretch_over = (jax.vmap(method) for method in methods)
+    return restart, advance, can_step, stretch_over
 
 
 def _init(loop: FitLoop, key: PRNGKeyArray, starts: Array | None) -> FitState:
@@ -537,7 +540,8 @@ def _far_from_normal_priors(model: PyTree) -> list[str]:
 def _sources_off_frame(model: PyTree) -> list[str]:
     """`"sources[i].center = [y, x] (frame H x W)"` for each source of a scene (anything with `sources`
     and a `frame` that can say whether it `contains` a position) whose centre lies off the frame."""
-    frame, sources = getattr(model, "frame", None), getattr(model, "sources", None)
+    frame: Any = getattr(model, "frame", None)
+    sources = getattr(model, "sources", None)
     if sources is None or not callable(getattr(frame, "contains", None)):
         return []
     found = []

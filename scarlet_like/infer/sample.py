@@ -33,7 +33,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import blackjax
 import equinox as eqx
@@ -45,7 +45,7 @@ from blackjax.adaptation.step_size import dual_averaging_adaptation
 from blackjax.adaptation.window_adaptation import build_schedule
 from blackjax.mcmc.hmc import HMCState
 from jax.sharding import NamedSharding, PartitionSpec
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
+from jaxtyping import Array, Bool, Float, Int, Key, PRNGKeyArray, PyTree, UInt32
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
 from ..core import (
@@ -113,14 +113,19 @@ class _Chains(NamedTuple):
 
 
 class _Schedule(NamedTuple):
-    """What each step of a chunk does; every field has one entry per step."""
+    """What each step of a chunk does; every field has one entry per step (NumPy arrays when it is made,
+    JAX arrays inside the compiled chunk)."""
 
-    index: Int[Array, " steps"]  # global step number: with the chain's key, it seeds the step
-    slot: Int[Array, " steps"]  # where the draw is recorded; out of range (dropped) during warmup
-    stage: Int[Array, " steps"]
-    window_end: Bool[Array, " steps"]  # last step of a slow window: set the mass matrix
-    warmup_end: Bool[Array, " steps"]  # last warmup step: switch to the averaged step size
-    active: Bool[Array, " steps"]  # False for the padding after the last step
+    step: Int[Array | np.ndarray, " steps"]  # global step number: with the chain's key, it seeds the step
+    slot: Int[Array | np.ndarray, " steps"]  # where the draw is recorded; out of range (dropped) in warmup
+    stage: Int[Array | np.ndarray, " steps"]
+    window_end: Bool[Array | np.ndarray, " steps"]  # last step of a slow window: set the mass matrix
+    warmup_end: Bool[Array | np.ndarray, " steps"]  # last warmup step: switch to the averaged step size
+    active: Bool[Array | np.ndarray, " steps"]  # False for the padding after the last step
+
+
+#: One random key per chain: new-style typed keys, or raw `uint32` pairs.
+_ChainKeys = Key[Array, " chain"] | UInt32[Array, "chain 2"]
 
 
 def _like(new: PyTree, old: PyTree) -> PyTree:
@@ -186,7 +191,7 @@ def _adapt(
 def _run_chains(
     density: LogDensity,
     chains: _Chains,
-    chain_keys: PRNGKeyArray,
+    chain_keys: _ChainKeys,
     schedule: _Schedule,
     target: Array,
     go: Bool[Array, ""],
@@ -234,7 +239,7 @@ def _run_chains(
     def step(chains: _Chains, xs: _Schedule) -> tuple[_Chains, None]:
         def run(chains: _Chains) -> _Chains:
             state, adaptation, record = all_chains(
-                chain_keys, chains.state, chains.adaptation, xs.stage, xs.window_end, xs.warmup_end, xs.index
+                chain_keys, chains.state, chains.adaptation, xs.stage, xs.window_end, xs.warmup_end, xs.step
             )
             records = jax.tree_util.tree_map(
                 lambda buffer, new: buffer.at[:, xs.slot].set(new.astype(buffer.dtype), mode="drop"),
@@ -272,7 +277,7 @@ def _advance(
     density: LogDensity,
     chains: _Chains,
     start: _Start,
-    chain_keys: PRNGKeyArray,
+    chain_keys: _ChainKeys,
     schedule: _Schedule,
     target: Array,
     mesh: Any,
@@ -348,7 +353,7 @@ def _starting_states(
     values, gradients = values.T, jnp.swapaxes(gradients, 0, 1)
     finite = jnp.isfinite(values) & jnp.all(jnp.isfinite(gradients), axis=-1)
     good = finite & (values >= values[:, -1:] - size)
-    good = good.at[:, -1].set(True) & jnp.where(jitter, True, scales == 0)
+    good = good.at[:, -1].set(True) & jnp.where(jitter, True, scales == 0)[None, :]
     chosen = jnp.argmax(good, axis=1)
     pick = lambda a: a[jnp.arange(chains), chosen]  # noqa: E731
     return HMCState(pick(candidates), pick(values), pick(gradients)), values[:, -1]
@@ -438,8 +443,7 @@ def _starting_points(density: LogDensity, init: Any, num_chains: int) -> tuple[A
 
 def _check_chain_starts(density: LogDensity, positions: Array, values: Array, gradient_finite: Array) -> None:
     """Named errors for starting points where the log density or its gradient is not finite."""
-    values = np.asarray(values)
-    for index in np.flatnonzero(~np.isfinite(values))[:1]:
+    for index in np.flatnonzero(~np.isfinite(np.asarray(values)))[:1]:
         terms = density.terms(positions[index])
         bad = [name for name, term in terms.items() if not np.isfinite(np.asarray(term))]
         raise FloatingPointError(
@@ -477,10 +481,10 @@ def _full_schedule(num_warmup: int, num_samples: int, chunk: int, num_chunks: in
         stage[:num_warmup] = warmup[:, 0]
         window_end[:num_warmup] = warmup[:, 1].astype(bool)
         warmup_end[num_warmup - 1] = True
-    index = np.arange(length, dtype=np.int32)
-    active = index < num_warmup + num_samples
-    slot = np.where((index >= num_warmup) & active, index - num_warmup, num_samples).astype(np.int32)
-    return _Schedule(index, slot, stage, window_end, warmup_end, active)
+    step = np.arange(length, dtype=np.int32)
+    active = step < num_warmup + num_samples
+    slot = np.where((step >= num_warmup) & active, step - num_warmup, num_samples).astype(np.int32)
+    return _Schedule(step, slot, stage, window_end, warmup_end, active)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -824,6 +828,15 @@ class Posterior(eqx.Module):
         unravel, restore = canonical_tokens(self.unravel)
         return restore(_map_draws(fn, unravel, self.samples))
 
+    @overload
+    def summary(self, *, as_dict: Literal[False] = False, group: bool = False) -> str: ...
+
+    @overload
+    def summary(self, *, as_dict: Literal[True], group: bool = False) -> dict[str, dict[str, float]]: ...
+
+    @overload
+    def summary(self, *, as_dict: bool = False, group: bool = False) -> str | dict[str, dict[str, float]]: ...
+
     def summary(self, *, as_dict: bool = False, group: bool = False) -> str | dict[str, dict[str, float]]:
         """Per element of every free parameter (constrained): mean, sd, the 5 / 50 / 95 % quantiles,
         the Monte-Carlo standard error of the mean, bulk and tail effective sample sizes, and split R-hat.
@@ -846,8 +859,8 @@ class Posterior(eqx.Module):
         A printable table (with a line about divergences, step sizes and E-BFMI), or the dict.
         """
         names, columns = self.unravel.value_element_names(), []
-        for value in self.values.values():
-            value = np.asarray(value, np.float64)
+        for draws in self.values.values():
+            value = np.asarray(draws, np.float64)
             columns.append(value.reshape(*value.shape[:2], -1))
         stats = _diagnostics(np.concatenate(columns, axis=-1))
         table = {name: {k: float(v[i]) for k, v in stats.items()} for i, name in enumerate(names)}
@@ -937,7 +950,8 @@ class Posterior(eqx.Module):
         Only arrays and a JSON header are written (no pickled code); [`scarlet_like.Posterior.load`][]
         needs a model of the same structure to read them back, bit for bit.
         """
-        arrays = {name: np.asarray(getattr(self, name)) for name in self._ARRAYS}
+        # `Any` values: given as `**arrays`, type checkers would also match them to `savez`'s `allow_pickle`
+        arrays: dict[str, Any] = {name: np.asarray(getattr(self, name)) for name in self._ARRAYS}
         rest = io.BytesIO()
         eqx.tree_serialise_leaves(rest, self.unravel.rest)
         header = {

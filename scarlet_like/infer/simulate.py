@@ -23,6 +23,7 @@ from ..core import (
     parameters,
     walk,
 )
+from ..core.parameter import known_value
 
 __all__ = ["sample_prior"]
 
@@ -120,9 +121,11 @@ def _dependencies(tree: Walk, group: Group) -> set[str]:
 
 
 def _draw_value(group: Group, key: PRNGKeyArray) -> Array:
-    value = group.parameter.value
+    value, prior = known_value(group.parameter), group.parameter.prior
+    if prior is None:  # `_draw_model` has named every such parameter already
+        raise ValueError(f"sample_prior: '{group.name}' has no prior to draw from")
     with jax.numpy_dtype_promotion("standard"):  # numpyro's samplers mix Python scalars in
-        draw = _draw(group.parameter.prior, key, tuple(value.shape), group.shared, group.name)
+        draw = _draw(prior, key, tuple(value.shape), group.shared, group.name)
     return jnp.asarray(draw, dtype=value.dtype)
 
 
@@ -140,7 +143,7 @@ def _draw(
     if draw.shape == shape:
         return draw
     # a prior with size-1 axes broadcast against the value: widen the distribution itself
-    distribution = getattr(prior, "distribution", None)
+    distribution: Any = getattr(prior, "distribution", None)
     event = tuple(prior.event_shape or ())
     if hasattr(distribution, "expand"):
         draw = distribution.expand(shape[: len(shape) - len(event)]).sample(key)
@@ -152,7 +155,7 @@ def _draw(
 def _sample(prior: Prior, key: PRNGKeyArray, sample_shape: tuple[int, ...]) -> Array:
     # straight to numpyro when the prior is a numpyro distribution (the generic path of a hierarchical
     # prior first checks for distrax, a slow import)
-    distribution = getattr(prior, "distribution", None)
+    distribution: Any = getattr(prior, "distribution", None)
     if isinstance(distribution, numpyro_distributions.Distribution):
         return distribution.sample(key, sample_shape)
     return prior.sample(key, sample_shape)

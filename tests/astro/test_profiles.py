@@ -272,7 +272,7 @@ def test_vmap_over_sources_matches_broadcasting():
     mapped = jax.jit(jax.vmap(profiles.sersic_ft, in_axes=(None, None, 0, 0, 0, 0)))(
         ky, kx, n, r_half, g1, g2
     )
-    broadcast = profiles.sersic_ft(ky, kx, n[:, None], r_half[:, None], g1[:, None], g2[:, None])
+    broadcast = profiles.sersic_ft(ky[None], kx[None], n[:, None], r_half[:, None], g1[:, None], g2[:, None])
     np.testing.assert_allclose(mapped, broadcast, rtol=1e-6, atol=1e-7)
 
 

@@ -167,7 +167,7 @@ def compiled_checks(constraint, unconstrained_shape):
         back = constraint.inverse(constrained)
         # Constraints act independently along leading axes, so the round trip and all the
         # shifted points for central differences go through `forward` as one batch.
-        stacked = jnp.concatenate([back[None], unconstrained + offsets, unconstrained - offsets])
+        stacked = jnp.concatenate([back[None], unconstrained[None] + offsets, unconstrained[None] - offsets])
         stacked_outputs = constraint.forward(stacked)
         results = dict(
             constrained=constrained,

@@ -83,7 +83,7 @@ def test_traced_once_for_many_calls():
 
 def test_vmap_over_many_points():
     density = sl.LogDensity(light_curve(), log_likelihood)
-    xs = density.x0 + 0.1 * jax.random.normal(jax.random.key(0), (8, 3))
+    xs = density.x0[None] + 0.1 * jax.random.normal(jax.random.key(0), (8, 3))
     batched = jax.jit(jax.vmap(jax.value_and_grad(density)))(xs)
     one_by_one = [density(x) for x in xs]
     np.testing.assert_allclose(batched[0], one_by_one, rtol=1e-5)

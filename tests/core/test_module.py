@@ -11,7 +11,7 @@ class Source(sl.Module):
     profile: sl.Module
 
     def __call__(self):
-        return self.spectrum[:, None] * self.profile()
+        return self.spectrum[:, None] * self.profile()[None, :]
 
     @property
     def total_flux(self):

@@ -102,7 +102,7 @@ def test_population_parameters_are_recovered():
     n, size = 24, 48
     true_log_width_mean, true_log_width_scatter = jnp.log(2.0), 0.25
     true_center_mean, true_center_scatter = jnp.array([24.0, 24.0]), 8.0
-    centers = true_center_mean + true_center_scatter * jax.random.normal(key_centers, (n, 2))
+    centers = true_center_mean[None] + true_center_scatter * jax.random.normal(key_centers, (n, 2))
     widths = jnp.exp(true_log_width_mean + true_log_width_scatter * jax.random.normal(key_widths, (n,)))
     grid = pixel_grid(size, size)
     flux = 400.0

@@ -26,7 +26,7 @@ def fake_posterior(model, chains=2, draws=50):
     noise = 0.1 * jax.random.normal(jax.random.key(0), (chains, draws, x.shape[0]))
     zeros = jnp.zeros((chains, draws))
     return sl.Posterior(
-        samples=x + noise,
+        samples=x[None, None] + noise,
         log_density=zeros,
         divergences=zeros.astype(bool),
         acceptance_rate=zeros + 0.8,
