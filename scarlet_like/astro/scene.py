@@ -7,7 +7,7 @@ import contextvars
 import dataclasses
 import math
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -23,9 +23,6 @@ from .frame import Frame
 from .morphology import Morphology, PointMorphology, _as_parameter
 from .render import render
 
-if TYPE_CHECKING:  # built on this module, which cannot import it
-    from .components import MultiComponentSource
-
 __all__ = ["Scene", "Source", "PointSource", "SceneError"]
 
 
@@ -38,11 +35,11 @@ class _Gathering:
     """The sources created so far in the `with` block of a scene being built (not part of any model)."""
 
     scene: Scene
-    sources: list[Source | MultiComponentSource]
+    sources: list[Any]  # sl.Source, sl.MultiComponentSource or a user's own source module
     # modules built in the block leave their parameters' problems to the scene, which names the paths
     deferral: contextlib.AbstractContextManager = dataclasses.field(default_factory=deferred_checks)
 
-    def add(self, source: Source | MultiComponentSource) -> None:
+    def add(self, source: Any) -> None:
         index = len(self.scene.sources) + len(self.sources)
         _check_source(self.scene.frame, index, source, where=not _REBUILDING.get())
         self.sources.append(source)
@@ -82,9 +79,7 @@ def _active_scene(kind: str) -> Scene:
     return stack[-1].scene
 
 
-def _check_source(
-    frame: Frame, index: int, source: Source | MultiComponentSource, where: bool = True
-) -> None:
+def _check_source(frame: Frame, index: int, source: Any, where: bool = True) -> None:
     """A named error for a source that does not fit the frame, or whose parameters cannot start
     (`where`: its centre is checked against the frame too)."""
     # bad initial values first, by their full path: `sources[2].morphology.r_half: ...`
@@ -112,9 +107,11 @@ def _check_source(
             f"{who}: box={box} is larger than the model frame of {frame.height}x{frame.width} pixels; "
             "use box=None to render the source on the whole frame"
         )
+    from .components import MultiComponentSource  # it imports this module
+
     morphologies = (
         [("morphology", source.morphology)]
-        if isinstance(source, Source)
+        if not isinstance(source, MultiComponentSource)  # a user's own source has a morphology too
         else [(f"components[{i}].morphology", part.morphology) for i, part in enumerate(source.components)]
     )
     for place, morphology in morphologies:
@@ -286,7 +283,7 @@ class Scene(Module):
     frame: Frame
     sources: list
 
-    def __init__(self, frame: Frame, sources: Iterable[Source] = ()):
+    def __init__(self, frame: Frame, sources: Iterable[Any] = ()):
         if not isinstance(frame, Frame):
             raise SceneError(f"Scene: frame must be an sl.Frame, got {type(frame).__name__}")
         self.frame = frame

@@ -332,3 +332,25 @@ def test_a_derived_spectrum_joins_a_scene_and_renders():
         )
     np.testing.assert_allclose(np.asarray(sl.measure.flux(scene.sources[0])), [2.0, 6.0])
     np.testing.assert_allclose(np.asarray(scene()).sum(axis=(-2, -1)), [2.0, 6.0], rtol=1e-3)
+
+
+class _UsersOwnSource(sl.Module):
+    """A source written by a user, not a subclass of sl.Source: what a scene needs of it is a centre, a
+    spectrum, a morphology and a box."""
+
+    center: sl.Parameter
+    spectrum: sl.Parameter
+    morphology: sl.Morphology
+    box: int | None = None
+
+
+def test_a_users_own_source_module_joins_a_scene():
+    frame = sl.Frame((2, 21, 21), channels=("g", "r"))
+    own = _UsersOwnSource(
+        sl.Parameter(np.array([10.0, 10.0], np.float32)),
+        sl.Parameter(np.array([5.0, 7.0], np.float32)),
+        sl.GaussianMorphology(1.5),
+    )
+    scene = sl.Scene(frame, [own])  # as notebook 05 builds its power-law sources' scene
+    assert len(scene) == 1 and isinstance(scene.sources[0], _UsersOwnSource)
+    np.testing.assert_allclose(np.asarray(scene()).sum(axis=(1, 2)), [5.0, 7.0], rtol=1e-3)
