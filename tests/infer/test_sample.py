@@ -299,18 +299,31 @@ def test_numpyro_nuts_on_the_same_density_agrees(linear):
     np.testing.assert_allclose(theirs.std(axis=0), ours.std(axis=0), rtol=0.1)
 
 
-SHARDED = textwrap.dedent(
-    """
-    import json, jax, jax.numpy as jnp, numpy as np, numpyro.distributions as nd
-    import scarlet_like as sl
-    assert len(jax.devices()) == 4
+class Line(sl.Module):
+    coefficients: sl.Parameter
+
+
+def line_problem():
+    """A straight line through 12 noisy points, with a Normal prior: the problem sampled on 4 devices
+    (in a subprocess, which imports this) and on this process's one."""
     times = jnp.linspace(-1.0, 1.0, 12)
     data = 0.5 - times + 0.4 * jax.random.normal(jax.random.key(1), times.shape)
-    class Line(sl.Module):
-        coefficients: sl.Parameter
     model = Line(sl.Parameter(jnp.zeros(2), prior=nd.Normal(0.0, 1.5)))
+
     def log_likelihood(line):
         return jnp.sum(nd.Normal(line.coefficients[0] + line.coefficients[1] * times, 0.4).log_prob(data))
+
+    return model, log_likelihood, times, data
+
+
+SHARDED = textwrap.dedent(
+    """
+    import json, sys, jax, jax.numpy as jnp, numpy as np
+    import scarlet_like as sl
+    sys.path.insert(0, sys.argv[1])
+    from test_sample import line_problem
+    assert len(jax.devices()) == 4
+    model, log_likelihood, times, data = line_problem()
     posterior = sl.sample(model, log_likelihood, key=jax.random.key(0), num_warmup=200, num_samples=300,
                           num_chains=4, progress=False)
     assert len(posterior.samples.sharding.device_set) == 4, posterior.samples.sharding
@@ -349,7 +362,11 @@ def sharded_run(request):
         return
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     process = subprocess.Popen(
-        [sys.executable, "-c", SHARDED], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", SHARDED, os.path.dirname(__file__)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     yield process
     if process.poll() is None:
@@ -364,17 +381,7 @@ def test_chains_sharded_over_devices(sharded_run):
     # (Vectorized chains differ in the last bits after a few warmup steps, then entirely: measured
     # 1e-6 after 10 steps.)
     sharded = np.asarray(json.loads(stdout.strip().splitlines()[-2]), np.float32)
-    times = jnp.linspace(-1.0, 1.0, 12)
-    data = 0.5 - times + 0.4 * jax.random.normal(jax.random.key(1), times.shape)
-
-    class Line(sl.Module):
-        coefficients: sl.Parameter
-
-    model = Line(sl.Parameter(jnp.zeros(2), prior=nd.Normal(0.0, 1.5)))
-
-    def log_likelihood(line):
-        return jnp.sum(nd.Normal(line.coefficients[0] + line.coefficients[1] * times, 0.4).log_prob(data))
-
+    model, log_likelihood, _, _ = line_problem()
     here = sl.sample(
         model,
         log_likelihood,
