@@ -189,6 +189,12 @@ class NumpyroPrior(DistributionPrior):
         with _their_broadcasting():
             return self.distribution.sample(key, sample_shape)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as the distribution, split again where it is unpickled: the structure holds a
+        # treedef whose field order (numpyro's, a `set` of names) is only valid in the process that
+        # made it. Dask and multiprocessing ship models to other processes this way.
+        return type(self), (self.distribution,)
+
     def __repr__(self) -> str:
         return _short_repr(self.distribution)
 

@@ -193,9 +193,20 @@ prior = nd.Normal(np.array([0.5, 1.5]), np.array([2.0])).to_event(1)
 model = sl.Parameter(np.array([1.0, 2.0], np.float32), prior=prior)
 if sys.argv[1] == "save":
     sl.save(sys.argv[2], model)
+elif sys.argv[1] == "pickle":
+    import pickle
+    with open(sys.argv[2], "wb") as file:
+        pickle.dump(model, file)
 else:
-    loaded = sl.load(sys.argv[2], model)
-    print(np.asarray(loaded.prior.distribution.base_dist.loc).tolist())
+    if sys.argv[1] == "unpickle":
+        import pickle
+        with open(sys.argv[2], "rb") as file:
+            loaded = pickle.load(file)
+    else:
+        loaded = sl.load(sys.argv[2], model)
+    distribution = loaded.prior.distribution
+    print(np.asarray(distribution.base_dist.loc).tolist(), np.asarray(distribution.base_dist.scale).tolist(),
+          distribution.reinterpreted_batch_ndims)
 """
 
 
@@ -217,7 +228,26 @@ def test_a_model_saved_by_one_process_loads_in_another(tmp_path):
     )
     # hash seed 0 flattens numpyro's Normal as (scale, loc), seed 1 as (loc, scale)
     run(0, "save", path)
-    assert run(1, "load", path).stdout.strip() == "[0.5, 1.5]"
+    assert run(1, "load", path).stdout.strip() == "[0.5, 1.5] [2.0] 1"
+
+
+def test_a_model_pickled_by_one_process_unpickles_in_another(tmp_path):
+    # how Dask and multiprocessing ship a model to a worker; a pickled treedef unflattens numpyro's
+    # fields in the unpickling process's order, which swapped loc and scale (and the aux fields)
+    import os
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "model.pkl")
+    run = lambda seed, *arguments: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", _SAVE_OR_LOAD, *arguments],
+        env={**os.environ, "PYTHONHASHSEED": str(seed), "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    run(0, "pickle", path)
+    assert run(1, "unpickle", path).stdout.strip() == "[0.5, 1.5] [2.0] 1"
 
 
 def test_prior_arguments_do_not_depend_on_the_flattening_order(monkeypatch):
