@@ -7,9 +7,13 @@ choice.model                                             # the fitted scene with
 [c.chosen for c in choice.choices]                       # ["point", "extended", ...]
 ```
 
-Each source is tried in turn with each of its alternatives, the rest of the scene as it stands; every
-alternative scene is fitted (all its parameters free, from the current values), and scored by a
-stated criterion computed by [`scarlet_like.evidence`][]:
+Each source is tried in turn with each of its alternatives, the rest of the scene as it stands. By
+default (`local=True`) an alternative is fitted alone against the data minus the rest of the scene,
+which is held at its values: a small program of one source, compiled once per kind of alternative
+and reused for every source, and one joint fit of the whole scene at the end. With `local=False`
+every alternative scene is fitted whole (all its parameters free): one compilation per alternative
+per source. Either way an alternative is scored by a stated criterion computed by
+[`scarlet_like.evidence`][]:
 
 - `"bic"` (default): `−2 log L + k ln N` at the fit, `k` the scene's free entries, `N` its usable
   data values. It forgets the priors and needs no Hessian, so it also scores a fit that ends on a
@@ -32,6 +36,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import equinox as eqx
+import jax
 import numpy as np
 
 from ..core.tree import resolve
@@ -42,7 +48,7 @@ from .init import MIN_SIGMA, moments, sersic_morphology
 from .measure import GAUSSIAN_R_HALF_PER_SIGMA
 from .morphology import PointMorphology
 from .observation import Observation
-from .scene import PointSource, Scene, Source
+from .scene import PointSource, Scene, Source, _rebuilding
 
 __all__ = ["SourceChoice", "Choice", "choose_sources", "point_or_extended", "CRITERIA"]
 
@@ -127,6 +133,35 @@ def _replaced(scene: Scene, index: int, replacement: list[Source]) -> Scene:
     return new
 
 
+def _without(scene: Scene, index: int, observations: list[Observation]) -> list[Observation]:
+    """The observations with the light of every source but `scene.sources[index]` taken out."""
+    rest = _replaced(scene, index, [])
+    if not rest.sources:
+        return observations
+    return [eqx.tree_at(lambda o: o.data, o, o.data - o.render(rest)) for o in observations]
+
+
+def _fit_alone(
+    scene: Scene,
+    replacement: list[Source],
+    residuals: list[Observation],
+    max_steps: int,
+    options: dict[str, Any],
+) -> tuple[list[Source], Any]:
+    """Fit `replacement` alone to `residuals`, drawn on the whole frame (no box), so that every
+    alternative of one kind is one program whatever its source's box; returned with their own boxes."""
+    with _rebuilding(), Scene(scene.frame) as alone:
+        for source in replacement:
+            source._reboxed(None)
+    result = fit(alone, residuals, max_steps=max_steps, **options)
+    with _rebuilding(), Scene(scene.frame):
+        fitted = [
+            source._reboxed(original.box)
+            for source, original in zip(result.model.sources, replacement, strict=True)
+        ]
+    return fitted, result.model
+
+
 def point_or_extended(source: Source, scene: Scene, observations: list[Observation]) -> dict[str, Source]:
     """The default alternatives: the source as a point source and as a Sérsic galaxy.
 
@@ -204,6 +239,7 @@ def choose_sources(
     sources: Sequence[int] | None = None,
     max_steps: int = 500,
     fit_options: dict[str, Any] | None = None,
+    local: bool = True,
 ) -> Choice:
     """Choose, source by source, the model the data prefer among alternatives.
 
@@ -221,11 +257,19 @@ def choose_sources(
     - `sources`: indices of the sources to try, in this order; default all, in scene order.
     - `max_steps`: the most optimizer steps of each alternative's fit.
     - `fit_options`: more keyword arguments for [`scarlet_like.fit`][].
+    - `local`: fit each alternative alone against the data minus the rest of the scene (held at its
+      values), then the whole scene once at the end (`max_steps` again); `False` fits every
+      alternative scene whole. Local fits compile one small program per kind of alternative instead of
+      a whole-scene program per alternative; the scores differ from the whole fits' only by what the
+      rest of the scene would have moved. An alternative whose Parameters are shared with other
+      sources (beyond the ones it replaces) is fitted whole, as with `False`.
 
     **Returns:**
 
     A [`Choice`][scarlet_like.Choice]: the scene with the chosen alternatives, fitted,
-    and per source the scores of every alternative. Costs one fit per alternative per source.
+    and per source the scores of every alternative (with `local`, the scores and chi^2 are those of
+    the alternative fitted alone, the rest of the scene as it stood). Costs one fit per alternative per
+    source (small ones with `local`), and one more of the whole scene with `local`.
     Raises `ValueError` for an unknown criterion, a source index out of range, or a candidate
     callable that returns no alternative or something that is not a source (naming the source).
     """
@@ -251,6 +295,7 @@ def choose_sources(
                 f"{{label: source}}, got {alternatives!r}"
             )
         fitted, scores, chi2, sizes = [], [], [], []
+        residuals = _without(scene, shifted[index], observation_list) if local else None
         for label, alternative in alternatives.items():
             replacement = list(alternative) if isinstance(alternative, list | tuple) else [alternative]
             kinds = (Source, MultiComponentSource)
@@ -260,16 +305,25 @@ def choose_sources(
                     f"non-empty list of them, got {alternative!r}"
                 )
             sizes.append(len(replacement))
-            trial = _replaced(scene, shifted[index], replacement)
+            alone = residuals is not None and not _shares_with_the_rest(scene, shifted[index], replacement)
             with warnings.catch_warnings():
                 # alternatives are meant to be tried and compared: the poor ones are expected to end badly
                 warnings.simplefilter("ignore", FitWarning)
-                result = fit(trial, observation_list, max_steps=max_steps, **options)
-            fitted.append(result.model)
-            scores.append(
-                evidence(result.model, observation_list, n_data=n_data, hessian=criterion == "laplace")
-            )
-            chi2.append(_chi2_per_value(result.model, observation_list, n_data))
+                if alone:
+                    assert residuals is not None
+                    fitted_sources, scored = _fit_alone(scene, replacement, residuals, max_steps, options)
+                    trial, likelihoods = _replaced(scene, shifted[index], fitted_sources), residuals
+                else:
+                    trial = fit(
+                        _replaced(scene, shifted[index], replacement),
+                        observation_list,
+                        max_steps=max_steps,
+                        **options,
+                    ).model
+                    scored, likelihoods = trial, observation_list
+            fitted.append(trial)
+            scores.append(evidence(scored, likelihoods, n_data=n_data, hessian=criterion == "laplace"))
+            chi2.append(_chi2_per_value(trial, observation_list, n_data))
         used = criterion
         merits = np.array([_merit(score, used) for score in scores])
         if not np.isfinite(merits).any():
@@ -298,4 +352,19 @@ def choose_sources(
         # sources after this one move along when it became several
         for later in range(index + 1, len(shifted)):
             shifted[later] += sizes[best] - 1
+    if local:
+        scene = fit(scene, observation_list, max_steps=max_steps, **options).model
     return Choice(model=scene, choices=tuple(choices))
+
+
+def _shares_with_the_rest(scene: Scene, index: int, replacement: list[Source]) -> bool:
+    """Whether a Parameter of `replacement` is also one of another source of `scene` (a link that a
+    fit of the alternative alone would break)."""
+    from ..core.parameter import Parameter
+
+    def parameters(tree: Any) -> set[str]:
+        leaves = jax.tree_util.tree_leaves(tree, is_leaf=lambda node: isinstance(node, Parameter))
+        return {leaf.token for leaf in leaves if isinstance(leaf, Parameter)}
+
+    others = [source for position, source in enumerate(scene.sources) if position != index]
+    return bool(parameters(replacement) & parameters(others))

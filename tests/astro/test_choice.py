@@ -120,3 +120,46 @@ def test_an_alternative_of_several_sources_moves_the_later_ones_along(observatio
     values = sl.get_values(choice.model)
     assert "sources[1].center" not in values  # shared with sources[0]: one free entry for both
     np.testing.assert_allclose(values["sources[0].center"], STAR, atol=0.3)
+
+
+def test_local_choice_compiles_one_program_per_kind_of_alternative(caplog):
+    # three sources, two kinds of alternative: fitted alone against the rest of the scene, the point
+    # and the extended alternative are one program each, whatever the source, plus the final joint fit
+    import logging
+
+    import jax
+
+    frame = sl.Frame((2, SIZE, SIZE))
+    stars, galaxy = [(8.3, 9.6), (24.2, 8.7)], (17.8, 23.4)
+    with sl.Scene(frame) as truth:
+        for center in stars:
+            sl.PointSource(np.asarray(center, np.float32), np.array([30.0, 20.0], np.float32))
+        sl.Source(
+            np.asarray(galaxy, np.float32), np.array([40.0, 60.0], np.float32), sl.GaussianMorphology(2.5)
+        )
+    blank = sl.Observation(np.zeros((2, SIZE, SIZE)), psf=PSF)
+    image = np.asarray(blank.render(truth), np.float64)
+    data = image + NOISE * np.random.default_rng(4).normal(size=image.shape)
+    observation = sl.Observation(data, weights=np.full(data.shape, NOISE**-2), psf=PSF)
+
+    def free_size():
+        return sl.GaussianMorphology(sl.Parameter(np.float32(1.5), constraint=sl.constraints.positive()))
+
+    def point_or_gaussian(source, scene, observations):
+        return {
+            "point": sl.PointSource(source.center, source.spectrum),
+            "extended": sl.Source(source.center, source.spectrum, free_size()),
+        }
+
+    with sl.Scene(frame) as start:
+        for center in [*stars, galaxy]:
+            spectrum = sl.Parameter(np.array([30.0, 30.0], np.float32), constraint=sl.constraints.positive())
+            sl.Source(sl.Parameter(np.asarray(center, np.float32)), spectrum, free_size())
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        choice = sl.choose_sources(start, observation, candidates=point_or_gaussian, max_steps=300)
+    fits = [r for r in caplog.records if "Compiling" in r.getMessage() and "_fit_segment" in r.getMessage()]
+    assert [c.chosen for c in choice.choices] == ["point", "point", "extended"]
+    assert len(fits) == 3, [r.getMessage()[:120] for r in fits]
+    assert [type(s) for s in choice.model.sources] == [sl.PointSource, sl.PointSource, sl.Source]
+    assert float(observation.goodness_of_fit(choice.model)) < 1.1
+    np.testing.assert_allclose(sl.resolve(choice.model.sources[2].spectrum), [40.0, 60.0], rtol=0.05)
