@@ -8,6 +8,8 @@ from typing import Any
 import equinox as eqx
 import numpy as np
 
+from ..core.parameter import Parameter
+from ..core.resolve import Resolvable, resolve
 from .psf import PSF, GaussianPSF
 from .render import FourierGrid
 
@@ -82,7 +84,14 @@ class Frame(eqx.Module):
         return -0.5 <= y <= self.height - 0.5 and -0.5 <= x <= self.width - 0.5
 
     def to_pixel(self, position: Any) -> np.ndarray:
-        """`(y, x)` of an astropy `SkyCoord` (needs the frame's WCS), or of a `(y, x)` pair."""
+        """`(y, x)` of an astropy `SkyCoord` (needs the frame's WCS), or of a `(y, x)` pair.
+
+        A Parameter or an `sl.Derived` position gives its current value (a Derived computed from
+        its inputs' current values), for helpers that start other values from it
+        (`sl.init.pixel_spectrum(obs, center, frame=frame)`).
+        """
+        if isinstance(position, Parameter | Resolvable):
+            position = resolve(position)
         if _is_sky_coordinate(position):
             if self.wcs is None:
                 raise FrameError("a position was given as a SkyCoord, but the frame has no WCS")
