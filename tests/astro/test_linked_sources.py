@@ -242,3 +242,25 @@ def test_start_helpers_take_a_shared_or_derived_centre(key):
         np.asarray(sl.init.pixel_spectrum(observation, (15.0, 16.0))),
     )
     np.testing.assert_array_equal(FRAME.to_pixel(moved), [15.0, 16.0])
+
+
+def test_sharing_is_built_at_construction_and_survives_tree_at():
+    """Copies of one Parameter stay one entry after `eqx.tree_at`; new objects made per epoch do not
+    (the duplication users met: a light curve made anew for each epoch's `tree_at`)."""
+    like = lambda model: 0.0  # noqa: E731
+    center = sl.Parameter(jnp.array([12.0, 12.0]))
+    with sl.Scene(FRAME) as base:
+        sl.Source(center, sl.Parameter(jnp.array([20.0, 30.0])), sl.SersicMorphology(1.5, sl.Parameter(3.0)))
+        sl.PointSource(center, sl.Parameter(jnp.array([5.0, 5.0])))
+    assert len(sl.LogDensity(base, like).names) == 2 + 2 + 1 + 2  # centre, spectra, r_half
+
+    curve = light_curve(10.0, 0.7)
+    epochs = [
+        eqx.tree_at(lambda s: s.sources[1].spectrum, base, sl.Derived(flux_at, curve, t)) for t in (-2.0, 3.0)
+    ]
+    assert len(sl.LogDensity(epochs, like).names) == 2 + 2 + 1 + 2  # the curve's peak and colour, once
+    made_anew = [
+        eqx.tree_at(lambda s: s.sources[1].spectrum, base, sl.Derived(flux_at, light_curve(10.0, 0.7), t))
+        for t in (-2.0, 3.0)
+    ]
+    assert len(sl.LogDensity(made_anew, like).names) == 2 + 2 + 1 + 2 + 2  # one curve per epoch
