@@ -14,11 +14,12 @@ from typing import Any
 import equinox as eqx
 import numpy as np
 
-from ..core.constraints import NumbersLike
+from ..core.derived import Derived
 from ..core.module import Module, keep_parameters
 from ..core.parameter import Parameter
-from .morphology import Morphology, _as_parameter
-from .scene import _BUILDING, SceneError, _active_scene, _automatic_box
+from ..core.resolve import Resolvable
+from .morphology import Morphology, ParameterLike, _as_parameter
+from .scene import _BUILDING, SceneError, _active_scene, _automatic_box, _current_value, _next_source
 
 __all__ = ["Component", "MultiComponentSource"]
 
@@ -28,21 +29,22 @@ class Component(Module):
 
     **Arguments:**
 
-    - `spectrum`: total flux of the component in each of the frame's channels, `(C,)`.
+    - `spectrum`: total flux of the component in each of the frame's channels, `(C,)`; a Parameter, an
+      [`scarlet_like.Derived`][] value or a plain value (fixed).
     - `morphology`: any [`scarlet_like.Morphology`][], a user's own included.
-    - `offset`: `(dy, dx)` in model-frame pixels from the source's centre; a plain value (fixed) or a
-      Parameter (free, with its prior). Default `(0, 0)`: tied to the centre.
+    - `offset`: `(dy, dx)` in model-frame pixels from the source's centre; a plain value (fixed), a
+      Parameter (free, with its prior) or a `Derived` value. Default `(0, 0)`: tied to the centre.
     """
 
-    spectrum: Parameter
+    spectrum: Parameter | Resolvable
     morphology: Morphology
-    offset: Parameter
+    offset: Parameter | Resolvable
 
     def __init__(
         self,
-        spectrum: NumbersLike | Parameter,
+        spectrum: ParameterLike,
         morphology: Morphology,
-        offset: NumbersLike | Parameter = (0.0, 0.0),
+        offset: ParameterLike = (0.0, 0.0),
     ):
         if not isinstance(morphology, Morphology):
             raise SceneError(
@@ -53,13 +55,19 @@ class Component(Module):
         self.offset = _as_parameter(offset)
 
 
+def _add(*spectra: Any) -> Any:
+    return sum(spectra[1:], spectra[0])
+
+
 def _total(spectra: list[Any]) -> Any:
     if all(isinstance(spectrum, Parameter) for spectrum in spectra):
         values = [spectrum.value for spectrum in spectra]
         if any(value is None for value in values):
             return spectra[0]  # values unknown (abstract): nothing to sum
         return Parameter(sum(np.asarray(value) for value in values), fixed=True, name="total spectrum")
-    return sum(spectra[1:], spectra[0])
+    if any(isinstance(spectrum, Parameter | Resolvable) for spectrum in spectra):
+        return Derived(_add, *spectra, name="total spectrum")  # some derived: their sum, when resolved
+    return _add(*spectra)
 
 
 class MultiComponentSource(Module):
@@ -67,7 +75,8 @@ class MultiComponentSource(Module):
 
     **Arguments:**
 
-    - `center`: `(y, x)` in model-frame pixels, or a `SkyCoord`; a Parameter or a plain value.
+    - `center`: `(y, x)` in model-frame pixels, or a `SkyCoord`; a Parameter (shared with other
+      sources, say), an [`scarlet_like.Derived`][] value or a plain value.
     - `components`: a non-empty sequence of [`scarlet_like.Component`][]s, each drawn at `center` plus
       its `offset`.
     - `box`: as for [`scarlet_like.Source`][]; `"auto"` sizes one box for all the components, from
@@ -78,13 +87,13 @@ class MultiComponentSource(Module):
     plots use; parameters are named `sources[i].components[j].spectrum` and so on.
     """
 
-    center: Parameter
+    center: Parameter | Resolvable
     components: list
     box: int | None = eqx.field(static=True)
 
     def __init__(self, center: Any, components: Sequence[Component], box: int | str | None = "auto"):
         scene = _active_scene(type(self).__name__)
-        who = f"sources[{len(scene.sources)}] ({type(self).__name__})"
+        who = f"{_next_source()} ({type(self).__name__})"
         components = list(components)
         if not components:
             raise SceneError(f"{who}: needs at least one sl.Component, got none")
@@ -95,21 +104,25 @@ class MultiComponentSource(Module):
                     f"{who}: components[{index}] must be an sl.Component(spectrum, morphology), got "
                     f"{type(component).__name__}"
                 )
-            value = component.spectrum.value
+            value = _current_value(component.spectrum, who, f"components[{index}].spectrum")
             if value is not None and tuple(value.shape) != (channels,):
                 raise SceneError(
                     f"{who}: components[{index}].spectrum has shape {tuple(value.shape)}, but the frame has "
                     f"{channels} channels {scene.frame.channels}: give every component one flux per channel"
                 )
-            offset = component.offset.value
+            offset = _current_value(component.offset, who, f"components[{index}].offset")
             if offset is not None and tuple(offset.shape) != (2,):
                 raise SceneError(
                     f"{who}: components[{index}].offset must be (dy, dx), got shape {tuple(offset.shape)}"
                 )
-        self.center = center if isinstance(center, Parameter) else _as_parameter(scene.frame.to_pixel(center))
+        self.center = (
+            center
+            if isinstance(center, Parameter | Resolvable)
+            else _as_parameter(scene.frame.to_pixel(center))
+        )
         self.components = components
         if isinstance(box, str) and box == "auto":
-            self.box = _automatic_box(_Outline(components), scene.frame)
+            self.box = _automatic_box(_Outline(components), scene.frame, who)
         elif box is None or (isinstance(box, (int, np.integer)) and not isinstance(box, bool) and box > 0):
             self.box = None if box is None else int(box)
         else:

@@ -8,6 +8,8 @@ from typing import Any
 import equinox as eqx
 import numpy as np
 
+from ..core.parameter import Parameter
+from ..core.resolve import Resolvable, resolve
 from .psf import PSF, GaussianPSF
 from .render import FourierGrid
 
@@ -82,7 +84,14 @@ class Frame(eqx.Module):
         return -0.5 <= y <= self.height - 0.5 and -0.5 <= x <= self.width - 0.5
 
     def to_pixel(self, position: Any) -> np.ndarray:
-        """`(y, x)` of an astropy `SkyCoord` (needs the frame's WCS), or of a `(y, x)` pair."""
+        """`(y, x)` of an astropy `SkyCoord` (needs the frame's WCS), or of a `(y, x)` pair.
+
+        A Parameter or an `sl.Derived` position gives its current value (a Derived computed from
+        its inputs' current values), for helpers that start other values from it
+        (`sl.init.pixel_spectrum(obs, center, frame=frame)`).
+        """
+        if isinstance(position, Parameter | Resolvable):
+            position = resolve(position)
         if _is_sky_coordinate(position):
             if self.wcs is None:
                 raise FrameError("a position was given as a SkyCoord, but the frame has no WCS")
@@ -101,21 +110,29 @@ class Frame(eqx.Module):
 
         **Returns:**
 
-        A frame with every observation's channels (in order of appearance). With one observation, or
-        several on the same grid, it is that grid; with WCSs of different pixel scales, the finest
-        pixel scale over the union of the footprints.
+        A frame with every observation's channels, each once (in order of first appearance). With
+        one observation, or several on the same grid, it is that grid; with WCSs of different pixel
+        scales, the finest pixel scale over the union of the footprints.
+
+        Several observations may see one channel: epochs of one band, or exposures with PSFs,
+        WCSs and noise of their own. Their likelihoods add up, and each compares its data with the
+        same entry of the scene's spectra. One observation given twice would count its data twice,
+        and raises a `FrameError` naming it.
         """
         observations = list(observations) if isinstance(observations, list | tuple) else [observations]
         if not observations:
             raise FrameError("Frame.from_observations: got no observation")
+        for later, observation in enumerate(observations):
+            earlier = next((i for i, other in enumerate(observations[:later]) if other is observation), None)
+            if earlier is not None:
+                raise FrameError(
+                    f"Frame.from_observations: observation '{observation.name}' is given twice (at "
+                    f"positions {earlier} and {later}), so its data would count twice; give it once (for "
+                    "several exposures of one channel, give one Observation per exposure)"
+                )
         channels: list[str] = []
         for observation in observations:
-            for channel in observation.channels:
-                if channel in channels:
-                    raise FrameError(
-                        f"Frame.from_observations: channel {channel!r} appears in two observations"
-                    )
-                channels.append(channel)
+            channels.extend(channel for channel in observation.channels if channel not in channels)
         reference = observations[0]
         same_grid = all(o.data.shape[1:] == reference.data.shape[1:] and o.wcs is None for o in observations)
         if same_grid or reference.wcs is None:

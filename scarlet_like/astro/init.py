@@ -26,6 +26,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
 from ..core.constraints import NumbersLike
+from ..core.parameter import Parameter
+from ..core.resolve import Resolvable, resolve
 from .frame import Frame
 from .measure import GAUSSIAN_R_HALF_PER_SIGMA, Moments, reduced_shear
 from .observation import Observation
@@ -154,9 +156,14 @@ def _seen_through_psf(
     return images[:, : shape[0], : shape[1]]
 
 
+def _current(value: Any) -> Any:
+    """A Parameter's or an `sl.Derived`'s current value; anything else as it is."""
+    return resolve(value) if isinstance(value, Parameter | Resolvable) else value
+
+
 def _to_observation_pixels(observation: Observation, center: Any, frame: Frame | None) -> np.ndarray:
     if frame is None:
-        return np.asarray(center, dtype=np.float64).reshape(2)
+        return np.asarray(_current(center), dtype=np.float64).reshape(2)
     position = np.asarray(frame.to_pixel(center), dtype=np.float64).reshape(2)
     mapping = observation.to_pixels(frame)
     if mapping is None:

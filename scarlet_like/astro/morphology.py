@@ -10,7 +10,8 @@ resampling.
 Subclass [`scarlet_like.Morphology`][] and implement `fourier(ky, kx)`: the transform
 `F(k) = ∫ I(x) exp(-i k·x) d²x` of your unit-flux profile, centred at the origin, at angular
 frequencies `(ky, kx)` in radians per model-frame pixel (arrays that broadcast together). Fields may
-be [`scarlet_like.Parameter`][]s: inside `fourier` they are plain arrays.
+be [`scarlet_like.Parameter`][]s, shared ones included, or [`scarlet_like.Derived`][] values:
+inside `fourier` they are plain arrays.
 
 ```python
 class ExponentialDisk(sl.Morphology):
@@ -37,6 +38,7 @@ from jaxtyping import Array, ArrayLike, Float
 from ..core.constraints import NumbersLike
 from ..core.module import Module
 from ..core.parameter import Parameter
+from ..core.resolve import Resolvable
 from . import profiles
 from .psf import image_fourier
 
@@ -51,9 +53,16 @@ __all__ = [
 ]
 
 
-def _as_parameter(value: NumbersLike | Parameter, **kwargs: Any) -> Parameter:
-    """Plain values become fixed Parameters (any argument that takes a Parameter takes a value)."""
-    if isinstance(value, Parameter):
+#: What a field of a morphology, a source or a component takes: a plain value (then fixed), a
+#: Parameter (possibly shared, one object used in several places), or a value derived from Parameters
+#: (`sl.Derived`).
+ParameterLike = NumbersLike | Parameter | Resolvable
+
+
+def _as_parameter(value: ParameterLike, **kwargs: Any) -> Parameter | Resolvable:
+    """Plain values become fixed Parameters (any argument that takes a Parameter takes a value);
+    Parameters and derived values are kept as they are, so that sharing them keeps them shared."""
+    if isinstance(value, Parameter | Resolvable):
         return value
     return Parameter(value, fixed=True, **kwargs)
 
@@ -63,7 +72,8 @@ class Morphology(Module):
 
     Implement `fourier(ky, kx)`: the transform `F(k) = ∫ I(x) exp(-i k·x) d²x` of the unit-flux
     profile centred at the origin, at angular frequencies in radians per model-frame pixel (arrays that
-    broadcast together). Fields may be Parameters: inside `fourier` they are plain arrays.
+    broadcast together). Fields may be Parameters or `sl.Derived` values: inside `fourier` they are
+    plain arrays.
     """
 
     def fourier(self, ky: Array, kx: Array) -> Array:
@@ -114,10 +124,10 @@ class GaussianMorphology(Morphology):
       stretches along x); default round.
     """
 
-    sigma: Parameter
-    ellipticity: Parameter
+    sigma: Parameter | Resolvable
+    ellipticity: Parameter | Resolvable
 
-    def __init__(self, sigma: NumbersLike | Parameter, ellipticity: NumbersLike | Parameter = (0.0, 0.0)):
+    def __init__(self, sigma: ParameterLike, ellipticity: ParameterLike = (0.0, 0.0)):
         self.sigma = _as_parameter(sigma)
         self.ellipticity = _as_parameter(ellipticity)
 
@@ -146,15 +156,15 @@ class SersicMorphology(Morphology):
     as the wings.
     """
 
-    n: Parameter
-    r_half: Parameter
-    ellipticity: Parameter
+    n: Parameter | Resolvable
+    r_half: Parameter | Resolvable
+    ellipticity: Parameter | Resolvable
 
     def __init__(
         self,
-        n: NumbersLike | Parameter,
-        r_half: NumbersLike | Parameter,
-        ellipticity: NumbersLike | Parameter = (0.0, 0.0),
+        n: ParameterLike,
+        r_half: ParameterLike,
+        ellipticity: ParameterLike = (0.0, 0.0),
     ):
         self.n = _as_parameter(n)
         self.r_half = _as_parameter(r_half)
@@ -193,21 +203,21 @@ class ScaledSersicMorphology(Morphology):
       offset. A plain number (fixed): the offset does not grow with the fitted sizes.
     """
 
-    n: Parameter
-    ratio: Parameter
-    reference: Parameter
-    ellipticity: Parameter
-    shift: Parameter
-    reach: Parameter
+    n: Parameter | Resolvable
+    ratio: Parameter | Resolvable
+    reference: Parameter | Resolvable
+    ellipticity: Parameter | Resolvable
+    shift: Parameter | Resolvable
+    reach: Parameter | Resolvable
 
     def __init__(
         self,
-        n: NumbersLike | Parameter,
-        ratio: NumbersLike | Parameter,
-        reference: NumbersLike | Parameter,
-        ellipticity: NumbersLike | Parameter = (0.0, 0.0),
-        shift: NumbersLike | Parameter = (0.0, 0.0),
-        reach: NumbersLike | Parameter = 1.0,
+        n: ParameterLike,
+        ratio: ParameterLike,
+        reference: ParameterLike,
+        ellipticity: ParameterLike = (0.0, 0.0),
+        shift: ParameterLike = (0.0, 0.0),
+        reach: ParameterLike = 1.0,
     ):
         self.n = _as_parameter(n)
         self.ratio = _as_parameter(ratio)
@@ -262,15 +272,15 @@ class SpergelMorphology(Morphology):
     `scarlet_like.astro.profiles.spergel_half_light_factor`).
     """
 
-    nu: Parameter
-    r_half: Parameter
-    ellipticity: Parameter
+    nu: Parameter | Resolvable
+    r_half: Parameter | Resolvable
+    ellipticity: Parameter | Resolvable
 
     def __init__(
         self,
-        nu: NumbersLike | Parameter,
-        r_half: NumbersLike | Parameter,
-        ellipticity: NumbersLike | Parameter = (0.0, 0.0),
+        nu: ParameterLike,
+        r_half: ParameterLike,
+        ellipticity: ParameterLike = (0.0, 0.0),
     ):
         self.nu = _as_parameter(nu)
         self.r_half = _as_parameter(r_half)
@@ -315,9 +325,9 @@ class ImageMorphology(Morphology):
     Each pixel is a uniform square of the model frame; the image's centre is its geometric centre.
     """
 
-    image: Parameter
+    image: Parameter | Resolvable
 
-    def __init__(self, image: NumbersLike | Parameter):
+    def __init__(self, image: ParameterLike):
         self.image = _as_parameter(image)
 
     def fourier(self, ky: Array, kx: Array) -> Array:

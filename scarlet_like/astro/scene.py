@@ -15,8 +15,9 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from ..core.constraints import NumbersLike
+from ..core.derived import DerivedError
 from ..core.module import Module, keep_parameters
-from ..core.parameter import Parameter, deferred_checks
+from ..core.parameter import Parameter, deferred_checks, is_parameter
 from ..core.resolve import Resolvable, resolve
 from ..core.tree import walk
 from .frame import Frame
@@ -79,25 +80,53 @@ def _active_scene(kind: str) -> Scene:
     return stack[-1].scene
 
 
+def _next_source() -> str:
+    """`sources[i]`: what the next source created in the scene being built will be called."""
+    stack = _BUILDING.get()
+    if not stack:
+        return "source"
+    return f"sources[{len(stack[-1].scene.sources) + len(stack[-1].sources)}]"
+
+
+def _current_value(node: Any, who: str, place: str) -> np.ndarray | None:
+    """The value a field of a source has now: a Parameter's value, an `sl.Derived` computed from the
+    current values of its inputs, a plain value as it is. `None` where it is not known here (under a
+    JAX transformation, or a Parameter whose value is held in the free part of a partition)."""
+    found = jax.tree_util.tree_leaves(node, is_leaf=is_parameter)
+    if any(is_parameter(leaf) and leaf.value is None for leaf in found):
+        return None
+    try:
+        value = resolve(node)
+    except DerivedError as error:
+        raise SceneError(
+            f"{who}: {place} cannot be computed from the current values of its inputs ({error}); give "
+            "its inputs starting values its function accepts"
+        ) from error
+    if value is None or any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(value)):
+        return None
+    return np.asarray(value)
+
+
 def _check_source(frame: Frame, index: int, source: Any, where: bool = True) -> None:
     """A named error for a source that does not fit the frame, or whose parameters cannot start
-    (`where`: its centre is checked against the frame too)."""
+    (`where`: its centre is checked against the frame too). Derived values (`sl.Derived`) are checked
+    at what they compute from their inputs' current values."""
     # bad initial values first, by their full path: `sources[2].morphology.r_half: ...`
     walk(source, prefix=f"sources[{index}]")
     who = f"sources[{index}] ({type(source).__name__})"
-    spectrum = getattr(source.spectrum, "value", None)  # None for a Derived spectrum
+    spectrum = _current_value(source.spectrum, who, "spectrum")
     if spectrum is not None and tuple(spectrum.shape) != (frame.shape[0],):
         raise SceneError(
             f"{who}: spectrum has shape {tuple(spectrum.shape)}, but the frame has {frame.shape[0]} "
             f"channels {frame.channels}"
         )
-    center = getattr(source.center, "value", None)
+    center = _current_value(source.center, who, "center")
     if center is not None and where:
         if tuple(center.shape) != (2,):
             raise SceneError(f"{who}: center must be (y, x), got shape {tuple(center.shape)}")
-        if not frame.contains(np.asarray(center)):
+        if not frame.contains(center):
             raise SceneError(
-                f"{who}: centred at (y, x) = {tuple(round(float(v), 2) for v in np.asarray(center))}, "
+                f"{who}: centred at (y, x) = {tuple(round(float(v), 2) for v in center)}, "
                 f"outside the model frame of {frame.height}x{frame.width} pixels (and so "
                 "outside every observation)"
             )
@@ -116,10 +145,9 @@ def _check_source(frame: Frame, index: int, source: Any, where: bool = True) -> 
     )
     for place, morphology in morphologies:
         image = getattr(morphology, "image", None)
-        values = getattr(image, "value", image)
-        if values is None or isinstance(values, jax.core.Tracer):
+        values = None if image is None else _current_value(image, who, f"{place}.image")
+        if values is None:
             continue
-        values = np.asarray(values)
         problem = (
             f"has shape {values.shape}, not (height, width)"
             if values.ndim != 2
@@ -157,9 +185,19 @@ def box_side(radius: float) -> int:
     return 1 << (side - 1).bit_length()
 
 
-def _automatic_box(morphology: Morphology, frame: Frame) -> int | None:
-    """A box from the morphology's current extent, or None where a box cannot pay or is unknown."""
-    values = resolve(morphology)
+def _automatic_box(morphology: Morphology, frame: Frame, who: str = "source") -> int | None:
+    """A box from the morphology's current extent, or None where a box cannot pay or is unknown.
+
+    Derived values in the morphology are computed from their inputs' current values; one that cannot
+    be is a `SceneError` naming `who` and asking for an explicit box.
+    """
+    try:
+        values = resolve(morphology)
+    except DerivedError as error:
+        raise SceneError(
+            f"{who}: box='auto' sizes the box from the morphology's current extent, which cannot be "
+            f"computed ({error}); give the box explicitly (box=<pixels>, or box=None for the whole frame)"
+        ) from error
     if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(values)):
         return None  # created under a transformation: no concrete size to go by
     radius = values.extent(BOX_LEVEL)
@@ -177,9 +215,11 @@ class Source(Module):
     **Arguments:**
 
     - `center`: `(y, x)` in model-frame pixels, or an astropy `SkyCoord` (converted with the frame's
-      WCS); a Parameter or a plain value (then fixed).
-    - `spectrum`: total flux in each of the frame's channels, `(C,)`.
-    - `morphology`: a [`scarlet_like.Morphology`][].
+      WCS); a Parameter, an [`scarlet_like.Derived`][] value, or a plain value (then fixed).
+    - `spectrum`: total flux in each of the frame's channels, `(C,)`; a Parameter, a `Derived` value
+      (the fluxes of a light curve at this observation's epoch, say) or a plain value.
+    - `morphology`: a [`scarlet_like.Morphology`][]; its fields take Parameters, `Derived` values and
+      plain values too.
     - `box`: side in model-frame pixels of the square that holds the source's light, before the PSF.
       On frames much larger than the box, the source is rendered in a box of its own (this side plus
       the PSF's) and pasted into the image, which costs far less than the whole frame; light beyond
@@ -191,6 +231,28 @@ class Source(Module):
       a source that grows a lot during a fit needs a larger one.
 
     Must be created inside `with sl.Scene(frame):`, which it joins.
+
+    **Sharing.** One Parameter object passed to several sources (or fields) is one free entry of the
+    model, fitted as one: a galaxy and its nucleus at one `center`, one morphology in the sources of
+    several epochs. So are the Parameters a `Derived` value is computed from:
+
+    ```python
+    host = sl.Parameter(jnp.array([20.0, 20.0]))
+    offset = sl.Parameter(jnp.array([1.5, -2.0]))
+    with sl.Scene(frame) as scene:
+        sl.Source(host, galaxy_spectrum, galaxy_morphology)  # the host galaxy
+        sl.PointSource(host, nucleus_spectrum)  # its nucleus, at the same centre
+        sl.PointSource(sl.Derived(jnp.add, host, offset), supernova_spectrum)  # a supernova nearby
+    ```
+
+    Sharing is decided when the model is built: create the shared Parameters and modules once and
+    build the sources with them. `eqx.tree_at` on a built scene keeps copies of one Parameter one
+    entry, but an object made anew in each edit (a light curve per epoch) is a new parameter, and a
+    value replaced at one spot only is no longer shared with the others.
+
+    Where the scene needs a number when the source is built (its checks, the automatic box), a
+    `Derived` is computed from its inputs' current values; one that cannot be is a
+    [`scarlet_like.SceneError`][] naming the source and the field.
     """
 
     center: Parameter | Resolvable
@@ -211,14 +273,14 @@ class Source(Module):
             self.center = center
         else:
             self.center = _as_parameter(scene.frame.to_pixel(center))
-        self.spectrum = spectrum if isinstance(spectrum, Resolvable) else _as_parameter(spectrum)
+        self.spectrum = _as_parameter(spectrum)
         if not isinstance(morphology, Morphology):
             raise SceneError(
                 f"{type(self).__name__}: morphology must be an sl.Morphology, got {type(morphology).__name__}"
             )
         self.morphology = morphology
         if isinstance(box, str) and box == "auto":
-            self.box = _automatic_box(morphology, scene.frame)
+            self.box = _automatic_box(morphology, scene.frame, f"{_next_source()} ({type(self).__name__})")
         elif box is None or (isinstance(box, (int, np.integer)) and not isinstance(box, bool) and box > 0):
             self.box = None if box is None else int(box)
         else:
@@ -242,8 +304,10 @@ class PointSource(Source):
 
     **Arguments:**
 
-    - `center`: `(y, x)` in model-frame pixels, or a `SkyCoord`.
-    - `spectrum`: total flux per channel.
+    - `center`: `(y, x)` in model-frame pixels, or a `SkyCoord`; a Parameter (one shared with a
+      galaxy's [`scarlet_like.Source`][] puts the point at the galaxy's centre), a
+      [`scarlet_like.Derived`][] value, or a plain value.
+    - `spectrum`: total flux per channel; a Parameter, a `Derived` value or a plain value.
     - `box`: as for [`scarlet_like.Source`][]; automatically a single pixel, so that on large frames
       the star is drawn in a box the size of the PSF.
     """
@@ -329,8 +393,8 @@ class Scene(Module):
         and fit again, `sl.fit(fitted.model.rebox(), obs)`.
         """
         with _rebuilding(), Scene(self.frame) as scene:
-            for source in self.sources:
-                source._reboxed(_automatic_box(source.morphology, self.frame))
+            for index, source in enumerate(self.sources):
+                source._reboxed(_automatic_box(source.morphology, self.frame, f"sources[{index}]"))
         return scene
 
     @keep_parameters  # works on the Parameters, not on their values
@@ -346,8 +410,12 @@ class Scene(Module):
         during a fit keeps all its light and the fit continues from where it was.
         """
         sizes = []
-        for source in self.sources:
-            wanted = _automatic_box(source.morphology, self.frame) if source.box is not None else None
+        for index, source in enumerate(self.sources):
+            wanted = (
+                _automatic_box(source.morphology, self.frame, f"sources[{index}]")
+                if source.box is not None
+                else None
+            )
             sizes.append(source.box if wanted is not None and wanted <= source.box else wanted)
         if all(size == source.box for size, source in zip(sizes, self.sources, strict=True)):
             return self

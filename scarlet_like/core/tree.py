@@ -150,6 +150,14 @@ class Group:
     def free(self) -> bool:
         return not self.parameter.fixed
 
+    def text(self, members: Sequence[int | None] = ()) -> str:
+        """The path of the first spot as a name, `members` picking members of the plates the value
+        is stacked over (see `Path.text`). The plates whose members share the parameter (the
+        innermost ones: see `_descend`) are named by their first member, where the first spot is:
+        a width shared by stacked sources is `sources[0].morphology.sigma`, as in the list it
+        stands for, not `sources[0:2].morphology.sigma`."""
+        return _shared_text(self.path, self.plates, members)
+
     @property
     def token(self) -> str:
         return self.parameter.token
@@ -175,7 +183,7 @@ class Group:
             members = list(fill)
             for level, member in zip(open_axes, index, strict=False):
                 members[level] = member
-            names.append((self.path.text(members) or "value") + _index_text(index[len(open_axes) :]))
+            names.append((self.text(members) or "value") + _index_text(index[len(open_axes) :]))
         return names
 
     def entry_fills(self, value: Any) -> list[tuple[tuple[int | None, ...], Any]]:
@@ -203,7 +211,14 @@ class Group:
         """`{name: value}` as in [`scarlet_like.get_values`][] (see `entry_fills`)."""
         if self.parameter.name is not None:
             return {self.name: value}
-        return {self.path.text(fill) or "value": part for fill, part in self.entry_fills(value)}
+        return {self.text(fill) or "value": part for fill, part in self.entry_fills(value)}
+
+
+def _shared_text(path: Path, plates: tuple[PlateAxis, ...], members: Sequence[int | None] = ()) -> str:
+    """`path` as a name, `members` picking members of `plates` (the outer plates of the path, those
+    a value is stacked over) and the first member of the plates inside them (which share it)."""
+    picked = (*members, *([None] * (len(plates) - len(members))))
+    return path.text((*picked, *([0] * (len(path.plates) - len(plates)))))
 
 
 def _index_text(index: tuple[int, ...]) -> str:
@@ -358,7 +373,7 @@ def walk(model: PyTree, *, check: bool = True, prefix: str = "") -> Walk:
         first = spots[indices[0]]
         groups.append(
             Group(
-                name=first.parameter.name or first.path.text() or "value",
+                name=first.parameter.name or _shared_text(first.path, first.plates) or "value",
                 spots=tuple(indices),
                 parameter=first.parameter,
                 path=first.path,

@@ -211,8 +211,12 @@ def test_frame_from_several_observations():
     r = observation(shape=(1, 20, 24), channels=("r",))
     frame = sl.Frame.from_observations([g, r])
     assert frame.channels == ("g", "r") and frame.shape == (2, 20, 24)
-    with pytest.raises(sl.FrameError, match="appears in two observations"):
-        sl.Frame.from_observations([g, g])
+    # several observations of one channel (epochs): the frame has it once
+    later = observation(shape=(2, 20, 24), channels=("r", "g"), psf=sl.GaussianPSF(2.0), name="later")
+    frame = sl.Frame.from_observations([g, r, later])
+    assert frame.channels == ("g", "r") and frame.shape == (2, 20, 24)
+    with pytest.raises(sl.FrameError, match=r"observation 'later' is given twice \(at positions 0 and 2\)"):
+        sl.Frame.from_observations([later, g, later])
     with pytest.raises(sl.FrameError, match="different pixel grids"):
         sl.Frame.from_observations([g, observation(shape=(1, 10, 10), channels=("r",))])
 

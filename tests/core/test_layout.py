@@ -135,6 +135,9 @@ def test_shared_parameters_survive_the_layout():
     density = sl.LogDensity(model, lambda m: jnp.zeros(()))
     # the shared width and the population mean are one entry each
     assert density.size == len(sl.entry_names(model)) == 2 + 2 + 2 + 1 + 1 + 1
+    # named as in the list: the width the stacked blobs share by its first spot, not as a stack
+    assert set(density.names) == set(sl.entry_names(model))
+    assert "blobs[0].width" in density.names and "blobs[0:2].width" not in density.names
     back = density.model(density.x0 + 0.1)
     parameters = sl.parameters(back)
     assert len(parameters) == len(sl.parameters(model))
