@@ -4,6 +4,7 @@ The public API is re-exported here: `import scarlet_like as sl`.
 """
 
 from . import plot  # noqa: E402  (after the layers it draws)
+from ._cache import _enable_from_environment, compilation_cache_folder
 from .astro import (
     PSF,
     ArrayPSF,
@@ -99,6 +100,7 @@ from .infer import (
 __version__ = package_version()  # recorded in the files that `save` writes
 
 __all__ = [
+    "compilation_cache_folder",
     "Evidence",
     "bic",
     "evidence",
@@ -188,3 +190,5 @@ __all__ = [
     "tree",
     "unstack",
 ]
+
+_enable_from_environment()
