@@ -504,7 +504,7 @@ def sample(
     init: Any = None,
     target_acceptance: float = 0.8,
     chunks: int = 20,
-    chain_method: Literal["vectorized", "sequential"] = "vectorized",
+    chain_method: Literal["auto", "vectorized", "sequential"] = "auto",
 ) -> Posterior:
     """Draw from the posterior with the No-U-Turn sampler (blackjax), several chains at once.
 
@@ -515,7 +515,8 @@ def sample(
     - `num_warmup`: adaptation steps per chain (Stan's windowed adaptation of the step size and of a
       diagonal mass matrix); their draws are discarded.
     - `num_samples`: draws kept per chain.
-    - `num_chains`: chains, run together (`vmap`); with several devices, spread over them.
+    - `num_chains`: chains (how they advance together: `chain_method`); with several devices, spread
+      over them.
     - `key`: a JAX random key.
     - `progress`: show a progress bar over warmup and sampling. With `progress=False` the whole run
       is one pure JAX computation: `sample` can be called inside `jax.jit` and `jax.vmap` (over keys,
@@ -535,6 +536,10 @@ def sample(
       one after the other. With several devices the chains are spread over them either way. Only
       `"sequential"` gives the same draws to the bit whatever the number of devices (the same key on
       1 and on 4 devices); vectorized draws agree with them in distribution, not in the last bits.
+      `"auto"` (default): sequential on CPUs, where a vectorised step waits for the longest of
+      the chains' trajectories and gains little from doing them together (4 chains on 2 cores,
+      `benchmarks/bench_sample.py`: min-ESS per second 2.0x vectorised on a small scene and 2.4x on
+      eight schools), vectorised on GPUs and TPUs, whose width the chains fill.
 
     **Returns:**
 
@@ -561,8 +566,12 @@ def sample(
         raise ValueError(f"sample: `num_chains` must be a positive integer, got {num_chains!r}")
     if not 0.0 < float(target_acceptance) < 1.0:
         raise ValueError(f"sample: `target_acceptance` must be in (0, 1), got {target_acceptance!r}")
-    if chain_method not in ("vectorized", "sequential"):
-        raise ValueError(f"sample: `chain_method` must be 'vectorized' or 'sequential', got {chain_method!r}")
+    if chain_method not in ("auto", "vectorized", "sequential"):
+        raise ValueError(
+            f"sample: `chain_method` must be 'auto', 'vectorized' or 'sequential', got {chain_method!r}"
+        )
+    if chain_method == "auto":
+        chain_method = "sequential" if jax.local_devices()[0].platform == "cpu" else "vectorized"
     num_warmup, num_samples, num_chains = int(num_warmup), int(num_samples), int(num_chains)
 
     density = LogDensity(model, likelihood)
