@@ -39,6 +39,8 @@ __all__ = [
     "add_residual_sources",
     "freeform",
     "freeform_scene",
+    "core",
+    "core_scene",
     "pixel_spectrum",
     "moments",
     "detect",
@@ -1543,7 +1545,6 @@ def freeform_scene(
     A new scene, in the same order: point sources and free-form sources as they are, every other
     source free-form.
     """
-    from .measure import source_image
     from .morphology import ImageMorphology, PointMorphology
     from .scene import Scene, _rebuilding
 
@@ -1563,9 +1564,154 @@ def freeform_scene(
                 source._reboxed(source.box)
                 continue
             kept = options
-            if center_snr is not None:
-                image = np.asarray(source_image(scene, index, observation), np.float64)
-                if math.sqrt(float(np.sum(image**2 * weights))) < center_snr:
-                    kept = {**options, "center_reach": None, "fix_center": True}
+            if center_snr is not None and _matched_snr(scene, index, observation, weights) < center_snr:
+                kept = {**options, "center_reach": None, "fix_center": True}
             freeform(source, observation, **kept)
     return free
+
+
+def _matched_snr(scene: Any, index: int, observation: Observation, weights: np.ndarray) -> float:
+    """The signal-to-noise ratio of a matched filter for `scene.sources[index]` rendered alone:
+    `sqrt(sum(image**2 * weights))`."""
+    from .measure import source_image
+
+    image = np.asarray(source_image(scene, index, observation), np.float64)
+    return math.sqrt(float(np.sum(image**2 * weights)))
+
+
+#: The share of a source's light its core starts with (`core`).
+CORE_FRACTION = 0.2
+
+#: The width of the Normal prior on each channel's log colour of a core relative to its source
+#: (`core`): a core may be e^0.5 = 1.6 times redder or bluer in a channel at one standard deviation.
+CORE_COLOUR_WIDTH = 0.5
+
+
+def _core_spectrum(outer: Array, scale: Array, colour: Array) -> Array:
+    return scale * outer * jnp.exp(colour)
+
+
+def core(
+    source: Any,
+    observation: Observation,
+    *,
+    side: int = 11,
+    fraction: float = CORE_FRACTION,
+    colour_width: float = CORE_COLOUR_WIDTH,
+) -> Any:
+    """A free-form source with a compact free-form core of its own colour: a galaxy whose centre is
+    redder or bluer than its outskirts.
+
+    One spectrum times one image draws a galaxy of one colour. Real ones have colour gradients (a red
+    bulge in a blue disk; a blue star-forming nucleus), and one image leaves them in the residual. Here
+    the source becomes a [`scarlet_like.MultiComponentSource`][] of two free-form components at its
+    centre: its own image, and a small monotonic core image. The core's spectrum is the outer
+    spectrum times a free scale times `exp(colour)`, one log colour per channel under a Normal prior
+    of width `colour_width`: the core cannot drop a channel to zero flux (a bound where fits stall,
+    and which a second independent spectrum ends on), only be redder or bluer within its prior.
+
+    Call it inside a scene block (`with sl.Scene(frame):`), as [`freeform`][scarlet_like.init.freeform].
+
+    **Arguments:**
+
+    - `source`: a free-form [`scarlet_like.Source`][] (an [`scarlet_like.ImageMorphology`][]
+      under a [`scarlet_like.FreeFormPrior`][], as [`freeform`][scarlet_like.init.freeform] makes), best
+      fitted.
+    - `observation`: the observation (for the channels' count; its noise set the source's prior).
+    - `side`: the core image's side in model-frame pixels (odd, at least 3).
+    - `fraction`: the share of the source's light the core starts with (between 0 and 1).
+    - `colour_width`: the width of the prior on the core's log colour in each channel (> 0).
+
+    **Returns:**
+
+    A `MultiComponentSource` at the source's centre Parameter: the source's image with
+    `1 - fraction` of its spectrum, and the core (a centred Gaussian of 1 pixel to start, monotonic,
+    under a `FreeFormPrior` like the source's with its unit scaled by `fraction`).
+    """
+    import numpyro.distributions as distributions
+
+    from ..core import constraints
+    from ..core.derived import Derived
+    from .components import Component, MultiComponentSource
+    from .freeform import FreeFormPrior
+    from .morphology import ImageMorphology
+    from .scene import _active_scene
+
+    who = f"init.core ({type(source).__name__})"
+    _active_scene("init.core")
+    morphology = getattr(source, "morphology", None)
+    prior = getattr(getattr(morphology, "image", None), "prior", None)
+    if not isinstance(morphology, ImageMorphology) or not isinstance(prior, FreeFormPrior):
+        raise ValueError(f"{who}: needs a free-form source (sl.init.freeform makes one), got {morphology!r}")
+    if not (isinstance(side, (int, np.integer)) and side >= 3 and side % 2 == 1):
+        raise ValueError(f"{who}: side must be an odd number of pixels >= 3, got {side!r}")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"{who}: fraction must be between 0 and 1, got {fraction!r}")
+    if not (math.isfinite(colour_width) and colour_width > 0):
+        raise ValueError(f"{who}: colour_width must be a positive number, got {colour_width!r}")
+    spectrum = np.asarray(resolve(source).spectrum, np.float64)
+    if not (np.all(np.isfinite(spectrum)) and np.all(spectrum > 0)):
+        raise ValueError(f"{who}: the source's spectrum must be finite and positive, got {spectrum}")
+    del observation  # the source's prior already carries the observation's noise
+    outer = Parameter((1 - fraction) * spectrum, constraint=constraints.positive())
+    scale = Parameter(np.float32(fraction / (1 - fraction)), constraint=constraints.positive())
+    zeros = np.zeros(spectrum.shape, np.float32)
+    colour = Parameter(zeros, prior=distributions.Normal(zeros, np.float32(colour_width)).to_event(1))
+    offsets = np.arange(side) - side // 2
+    gaussian = np.exp(-0.5 * (offsets[:, None] ** 2 + offsets[None, :] ** 2))
+    gaussian = (1 - FREEFORM_FLOOR) * gaussian / gaussian.sum() + FREEFORM_FLOOR / gaussian.size
+    core_prior = FreeFormPrior(
+        (side, side),
+        unit=prior.unit * fraction,
+        monotonicity=prior.monotonicity,
+        symmetry=prior.symmetry,
+        sparsity=prior.sparsity,
+    )
+    image = Parameter(np.asarray(gaussian, np.float32), constraint=constraints.monotonic(), prior=core_prior)
+    return MultiComponentSource(
+        source.center,
+        [
+            Component(outer, morphology),
+            Component(
+                Derived(_core_spectrum, outer, scale, colour, name="core spectrum"), ImageMorphology(image)
+            ),
+        ],
+        box=source.box,
+    )
+
+
+def core_scene(scene: Any, observation: Observation, *, min_snr: float, **options: Any) -> Any:
+    """The scene with a core (see [`core`][scarlet_like.init.core]) in every free-form source whose
+    matched-filter signal-to-noise ratio is at least `min_snr`.
+
+    **Arguments:**
+
+    - `scene`: a [`scarlet_like.Scene`][] with free-form sources, best fitted.
+    - `observation`: the observation that sets the signal-to-noise ratios.
+    - `min_snr`: `sqrt(sum(image**2 * weights))` of a source rendered alone must reach this: a colour
+      gradient is measurable only in bright sources.
+    - `options`: keyword arguments of `core` (`side`, `fraction`, `colour_width`).
+
+    **Returns:**
+
+    A new scene, in the same order: the bright free-form sources with a core, the others as they are.
+    Measured on the bundled HSC blend (the demo's free-form deblend, chi^2 per pixel 1.228): a core in
+    the bright galaxy (S/N above 300) brings it to 1.165, converged, with no parameter at a bound; the
+    core is bluer in g and redder in y than the galaxy's outskirts.
+    """
+    from .morphology import ImageMorphology
+    from .scene import Scene, _rebuilding
+
+    if not isinstance(scene, Scene):
+        raise TypeError(f"init.core_scene: expected an sl.Scene, got {type(scene).__name__}")
+    if not (math.isfinite(min_snr) and min_snr >= 0):
+        raise ValueError(f"init.core_scene: min_snr must be a number >= 0, got {min_snr!r}")
+    _, weights, _ = _usable_pixels(observation)
+    with _rebuilding(), Scene(scene.frame) as cored:
+        for index, source in enumerate(scene.sources):
+            free_form = isinstance(getattr(source, "morphology", None), ImageMorphology)
+            if free_form and _matched_snr(scene, index, observation, weights) >= min_snr:
+                core(source, observation, **options)
+            else:
+                source._reboxed(source.box)
+    return cored
