@@ -182,7 +182,7 @@ def test_nuts_posterior_of_the_light_curve_covers_the_truth(nights):
 
 
 def test_five_epochs_fitted_twice_compile_the_fit_once(caplog):
-    """New data on the same nights (same times and PSFs) run in the program compiled for the first.
+    """New data on nights with the same PSFs, at other times, run in the program compiled for the first.
 
     The supernova alone on a small frame, to keep the test short: each epoch is a render of its own
     in the compiled fit (about 3 s of compilation per epoch here).
@@ -198,11 +198,16 @@ def test_five_epochs_fitted_twice_compile_the_fit_once(caplog):
     truth = supernova(GaussianBurst(SUPERNOVA["t0"], SUPERNOVA["width"], jnp.array([SUPERNOVA["peak"]])))
     results = []
     with caplog.at_level(logging.WARNING), jax.log_compiles():
-        for key in (11, 12):
+        for key, shift in ((11, 0.0), (12, 0.5)):  # times are values of the observations, not constants
             keys = jax.random.split(jax.random.key(key), len(times))
             nights = [
                 sl.simulate(
-                    truth, k, noise=NOISE, psf=sl.GaussianPSF(float(s)), time=float(t), name=f"night {i}"
+                    truth,
+                    k,
+                    noise=NOISE,
+                    psf=sl.GaussianPSF(float(s)),
+                    time=float(t + shift),
+                    name=f"night {i}",
                 )
                 for i, (k, s, t) in enumerate(zip(keys, sigmas, times, strict=True))
             ]
@@ -215,9 +220,9 @@ def test_five_epochs_fitted_twice_compile_the_fit_once(caplog):
     assert len(compiled) == 1, compiled
     for result in results:
         values = sl.get_values(result.model)
-        # measured: t0 13.6 and 13.6, width 3.4 and 3.4 (truth 13.6, 3.4)
-        assert abs(float(values["sources[0].spectrum.t0"]) / SUPERNOVA["t0"] - 1) < 0.03, values
-        assert abs(float(values["sources[0].spectrum.width"]) / SUPERNOVA["width"] - 1) < 0.05, values
+        # measured: t0 13.68 and 13.60, width 3.55 and 3.36 (truth 13.6, 3.4): five nights are enough
+        assert abs(float(values["sources[0].spectrum.t0"]) / SUPERNOVA["t0"] - 1) < 0.02, values
+        assert abs(float(values["sources[0].spectrum.width"]) / SUPERNOVA["width"] - 1) < 0.08, values
 
 
 def test_each_observation_renders_the_light_curve_at_its_own_time(nights):
