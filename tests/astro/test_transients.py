@@ -341,3 +341,22 @@ def test_bad_times_and_components_are_refused(unchecked):
     with pytest.raises(sl.SceneError, match="Component: the spectrum \\(GaussianBurst\\) depends on time"):
         with unchecked():
             sl.Component(light_curve(), sl.GaussianMorphology(1.0))
+
+
+def test_docs_example_runs(docs_section):
+    header = (
+        "import jax\nimport jax.numpy as jnp\nimport numpyro.distributions as nd\nimport scarlet_like as sl\n"
+    )
+    namespace = docs_section("astro.md", "Epochs and transients", header)
+    nights, scene = namespace["nights"], namespace["scene"]
+    assert [float(night.time) for night in nights] == namespace["times"]
+    assert (
+        repr(nights[2]) == "Observation('night 2', 1 channel ('r',) of 25x25 pixels, psf=GaussianPSF, time=8)"
+    )
+    assert float(scene(time=12.0).sum()) == pytest.approx(500.0, rel=2e-3)
+    names = sl.LogDensity(scene, nights).names
+    assert names[-3:] == (
+        "sources[1].spectrum.t0",
+        "sources[1].spectrum.width",
+        "sources[1].spectrum.peak[0]",
+    )
