@@ -18,6 +18,7 @@ from .observation import Observation, ObservationError, simulate
 from .psf import PSF, ArrayPSF, GaussianPSF, PSFError
 from .render import FourierGrid, RenderUnit, box_shape
 from .scene import PointSource, Scene, SceneError, Source
+from .spectrum import PerEpochSpectrum
 
 __all__ = [
     "PSF",
@@ -45,6 +46,7 @@ __all__ = [
     "Component",
     "MultiComponentSource",
     "Source",
+    "PerEpochSpectrum",
     "Choice",
     "FourierGrid",
     "RenderUnit",

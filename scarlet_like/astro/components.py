@@ -20,6 +20,7 @@ from ..core.parameter import Parameter
 from ..core.resolve import Resolvable
 from .morphology import Morphology, ParameterLike, _as_parameter
 from .scene import _BUILDING, SceneError, _active_scene, _automatic_box, _current_value, _next_source
+from .spectrum import is_time_dependent
 
 __all__ = ["Component", "MultiComponentSource"]
 
@@ -49,6 +50,12 @@ class Component(Module):
         if not isinstance(morphology, Morphology):
             raise SceneError(
                 f"Component: morphology must be an sl.Morphology, got {type(morphology).__name__}"
+            )
+        if is_time_dependent(spectrum):
+            raise SceneError(
+                f"Component: the spectrum ({type(spectrum).__name__}) depends on time, which components do "
+                "not support yet; give the time-dependent part a source of its own (sl.Source or "
+                "sl.PointSource at the same centre Parameter)"
             )
         self.spectrum = _as_parameter(spectrum)
         self.morphology = morphology

@@ -9,12 +9,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ..core.tree import resolve
 from .frame import Frame, FrameError
 from .psf import PSF, psf_extent
 from .render import FourierGrid, render
+from .spectrum import time_dependent_sources
 
 __all__ = ["Observation", "ObservationError", "simulate"]
 
@@ -53,6 +54,11 @@ class Observation(eqx.Module):
       whole frame (boxes of at most 15 % of the padded frame's area), `True` wherever a box is
       smaller than the frame, `False` never. Boxes leave out the light beyond them, and they do not
       wrap light around the image's edges.
+    - `time`: when the exposure was taken, a real number in units of your choice (days since the
+      first epoch, say); default `None`, no time. Sources whose spectrum changes with time (a module
+      with a `__call__(self, time)` method, see [`scarlet_like.PerEpochSpectrum`][]) are rendered at
+      this time, and need it. Stored as float32: give times relative to a nearby reference (MJD
+      60000.37 keeps only about 0.004 days of its fraction in float32).
 
     An Observation is a likelihood: pass it (or a list of them) wherever a likelihood is accepted.
     """
@@ -65,6 +71,10 @@ class Observation(eqx.Module):
     psf: PSF
     grid: FourierGrid
     log_normalisation: Float[Array, ""]
+    # A leaf, not static metadata: epochs that differ only in their times (and data, PSF widths) are
+    # one structure, so that a list of them, or a second set of epochs, runs in the same compiled
+    # program; a static time would compile a program for every new set of times.
+    time: Float[Array, ""] | None
     channels: tuple[str, ...] = eqx.field(static=True)
     wcs: Any = eqx.field(static=True)
     name: str = eqx.field(static=True)
@@ -80,8 +90,23 @@ class Observation(eqx.Module):
         name: str = "observation",
         margin: int | None = None,
         boxes: bool | None = None,
+        time: Real[ArrayLike, ""] | None = None,
     ):
         self.name = name
+        if time is None:
+            self.time = None
+        else:
+            try:
+                value = float(np.asarray(time, dtype=np.float64).item())
+                good = np.ndim(time) == 0 and np.isfinite(value)
+            except (TypeError, ValueError):
+                good = False
+            if not good:
+                raise ObservationError(
+                    f"Observation '{name}': time must be one finite real number (the exposure's time), "
+                    f"got {time!r}"
+                )
+            self.time = jnp.asarray(value, dtype=jnp.float32)
         data = np.asarray(data, dtype=np.float64)
         if data.ndim == 2:
             data = data[None]
@@ -167,6 +192,17 @@ class Observation(eqx.Module):
                 f"shape {shape}"
             ) from None
 
+    def __repr__(self) -> str:
+        channels, height, width = self.data.shape
+        parts = [
+            repr(self.name),
+            f"{channels} channel{'s' if channels != 1 else ''} {self.channels} of {height}x{width} pixels",
+            f"psf={type(self.psf).__name__}",
+        ]
+        if self.time is not None:
+            parts.append(f"time={_time_text(self.time)}")
+        return f"Observation({', '.join(parts)})"
+
     @property
     def shape(self) -> tuple[int, int, int]:
         channels, height, width = self.data.shape
@@ -220,7 +256,18 @@ class Observation(eqx.Module):
         """
         scene = resolve(scene)
         frame = scene.frame
-        return render(scene.sources, self.grid, self.channel_index(frame), self.to_pixels(frame))
+        if self.time is None:
+            changing = time_dependent_sources(scene.sources)
+            if changing:
+                source, kind = changing[0]
+                raise ObservationError(
+                    f"Observation '{self.name}' has no time, but {source} has a spectrum that depends "
+                    f"on time ({kind}): give the observation the time of its exposure, "
+                    "sl.Observation(..., time=t)"
+                )
+        return render(
+            scene.sources, self.grid, self.channel_index(frame), self.to_pixels(frame), time=self.time
+        )
 
     def log_likelihood(self, scene: Any) -> Float[Array, ""]:
         """Gaussian log-likelihood of the data given the scene (masked pixels excluded)."""
@@ -249,6 +296,13 @@ class Observation(eqx.Module):
         return model + jnp.where(self.weights > 0, noise, 0.0)
 
 
+def _time_text(time: Any) -> str:
+    """An observation's time as it reads in a repr: its value, or `traced` inside a transformation."""
+    if isinstance(time, jax.core.Tracer) or jnp.ndim(time) != 0:
+        return "traced" if isinstance(time, jax.core.Tracer) else f"array of shape {jnp.shape(time)}"
+    return f"{float(time):g}"
+
+
 def simulate(
     scene: Any,
     key: PRNGKeyArray,
@@ -257,6 +311,7 @@ def simulate(
     psf: PSF | None = None,
     mask: ArrayLike | None = None,
     name: str = "simulation",
+    time: Real[ArrayLike, ""] | None = None,
 ) -> Observation:
     """Mock data of a scene on its frame's grid, as an observation ready to fit.
 
@@ -270,6 +325,8 @@ def simulate(
       [`scarlet_like.ArrayPSF`][]); default none beyond the pixel.
     - `mask`: non-zero / `True` where pixels are to be ignored, as for [`scarlet_like.Observation`][].
     - `name`: the observation's name.
+    - `time`: the exposure's time, at which time-dependent spectra are rendered (see
+      [`scarlet_like.Observation`][]); default none.
 
     **Returns:**
 
@@ -310,6 +367,7 @@ def simulate(
         channels=frame.channels,
         wcs=frame.wcs,
         name=name,
+        time=time,
     )
     data = template.simulate(scene, key)
     return eqx.tree_at(lambda obs: obs.data, template, jnp.where(template.weights > 0, data, 0.0))

@@ -22,6 +22,7 @@ from jaxtyping import Array, Float
 from ..core.plate import Plate, Stacked
 from . import profiles
 from .psf import PSF, GaussianPSF, phasor, psf_extent
+from .spectrum import is_time_dependent
 
 __all__ = ["FourierGrid", "box_shape", "render"]
 
@@ -123,21 +124,38 @@ def render_units(source: Any) -> list[RenderUnit]:
     return [RenderUnit(source.center, source.spectrum, source.morphology, box)]
 
 
-def group_by_structure(sources: Sequence[Any] | Stacked) -> list[Any]:
+def _at_time(unit: RenderUnit, time: Array | None, stacked: bool) -> RenderUnit:
+    """The unit with a time-dependent spectrum evaluated at `time` (vmapped over a stack of units)."""
+    if not is_time_dependent(unit.spectrum):
+        return unit
+    if time is None:
+        raise ValueError(
+            f"a source's spectrum ({type(unit.spectrum).__name__}) depends on time, and no time was "
+            "given to render it at: give the observation a time, sl.Observation(..., time=t)"
+        )
+    spectrum = jax.vmap(lambda one: one(time))(unit.spectrum) if stacked else unit.spectrum(time)
+    return RenderUnit(unit.center, spectrum, unit.morphology, unit.box)
+
+
+def group_by_structure(sources: Sequence[Any] | Stacked, time: Array | None = None) -> list[Any]:
     """Stack render units of the same structure: one `vmap`-able pytree per kind of unit.
 
-    Sources are first expanded into their [render units][scarlet_like.astro.RenderUnit]. Sources
+    Sources are first expanded into their [render units][scarlet_like.astro.RenderUnit], and
+    time-dependent spectra (see [`scarlet_like.PerEpochSpectrum`][]) evaluated at `time`. Sources
     that come stacked already (resolved plates of a `Stacked` list, the layout `LogDensity` computes
     with) are used as they are, one stacked unit per component; the others are stacked here.
     """
     stacked: list[Any] = []
     if isinstance(sources, Stacked):
         stacked = [
-            unit for part in sources.parts if isinstance(part, Plate) for unit in render_units(part.members)
+            _at_time(unit, time, stacked=True)
+            for part in sources.parts
+            if isinstance(part, Plate)
+            for unit in render_units(part.members)
         ]
         sources = [part for part in sources.parts if not isinstance(part, Plate)]
     groups: dict[Any, list[Any]] = {}
-    for unit in (unit for source in sources for unit in render_units(source)):
+    for unit in (_at_time(unit, time, stacked=False) for source in sources for unit in render_units(source)):
         leaves, treedef = jax.tree_util.tree_flatten(unit)
         key = (treedef, tuple((jnp.shape(leaf), jnp.result_type(leaf)) for leaf in leaves))
         groups.setdefault(key, []).append(unit)
@@ -227,18 +245,21 @@ def render(
     grid: FourierGrid,
     channel_index: Sequence[int],
     to_pixels: tuple[np.ndarray, np.ndarray] | None = None,
+    time: Float[Array, ""] | None = None,
 ) -> Float[Array, "C H W"]:
     """Render resolved sources on a pixel grid.
 
     **Arguments:**
 
     - `sources`: resolved sources (plain arrays) with `center` `(2,)` in model-frame pixels (y, x),
-      `spectrum` `(C_model,)`, a `morphology` with a `fourier(ky, kx)` method and optionally a static
-      `box` (see [`scarlet_like.Source`][]).
+      `spectrum` `(C_model,)` (or a module returning it when called with `time`), a `morphology`
+      with a `fourier(ky, kx)` method and optionally a static `box` (see [`scarlet_like.Source`][]).
     - `grid`: the target's [`scarlet_like.astro.FourierGrid`][].
     - `channel_index`: for each target channel, its index in the model spectrum.
     - `to_pixels`: the affine map `(A, b)` from model-frame pixels to target pixels,
       `p = A @ q + b`; identity by default.
+    - `time`: the time at which time-dependent spectra (a module called with the time, see
+      [`scarlet_like.PerEpochSpectrum`][]) are evaluated; needed only if there are some.
 
     **Returns:**
 
@@ -261,7 +282,7 @@ def render(
     kimage = None
     # the whole grid's frequencies, mapped into the model frame: shared by every group drawn on it
     frequencies = _frequencies(grid.ky, grid.kx, grid.aliases, matrix)
-    for stacked in group_by_structure(sources):
+    for stacked in group_by_structure(sources, time):
         shape = box_shape(grid, getattr(stacked, "box", None), matrix)
         if shape is not None:
             image = _add_boxes(image, stacked, grid, shape, channels, matrix, linear, shift)

@@ -11,8 +11,9 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from ..core.constraints import NumbersLike
 from ..core.derived import DerivedError
@@ -23,6 +24,7 @@ from ..core.tree import walk
 from .frame import Frame
 from .morphology import Morphology, PointMorphology, _as_parameter
 from .render import render
+from .spectrum import is_time_dependent, spectrum_shape, time_dependent_sources
 
 __all__ = ["Scene", "Source", "PointSource", "SceneError"]
 
@@ -114,7 +116,11 @@ def _check_source(frame: Frame, index: int, source: Any, where: bool = True) -> 
     # bad initial values first, by their full path: `sources[2].morphology.r_half: ...`
     walk(source, prefix=f"sources[{index}]")
     who = f"sources[{index}] ({type(source).__name__})"
-    spectrum = _current_value(source.spectrum, who, "spectrum")
+    if is_time_dependent(source.spectrum):
+        _check_time_dependent(frame, who, source.spectrum)
+        spectrum = None
+    else:
+        spectrum = _current_value(source.spectrum, who, "spectrum")
     if spectrum is not None and tuple(spectrum.shape) != (frame.shape[0],):
         raise SceneError(
             f"{who}: spectrum has shape {tuple(spectrum.shape)}, but the frame has {frame.shape[0]} "
@@ -164,6 +170,26 @@ def _check_source(frame: Frame, index: int, source: Any, where: bool = True) -> 
                 f"{who}: {place}.image {problem}; a free-form image starts from finite, non-negative "
                 "values with a positive sum (sl.init.freeform makes one from a fitted source)"
             )
+
+
+def _check_time_dependent(frame: Frame, who: str, spectrum: Any) -> None:
+    """A named error for a time-dependent spectrum that cannot be called with a time, or whose
+    `__call__` does not return one flux per channel of the frame (checked by shapes alone)."""
+    kind = type(spectrum).__name__
+    try:
+        shape = spectrum_shape(spectrum)
+    except Exception as error:  # noqa: BLE001 - any failure of the user's method, reported with its cause
+        raise SceneError(
+            f"{who}: its spectrum ({kind}) depends on time, but calling it with a time failed "
+            f"({type(error).__name__}: {error}); `__call__(self, time)` must take the time as a JAX "
+            "scalar and compute with jax.numpy (jnp.where, not Python `if`, on the time)"
+        ) from error
+    if shape is not None and shape != (frame.shape[0],):
+        raise SceneError(
+            f"{who}: its spectrum ({kind}) returns shape {shape} when called with a time, but the frame "
+            f"has {frame.shape[0]} channels {frame.channels}: `__call__(self, time)` must return shape "
+            f"({frame.shape[0]},), one flux per channel"
+        )
 
 
 #: Where a source's automatic box ends: where its profile is fainter than this times its brightness at
@@ -217,7 +243,9 @@ class Source(Module):
     - `center`: `(y, x)` in model-frame pixels, or an astropy `SkyCoord` (converted with the frame's
       WCS); a Parameter, an [`scarlet_like.Derived`][] value, or a plain value (then fixed).
     - `spectrum`: total flux in each of the frame's channels, `(C,)`; a Parameter, a `Derived` value
-      (the fluxes of a light curve at this observation's epoch, say) or a plain value.
+      or a plain value. Or a spectrum that changes with time: an [`scarlet_like.Module`][] with a
+      `__call__(self, time)` method returning the `(C,)` fluxes (a light curve, or a
+      [`scarlet_like.PerEpochSpectrum`][]), which each observation calls with its own `time`.
     - `morphology`: a [`scarlet_like.Morphology`][]; its fields take Parameters, `Derived` values and
       plain values too.
     - `box`: side in model-frame pixels of the square that holds the source's light, before the PSF.
@@ -256,14 +284,14 @@ class Source(Module):
     """
 
     center: Parameter | Resolvable
-    spectrum: Parameter | Resolvable
+    spectrum: Parameter | Resolvable | Module
     morphology: Morphology
     box: int | None = eqx.field(static=True)
 
     def __init__(
         self,
         center: Any,
-        spectrum: NumbersLike | Parameter | Resolvable,
+        spectrum: NumbersLike | Parameter | Resolvable | Module,
         morphology: Morphology,
         box: int | str | None = "auto",
     ):
@@ -273,7 +301,17 @@ class Source(Module):
             self.center = center
         else:
             self.center = _as_parameter(scene.frame.to_pixel(center))
-        self.spectrum = _as_parameter(spectrum)
+        if isinstance(spectrum, Module):
+            # a spectrum that changes with time: called by each observation with its time
+            if not is_time_dependent(spectrum):
+                raise SceneError(
+                    f"{type(self).__name__}: the spectrum is a {type(spectrum).__name__}, a module without a "
+                    "`__call__(self, time)` method: a spectrum is a (C,) value or Parameter, or a module "
+                    "called with each observation's time"
+                )
+            self.spectrum = spectrum
+        else:
+            self.spectrum = _as_parameter(spectrum)
         if not isinstance(morphology, Morphology):
             raise SceneError(
                 f"{type(self).__name__}: morphology must be an sl.Morphology, got {type(morphology).__name__}"
@@ -307,13 +345,18 @@ class PointSource(Source):
     - `center`: `(y, x)` in model-frame pixels, or a `SkyCoord`; a Parameter (one shared with a
       galaxy's [`scarlet_like.Source`][] puts the point at the galaxy's centre), a
       [`scarlet_like.Derived`][] value, or a plain value.
-    - `spectrum`: total flux per channel; a Parameter, a `Derived` value or a plain value.
+    - `spectrum`: total flux per channel; a Parameter, a `Derived` value or a plain value, or a
+      module called with each observation's time (a supernova's light curve), as for
+      [`scarlet_like.Source`][].
     - `box`: as for [`scarlet_like.Source`][]; automatically a single pixel, so that on large frames
       the star is drawn in a box the size of the PSF.
     """
 
     def __init__(
-        self, center: Any, spectrum: NumbersLike | Parameter | Resolvable, box: int | str | None = "auto"
+        self,
+        center: Any,
+        spectrum: NumbersLike | Parameter | Resolvable | Module,
+        box: int | str | None = "auto",
     ):
         super().__init__(center, spectrum, PointMorphology(), box=box)
 
@@ -340,7 +383,8 @@ class Scene(Module):
     A scene is built once; to add sources to an existing one, build a new scene from its sources:
     `with sl.Scene(frame, sources=scene.sources) as scene:`.
 
-    `scene()` is the model cube `(C, H, W)` at the frame's (narrow) model PSF. Pass a scene as the
+    `scene()` is the model cube `(C, H, W)` at the frame's (narrow) model PSF; `scene(time=t)` at time
+    `t`, for scenes with time-dependent spectra. Pass a scene as the
     model to `obs.log_likelihood(scene)`, `sl.LogDensity(scene, obs)` or `sl.fit(scene, obs)`.
     """
 
@@ -429,9 +473,18 @@ class Scene(Module):
         """What `sl.fit(..., adapt="auto")` calls between stretches: [`grown`][scarlet_like.Scene.grown]."""
         return self.grown()
 
-    def __call__(self) -> Float[Array, "C H W"]:
+    def __call__(self, time: Real[ArrayLike, ""] | None = None) -> Float[Array, "C H W"]:
         scene = resolve(self)
-        return render(scene.sources, scene.frame.grid, tuple(range(scene.frame.shape[0])))
+        if time is None:
+            changing = time_dependent_sources(scene.sources)
+            if changing:
+                source, kind = changing[0]
+                raise SceneError(
+                    f"{source} has a spectrum that depends on time ({kind}): render the scene at a "
+                    "time, scene(time=t)"
+                )
+        at = None if time is None else jnp.asarray(time, jnp.float32)
+        return render(scene.sources, scene.frame.grid, tuple(range(scene.frame.shape[0])), time=at)
 
     def __len__(self) -> int:
         return len(self.sources)
