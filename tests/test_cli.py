@@ -100,7 +100,7 @@ def test_full_demo_samples_well(tmp_path):
 
     result = run(progress=False, output=tmp_path, report=False)
     assert result["chi2_end"] < 1.6
-    # the free-form deblend, the goal: measured 1.157 with cores, nothing at a bound (1.228 before them)
+    # the free-form deblend, the goal: measured 1.157 with cores, nothing at a bound (1.228 before)
     assert result["freeform_chi2"] < 1.2 and result["freeform_at_bounds"] == 0
     for name in ("freeform.png", "freeform_sources.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
