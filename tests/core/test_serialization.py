@@ -210,44 +210,37 @@ else:
 """
 
 
-def test_a_model_saved_by_one_process_loads_in_another(tmp_path):
-    # numpyro flattens a distribution's fields in the order of a set of their names, which string
-    # hashing changes from process to process: 'loc' before 'scale' under one hash seed, after under
-    # another. The prior's arguments are held sorted by name, so the file is the same for both.
+def _with_hash_seed(seed: int, *arguments: str) -> str:
+    """Run `_SAVE_OR_LOAD` in a fresh Python process with this string-hashing seed; its output."""
     import os
     import subprocess
     import sys
 
-    path = str(tmp_path / "model.eqx")
-    run = lambda seed, *arguments: subprocess.run(  # noqa: E731
+    return subprocess.run(
         [sys.executable, "-c", _SAVE_OR_LOAD, *arguments],
         env={**os.environ, "PYTHONHASHSEED": str(seed), "JAX_PLATFORMS": "cpu"},
         capture_output=True,
         text=True,
         check=True,
-    )
+    ).stdout.strip()
+
+
+def test_a_model_saved_by_one_process_loads_in_another(tmp_path):
+    # numpyro flattens a distribution's fields in the order of a set of their names, which string
+    # hashing changes from process to process: 'loc' before 'scale' under one hash seed, after under
+    # another. The prior's arguments are held sorted by name, so the file is the same for both.
+    path = str(tmp_path / "model.eqx")
     # hash seed 0 flattens numpyro's Normal as (scale, loc), seed 1 as (loc, scale)
-    run(0, "save", path)
-    assert run(1, "load", path).stdout.strip() == "[0.5, 1.5] [2.0] 1"
+    _with_hash_seed(0, "save", path)
+    assert _with_hash_seed(1, "load", path) == "[0.5, 1.5] [2.0] 1"
 
 
 def test_a_model_pickled_by_one_process_unpickles_in_another(tmp_path):
     # how Dask and multiprocessing ship a model to a worker; a pickled treedef unflattens numpyro's
     # fields in the unpickling process's order, which swapped loc and scale (and the aux fields)
-    import os
-    import subprocess
-    import sys
-
     path = str(tmp_path / "model.pkl")
-    run = lambda seed, *arguments: subprocess.run(  # noqa: E731
-        [sys.executable, "-c", _SAVE_OR_LOAD, *arguments],
-        env={**os.environ, "PYTHONHASHSEED": str(seed), "JAX_PLATFORMS": "cpu"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    run(0, "pickle", path)
-    assert run(1, "unpickle", path).stdout.strip() == "[0.5, 1.5] [2.0] 1"
+    _with_hash_seed(0, "pickle", path)
+    assert _with_hash_seed(1, "unpickle", path) == "[0.5, 1.5] [2.0] 1"
 
 
 def test_prior_arguments_do_not_depend_on_the_flattening_order(monkeypatch):
