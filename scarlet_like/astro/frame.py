@@ -78,6 +78,12 @@ class Frame(eqx.Module):
     def width(self) -> int:
         return self.shape[2]
 
+    @property
+    def pixel_scale(self) -> Any:
+        """The side of a pixel on the sky, an astropy `Quantity` in arcsec per pixel (the mean of the
+        two axes' scales of the celestial WCS); `None` for a frame without a WCS."""
+        return None if self.wcs is None else _pixel_scale(self.wcs)
+
     def contains(self, center: Any) -> bool:
         """Whether a `(y, x)` position lies on the frame (within half a pixel of its edge pixels)."""
         y, x = (float(v) for v in np.asarray(center))
@@ -93,11 +99,41 @@ class Frame(eqx.Module):
         if isinstance(position, Parameter | Resolvable):
             position = resolve(position)
         if _is_sky_coordinate(position):
-            if self.wcs is None:
-                raise FrameError("a position was given as a SkyCoord, but the frame has no WCS")
-            x, y = self.wcs.world_to_pixel(position)
-            return np.array([float(y), float(x)], dtype=np.float32)
+            self._require_wcs("a position was given as a SkyCoord")
+            x, y = self.wcs.celestial.world_to_pixel(position)
+            return np.stack([np.asarray(y), np.asarray(x)], axis=-1).astype(np.float32)
         return np.asarray(position, dtype=np.float32)
+
+    def to_sky(self, position: Any) -> Any:
+        """The sky position of a `(y, x)` model-frame pixel position: the inverse of
+        [`scarlet_like.Frame.to_pixel`][] for sky coordinates.
+
+        **Arguments:**
+
+        - `position`: `(y, x)` in model-frame pixels, or an array `(..., 2)` of them; a Parameter or an
+          `sl.Derived` position gives its current value (a fitted source's `center`).
+
+        **Returns:**
+
+        An astropy `SkyCoord` (of shape `(...)` for an array of positions), in the frame of the WCS
+        (ICRS for most images). Raises a [`scarlet_like.FrameError`][] for a frame without a WCS.
+        """
+        if isinstance(position, Parameter | Resolvable):
+            position = resolve(position)
+        self._require_wcs("to_sky needs the sky position of a pixel")
+        pixels = np.asarray(position, dtype=np.float64)
+        if pixels.ndim == 0 or pixels.shape[-1] != 2:
+            raise FrameError(
+                f"Frame.to_sky: expected (y, x) pixel positions, shape (..., 2), got shape {pixels.shape}"
+            )
+        return self.wcs.celestial.pixel_to_world(pixels[..., 1], pixels[..., 0])
+
+    def _require_wcs(self, why: str) -> None:
+        if self.wcs is None:
+            raise FrameError(
+                f"{why}, but the frame has no WCS: give it one (`sl.Frame(shape, wcs=...)`, or "
+                "`sl.Frame.from_observations` of observations made with `wcs=`)"
+            )
 
     @classmethod
     def from_observations(cls, observations: Any, psf: PSF | None = None) -> Frame:
@@ -147,10 +183,16 @@ class Frame(eqx.Module):
         return _frame_from_wcs(cls, observations, channels, psf)
 
 
-def _pixel_scale(wcs: Any) -> float:
+def _pixel_scale(wcs: Any) -> Any:
+    """The mean side of a pixel of a celestial WCS, as an astropy `Quantity` in arcsec per pixel."""
+    from astropy import units
     from astropy.wcs.utils import proj_plane_pixel_scales
 
-    return float(np.mean(proj_plane_pixel_scales(wcs.celestial)))
+    celestial = wcs.celestial
+    # in the units of the celestial axes (degrees, as FITS headers have them, unless CUNIT says otherwise)
+    unit = units.Unit(celestial.wcs.cunit[0] or "deg")
+    side = float(np.mean(proj_plane_pixel_scales(celestial))) * unit
+    return side.to(units.arcsec) / units.pixel
 
 
 def _frame_from_wcs(cls: type, observations: list, channels: list[str], psf: PSF | None) -> Frame:

@@ -12,7 +12,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ..core.tree import resolve
-from .frame import Frame, FrameError
+from .frame import Frame, FrameError, _pixel_scale
 from .psf import PSF, psf_extent
 from .render import FourierGrid, render
 from .spectrum import time_dependent_sources
@@ -207,6 +207,12 @@ class Observation(eqx.Module):
     def shape(self) -> tuple[int, int, int]:
         channels, height, width = self.data.shape
         return channels, height, width
+
+    @property
+    def pixel_scale(self) -> Any:
+        """The side of one of this observation's pixels on the sky, an astropy `Quantity` in arcsec per
+        pixel (the mean of the two axes' scales of its celestial WCS); `None` without a WCS."""
+        return None if self.wcs is None else _pixel_scale(self.wcs)
 
     @property
     def mask(self) -> Array:

@@ -89,3 +89,63 @@ def test_frame_from_observations_on_two_grids():
         sl.PointSource(jnp.array([44.5, 44.5]), jnp.array([1.0, 2.0, 3.0]))
     np.testing.assert_allclose(float(hsc_like.render(scene)[1].sum()), 3.0, rtol=1e-3)
     np.testing.assert_allclose(float(hst_like.render(scene).sum()), 1.0, rtol=1e-3)
+
+
+def test_pixel_scale_of_frames_and_observations():
+    wcs = celestial_wcs((20, 30), 0.168, rotation_deg=25.0)
+    frame = sl.Frame((1, 20, 30), wcs=wcs)
+    observation = sl.Observation(np.zeros((1, 20, 30)), wcs=celestial_wcs((20, 30), 0.03))
+    assert frame.pixel_scale.unit == units.arcsec / units.pixel
+    np.testing.assert_allclose(frame.pixel_scale.value, 0.168, rtol=1e-9)
+    np.testing.assert_allclose(observation.pixel_scale.to_value(units.arcsec / units.pixel), 0.03, rtol=1e-9)
+    assert sl.Frame((1, 20, 30)).pixel_scale is None
+    assert sl.Observation(np.zeros((1, 20, 30))).pixel_scale is None
+
+
+@pytest.mark.parametrize("rotation_deg", [0.0, 30.0, -115.0])
+def test_to_sky_is_astropy_pixel_to_world_and_inverts_to_pixel(rotation_deg):
+    wcs = celestial_wcs((40, 60), 0.2, rotation_deg=rotation_deg)
+    frame = sl.Frame((1, 40, 60), wcs=wcs)
+    positions = np.array([[5.0, 30.0], [17.25, 3.5], [39.0, 59.0], [-2.0, 61.5]], dtype=np.float32)
+    sky = frame.to_sky(positions)
+    assert sky.shape == (4,)
+    # astropy takes (x, y): the column first
+    expected = wcs.pixel_to_world(positions[:, 1], positions[:, 0])
+    np.testing.assert_allclose(sky.separation(expected).to_value(units.arcsec), 0.0, atol=1e-9)
+    np.testing.assert_allclose(frame.to_pixel(sky), positions, atol=1e-6)
+    one = frame.to_sky(positions[1])
+    assert one.isscalar
+    np.testing.assert_allclose(frame.to_pixel(one), positions[1], atol=1e-6)
+    # a Parameter gives its current value
+    np.testing.assert_allclose(
+        one.separation(frame.to_sky(sl.Parameter(positions[1]))).to_value(units.arcsec), 0.0
+    )
+
+
+def test_to_sky_puts_east_on_the_correct_side():
+    """Real images have RA growing to the left (east left, north up): the source at the smaller
+    column is the eastern one. With the RA axis not flipped, it is the other way around."""
+    flipped = sl.Frame((1, 40, 40), wcs=celestial_wcs((40, 40), 0.2))
+    west, east = flipped.to_sky(np.array([[20.0, 30.0], [20.0, 10.0]]))
+    assert east.ra > west.ra
+    np.testing.assert_allclose(west.position_angle(east).to_value(units.deg), 90.0, atol=1e-3)
+    np.testing.assert_allclose(west.separation(east).to_value(units.arcsec), 4.0, rtol=1e-6)
+    north = flipped.to_sky(np.array([30.0, 20.0]))
+    np.testing.assert_allclose(
+        flipped.to_sky(np.array([20.0, 20.0])).position_angle(north).wrap_at(180 * units.deg).deg,
+        0.0,
+        atol=1e-3,
+    )
+    wcs = celestial_wcs((40, 40), 0.2)
+    wcs.wcs.cd = wcs.wcs.cd @ np.diag([-1.0, 1.0])  # RA growing to the right
+    unflipped = sl.Frame((1, 40, 40), wcs=wcs)
+    left, right = unflipped.to_sky(np.array([[20.0, 10.0], [20.0, 30.0]]))
+    assert right.ra > left.ra
+
+
+def test_to_sky_without_a_wcs_says_what_to_do():
+    frame = sl.Frame((1, 10, 10))
+    with pytest.raises(sl.FrameError, match=r"no WCS: give it one \(`sl.Frame\(shape, wcs="):
+        frame.to_sky(np.array([3.0, 4.0]))
+    with pytest.raises(sl.FrameError, match=r"shape \(\.\.\., 2\)"):
+        sl.Frame((1, 10, 10), wcs=celestial_wcs((10, 10), 0.2)).to_sky(np.array([1.0, 2.0, 3.0]))
