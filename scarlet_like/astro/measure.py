@@ -20,15 +20,30 @@ import math
 from typing import Any, NamedTuple
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
 from ..core.constraints import float_array
+from ..core.layout import unstacked_lists
 from ..core.tree import resolve
+from ..infer.laplace import Laplace
+from ..infer.sample import Posterior
 from .components import MultiComponentSource
+from .frame import FrameError
 from .scene import Scene, Source
 
-__all__ = ["Moments", "flux", "centroid", "moments", "source_image"]
+__all__ = [
+    "Moments",
+    "SkyUncertainty",
+    "flux",
+    "centroid",
+    "moments",
+    "sky_center",
+    "sky_center_uncertainty",
+    "source_image",
+]
 
 # Half-light radius of a circular Gaussian in units of its standard deviation, sqrt(2 ln 2).
 GAUSSIAN_R_HALF_PER_SIGMA = math.sqrt(2.0 * math.log(2.0))
@@ -187,14 +202,151 @@ def source_image(scene: Scene, index: int, observation: Any = None) -> Float[Arr
 
     `(C, H, W)`. The images of all sources add up to the scene's.
     """
-    if not isinstance(scene, Scene):
-        raise TypeError(f"source_image: expected an sl.Scene, got {type(scene).__name__}")
-    count = len(scene.sources)
-    if not -count <= index < count:
-        raise IndexError(f"source_image: the scene has {count} source(s), there is no sources[{index}]")
+    _check_source_index("source_image", scene, index)
     # Resolving first keeps the values of parameters shared with the other sources. `tree_at` makes
     # the one-source scene without `Scene.__init__`'s checks on concrete values, so this also runs
     # under `jit`.
     resolved = resolve(scene)
     alone = eqx.tree_at(lambda s: s.sources, resolved, [resolved.sources[index]])
     return alone() if observation is None else observation.render(alone)
+
+
+def _check_source_index(who: str, scene: Any, index: int) -> None:
+    if not isinstance(scene, Scene):
+        raise TypeError(f"{who}: expected an sl.Scene, got {type(scene).__name__}")
+    count = len(scene.sources)
+    if not -count <= index < count:
+        raise IndexError(f"{who}: the scene has {count} source(s), there is no sources[{index}]")
+
+
+def _source_center(who: str, scene: Scene, index: int) -> Array:
+    """The `(y, x)` centre of `scene.sources[index]` (resolved), with a named error if it has none."""
+    source = unstacked_lists(resolve(scene)).sources[index]
+    center = getattr(source, "center", None)
+    if center is None:
+        raise TypeError(
+            f"{who}: sources[{index}] ({type(source).__name__}) has no `center` field; sky positions are "
+            "those of sources placed at a centre (sl.Source, sl.PointSource, sl.MultiComponentSource)"
+        )
+    return jnp.asarray(center)
+
+
+def _require_wcs(who: str, scene: Scene) -> None:
+    if scene.frame.wcs is None:
+        raise FrameError(
+            f"{who}: the scene's frame has no WCS, so its pixels have no place on the sky; build the frame "
+            "with one (`sl.Frame(shape, wcs=...)`, or `sl.Frame.from_observations` of observations made "
+            "with `wcs=`)"
+        )
+
+
+def sky_center(scene: Scene, index: int) -> Any:
+    """Where a source of a scene is on the sky.
+
+    **Arguments:**
+
+    - `scene`: a [`scarlet_like.Scene`][] whose frame has a WCS (with Parameters or resolved, e.g. a
+      fitted model).
+    - `index`: which source, as in `scene.sources[index]`.
+
+    **Returns:**
+
+    The astropy `SkyCoord` of the source's `center` (its current value: the fitted one for a fitted
+    model), through the frame's WCS ([`scarlet_like.Frame.to_sky`][]). Unlike the other measurements,
+    this one runs outside `jit`: astropy works on concrete numbers.
+    """
+    _check_source_index("sky_center", scene, index)
+    _require_wcs("sky_center", scene)
+    return scene.frame.to_sky(np.asarray(_source_center("sky_center", scene, index), dtype=np.float64))
+
+
+class SkyUncertainty(NamedTuple):
+    """How well a source's position on the sky is known.
+
+    Returned by [`scarlet_like.measure.sky_center_uncertainty`][].
+
+    **Fields:**
+
+    - `center`: the position, an astropy `SkyCoord` (the mode for a Laplace approximation, the
+      posterior mean of the pixel position for draws).
+    - `ra_cos_dec`: standard deviation of the offset along right ascension, `Δα cos δ`, in arcsec
+      (an astropy `Quantity`): the east-west distance on the sky, not the change of the RA coordinate.
+    - `dec`: standard deviation of the declination, in arcsec.
+    - `covariance`: `(2, 2)` covariance of `(Δα cos δ, Δδ)` in arcsec², astropy `Quantity`.
+    - `pixel_covariance`: `(2, 2)` covariance of the centre `(y, x)` in model-frame pixels², a numpy
+      array.
+    """
+
+    center: Any
+    ra_cos_dec: Any
+    dec: Any
+    covariance: Any
+    pixel_covariance: np.ndarray
+
+
+def _sky_jacobian(frame: Any, center: np.ndarray) -> np.ndarray:
+    """`d(Δα cos δ, Δδ) / d(y, x)` in arcsec per pixel at `center`: central differences over one pixel,
+    in the tangent plane at the centre (exact for a linear WCS, to well below 1e-6 for any smooth one)."""
+    from astropy import units
+
+    origin = frame.to_sky(center)
+    steps = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, -0.5], [0.0, 0.5]])
+    around = frame.to_sky(center[None, :] + steps)
+    east, north = origin.spherical_offsets_to(around)
+    offsets = np.stack([east.to_value(units.arcsec), north.to_value(units.arcsec)])  # (2, 4)
+    return np.stack([offsets[:, 1] - offsets[:, 0], offsets[:, 3] - offsets[:, 2]], axis=-1)
+
+
+def sky_center_uncertainty(result: Laplace | Posterior, index: int) -> SkyUncertainty:
+    """How well a source's position on the sky is known, from a Laplace approximation or posterior draws.
+
+    **Arguments:**
+
+    - `result`: a [`scarlet_like.Laplace`][] (from [`scarlet_like.laplace`][]) or a
+      [`scarlet_like.Posterior`][] (from [`scarlet_like.sample`][]) of a scene whose frame has a WCS.
+    - `index`: which source, as in `scene.sources[index]`.
+
+    **Returns:**
+
+    A [`scarlet_like.measure.SkyUncertainty`][]. The covariance of the centre `(y, x)` in pixels
+    comes from the Laplace covariance (the delta method through the constraints, and through an
+    `sl.Derived` centre) or from the draws; it is then carried onto the sky with the WCS's local
+    Jacobian at the centre, so that a rotated WCS and a flipped RA axis give the right east-west and
+    north-south widths. A centre that is fixed has zero uncertainty.
+    """
+    from astropy import units
+
+    if isinstance(result, Laplace):
+        scene, who = result.mode, "sky_center_uncertainty"
+        _check_source_index(who, unstacked_lists(scene), index)
+        _require_wcs(who, scene)
+        unravel = result.unravel
+        jacobian = jax.jacfwd(lambda x: _source_center(who, unravel(x), index))(result.x)
+        pixel_covariance = np.asarray(jacobian @ result.covariance @ jacobian.T, dtype=np.float64)
+        center = np.asarray(_source_center(who, scene, index), dtype=np.float64)
+    elif isinstance(result, Posterior):
+        who = "sky_center_uncertainty"
+        scene = result.model_at(0, 0)
+        _check_source_index(who, scene, index)
+        _require_wcs(who, scene)
+        draws = result.map(lambda model: _source_center(who, model, index))
+        draws = np.asarray(draws, dtype=np.float64).reshape(-1, 2)
+        center = draws.mean(axis=0)
+        pixel_covariance = np.cov(draws, rowvar=False)
+    else:
+        raise TypeError(
+            "sky_center_uncertainty: expected an sl.Laplace (from sl.laplace) or an sl.Posterior (from "
+            f"sl.sample), got {type(result).__name__}; for a fitted scene alone, sl.measure.sky_center "
+            "gives the position"
+        )
+    frame = scene.frame
+    jacobian_sky = _sky_jacobian(frame, center)
+    covariance = jacobian_sky @ pixel_covariance @ jacobian_sky.T
+    std = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
+    return SkyUncertainty(
+        center=frame.to_sky(center),
+        ra_cos_dec=std[0] * units.arcsec,
+        dec=std[1] * units.arcsec,
+        covariance=covariance * units.arcsec**2,
+        pixel_covariance=pixel_covariance,
+    )
