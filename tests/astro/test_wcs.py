@@ -252,3 +252,18 @@ def test_posterior_sky_uncertainty_agrees_with_laplace():
     np.testing.assert_allclose(from_draws.ra_cos_dec.value, from_laplace.ra_cos_dec.value, rtol=0.15)
     np.testing.assert_allclose(from_draws.dec.value, from_laplace.dec.value, rtol=0.15)
     assert from_draws.center.separation(from_laplace.center) < 0.5 * from_laplace.dec
+
+
+def test_docs_example_runs(docs_section):
+    # docs/astro.md, "Positions on the sky" (tests/test_docs.py does not run that page)
+    header = (
+        "import jax\nimport jax.numpy as jnp\nimport numpyro.distributions as nd\nimport scarlet_like as sl\n"
+    )
+    namespace = docs_section("astro.md", "Positions on the sky", header)
+    np.testing.assert_allclose(namespace["start"], [15.5, 15.5], atol=1e-5)
+    assert namespace["width"] == pytest.approx(2.5)
+    error = namespace["error"]
+    for std in (error.ra_cos_dec, error.dec):
+        assert 0.004 < std.to_value(units.arcsec) < 0.006
+    # the text: 0.006" from the truth
+    assert namespace["found"].separation(namespace["true"]).to_value(units.arcsec) < 0.008
