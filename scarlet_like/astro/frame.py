@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import equinox as eqx
+import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as nd
 
-from ..core.parameter import Parameter
+from ..core.parameter import Parameter, ParameterError
 from ..core.resolve import Resolvable, resolve
 from .psf import PSF, GaussianPSF
 from .render import FourierGrid
@@ -221,3 +223,64 @@ def _is_sky_coordinate(value: Any) -> bool:
     except ImportError:  # pragma: no cover - astropy is a dependency
         return False
     return isinstance(value, SkyCoord)
+
+
+def _sky_jacobian(frame: Frame, center: np.ndarray) -> np.ndarray:
+    """`d(Δα cos δ, Δδ) / d(y, x)` in arcsec per pixel at the `(y, x)` position `center`.
+
+    Central differences over one pixel, in the tangent plane at the centre: exact for a linear WCS, and
+    to well below 1e-6 for any smooth one. Rows east and north, columns y and x.
+    """
+    from astropy import units
+
+    center = np.asarray(center, dtype=np.float64)
+    origin = frame.to_sky(center)
+    steps = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, -0.5], [0.0, 0.5]])
+    east, north = origin.spherical_offsets_to(frame.to_sky(center[None, :] + steps))
+    offsets = np.stack([east.to_value(units.arcsec), north.to_value(units.arcsec)])  # (2, 4)
+    return np.stack([offsets[:, 1] - offsets[:, 0], offsets[:, 3] - offsets[:, 2]], axis=-1)
+
+
+def _sky_parameter_input(frame: Frame, value: Any, prior: Any, who: str) -> tuple[Any, Any]:
+    """A Parameter's value and prior in the frame's pixels, for Parameters made inside
+    `with sl.Scene(frame):` (see `sl.core.parameter.converting`).
+
+    A `SkyCoord` value becomes its `(y, x)` position; a prior given as an angle (an astropy `Quantity`,
+    one width or the two of `(Δα cos δ, Δδ)`) becomes the Gaussian of those standard deviations on the
+    sky around the position, carried into pixels by the WCS's local Jacobian `J`: covariance
+    `J⁻¹ diag(w²) J⁻ᵀ`. Other values and priors are returned as they are.
+    """
+    from astropy import units
+
+    sky_value = _is_sky_coordinate(value)
+    sky_prior = isinstance(prior, units.Quantity)
+    if not (sky_value or sky_prior):
+        return value, prior
+    if sky_value:
+        frame._require_wcs(f"{who}: the value is a SkyCoord")
+        value = frame.to_pixel(value)
+    if not sky_prior:
+        return value, prior
+    if not prior.unit.is_equivalent(units.arcsec):
+        raise ParameterError(
+            f"{who}: a prior given as a Quantity is a width on the sky, an angle (`0.5 * u.arcsec`); got "
+            f"units of {prior.unit}"
+        )
+    position = np.asarray(value, dtype=np.float64)
+    if position.shape != (2,):
+        raise ParameterError(
+            f"{who}: a prior width in arcsec is around one position, a SkyCoord or a (y, x) pair; the "
+            f"value has shape {position.shape}"
+        )
+    widths = np.ravel(prior.to_value(units.arcsec)).astype(np.float64)
+    if widths.size not in (1, 2) or not np.all(np.isfinite(widths) & (widths > 0)):
+        raise ParameterError(
+            f"{who}: the prior width must be one positive angle, or two for (RA cos Dec, Dec); got {prior}"
+        )
+    widths = np.broadcast_to(widths, (2,))
+    frame._require_wcs(f"{who}: the prior is a width on the sky")
+    inverse = np.linalg.inv(_sky_jacobian(frame, position))  # pixels per arcsec
+    covariance = inverse @ np.diag(widths**2) @ inverse.T
+    return value, nd.MultivariateNormal(
+        jnp.asarray(position, dtype=jnp.float32), covariance_matrix=jnp.asarray(covariance, dtype=jnp.float32)
+    )

@@ -31,7 +31,7 @@ from ..core.tree import resolve
 from ..infer.laplace import Laplace
 from ..infer.sample import Posterior
 from .components import MultiComponentSource
-from .frame import FrameError
+from .frame import FrameError, _sky_jacobian
 from .scene import Scene, Source
 
 __all__ = [
@@ -282,19 +282,6 @@ class SkyUncertainty(NamedTuple):
     dec: Any
     covariance: Any
     pixel_covariance: np.ndarray
-
-
-def _sky_jacobian(frame: Any, center: np.ndarray) -> np.ndarray:
-    """`d(Δα cos δ, Δδ) / d(y, x)` in arcsec per pixel at `center`: central differences over one pixel,
-    in the tangent plane at the centre (exact for a linear WCS, to well below 1e-6 for any smooth one)."""
-    from astropy import units
-
-    origin = frame.to_sky(center)
-    steps = np.array([[-0.5, 0.0], [0.5, 0.0], [0.0, -0.5], [0.0, 0.5]])
-    around = frame.to_sky(center[None, :] + steps)
-    east, north = origin.spherical_offsets_to(around)
-    offsets = np.stack([east.to_value(units.arcsec), north.to_value(units.arcsec)])  # (2, 4)
-    return np.stack([offsets[:, 1] - offsets[:, 0], offsets[:, 3] - offsets[:, 2]], axis=-1)
 
 
 def sky_center_uncertainty(result: Laplace | Posterior, index: int) -> SkyUncertainty:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -18,10 +19,10 @@ from jaxtyping import Array, ArrayLike, Float, Real
 from ..core.constraints import NumbersLike
 from ..core.derived import DerivedError
 from ..core.module import Module, keep_parameters
-from ..core.parameter import Parameter, deferred_checks, is_parameter
+from ..core.parameter import Parameter, converting, deferred_checks, is_parameter
 from ..core.resolve import Resolvable, resolve
 from ..core.tree import walk
-from .frame import Frame
+from .frame import Frame, _sky_parameter_input
 from .morphology import Morphology, PointMorphology, _as_parameter
 from .render import render
 from .spectrum import is_time_dependent, spectrum_shape, time_dependent_sources
@@ -41,6 +42,11 @@ class _Gathering:
     sources: list[Any]  # sl.Source, sl.MultiComponentSource or a user's own source module
     # modules built in the block leave their parameters' problems to the scene, which names the paths
     deferral: contextlib.AbstractContextManager = dataclasses.field(default_factory=deferred_checks)
+    # Parameters made in the block take sky coordinates, and prior widths in arcsec, in the frame's pixels
+    conversion: contextlib.AbstractContextManager = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.conversion = converting(functools.partial(_sky_parameter_input, self.scene.frame))
 
     def add(self, source: Any) -> None:
         index = len(self.scene.sources) + len(self.sources)
@@ -412,12 +418,14 @@ class Scene(Module):
         object.__setattr__(self, "_open", False)
         gathering = _Gathering(self, [])
         gathering.deferral.__enter__()
+        gathering.conversion.__enter__()
         _BUILDING.set((*_BUILDING.get(), gathering))
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         *outer, gathering = _BUILDING.get()
         _BUILDING.set(tuple(outer))
+        gathering.conversion.__exit__(*exc_info)
         gathering.deferral.__exit__(*exc_info)
         # the end of construction: the sources created in the block become part of the scene
         object.__setattr__(self, "sources", [*self.sources, *gathering.sources])

@@ -6,7 +6,7 @@ import contextlib
 import contextvars
 import dataclasses
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import equinox as eqx
@@ -17,7 +17,7 @@ from jaxtyping import Array
 from .constraints import Constraint, NumbersLike, as_constraint, float_array
 from .priors import Prior, _short_value, as_prior
 
-__all__ = ["Parameter", "ParameterError", "deferred_checks", "is_parameter"]
+__all__ = ["Parameter", "ParameterError", "converting", "deferred_checks", "is_parameter"]
 
 
 class ParameterError(ValueError):
@@ -33,8 +33,13 @@ class Parameter(eqx.Module):
 
     **Arguments:**
 
-    - `value`: the initial value, in constrained space; converted to a floating JAX array.
+    - `value`: the initial value, in constrained space; converted to a floating JAX array. Inside
+      `with sl.Scene(frame):`, also an astropy `SkyCoord`, which becomes its `(y, x)` position in the
+      frame's pixels.
     - `prior`: a numpyro or distrax distribution, or anything with `log_prob`; `None` means flat.
+      Inside `with sl.Scene(frame):`, a position's prior may be an astropy `Quantity` angle: the
+      standard deviation on the sky (one width, or two for `(Δα cos δ, Δδ)`) of a Gaussian around the
+      value, carried into the frame's pixels by its WCS.
     - `constraint`: a [`scarlet_like.constraints`][] bijector, a numpyro constraint or transform, or a
       distrax bijector; `None` means unconstrained.
     - `fixed`: if `True` the value is a constant of the model, not an entry of the flat vector.
@@ -71,7 +76,9 @@ class Parameter(eqx.Module):
 
     def __init__(
         self,
-        value: NumbersLike,
+        # numbers, or a value a builder's converter turns into numbers (a SkyCoord inside a Scene, see
+        # `converting`): what is left unconverted is checked below, with a ParameterError
+        value: NumbersLike | Any,
         *,
         prior: Any = None,
         constraint: Any = None,
@@ -84,6 +91,9 @@ class Parameter(eqx.Module):
             )
         if name is not None and not isinstance(name, str):
             raise ParameterError(f"Parameter name must be a string, got {type(name).__name__}")
+        converters = _CONVERTERS.get()
+        if converters:
+            value, prior = converters[-1](value, prior, f"Parameter{_label(name)}")
         self.constraint = as_constraint(constraint)
         self.prior = as_prior(prior)
         self.fixed = bool(fixed)
@@ -93,7 +103,9 @@ class Parameter(eqx.Module):
             self.value = float_array(value, strong=True)
         except TypeError as error:
             raise ParameterError(
-                f"Parameter{_label(name)}: cannot convert {type(value).__name__} to an array"
+                f"Parameter{_label(name)}: cannot convert {type(value).__name__} to an array (values of "
+                "other kinds are converted only where a builder knows them: a sky coordinate inside "
+                "`with sl.Scene(frame):`, with the frame's WCS)"
             ) from error
         problem = value_problem(self.value, self.constraint, self.prior)
         if problem is not None and name is not None:
@@ -224,6 +236,32 @@ def _prior_shape_problem(value_shape: tuple[int, ...], prior: Prior) -> str | No
         f"which does not match the value's shape {value_shape} ({fix}, or a value of shape "
         f"{tuple(prior_shape)})"
     )
+
+
+#: `(value, prior, who) -> (value, prior)`: turns a Parameter's value and prior of a kind the core
+#: does not know into ones it does (`who` names the Parameter in errors), and returns the others as
+#: they are.
+ValueConverter = Callable[[Any, Any, str], tuple[Any, Any]]
+
+# Converters set by builders, innermost last (a `Scene`'s `with` block converts sky coordinates with
+# its frame's WCS). A context variable, not a global: each thread and task sees its own.
+_CONVERTERS: contextvars.ContextVar[tuple[ValueConverter, ...]] = contextvars.ContextVar(
+    "scarlet_like_value_converters", default=()
+)
+
+
+@contextlib.contextmanager
+def converting(converter: ValueConverter) -> Iterator[None]:
+    """Within this block, every new Parameter's value and prior first go through `converter`.
+
+    For builders whose context gives meaning to values the core does not know: inside
+    `with sl.Scene(frame):`, a `SkyCoord` becomes a position in the frame's pixels.
+    """
+    reset = _CONVERTERS.set((*_CONVERTERS.get(), converter))
+    try:
+        yield
+    finally:
+        _CONVERTERS.reset(reset)
 
 
 # How many scene-like builders are gathering sub-models right now, in this thread or task: while one

@@ -261,9 +261,78 @@ def test_docs_example_runs(docs_section):
     )
     namespace = docs_section("astro.md", "Positions on the sky", header)
     np.testing.assert_allclose(namespace["start"], [15.5, 15.5], atol=1e-5)
-    assert namespace["width"] == pytest.approx(2.5)
+    prior = namespace["scene"].sources[0].center.prior.distribution
+    np.testing.assert_allclose(
+        np.asarray(prior.covariance_matrix), 2.5**2 * np.eye(2), atol=1e-4
+    )  # 0.5" / 0.2"
     error = namespace["error"]
     for std in (error.ra_cos_dec, error.dec):
         assert 0.004 < std.to_value(units.arcsec) < 0.006
     # the text: 0.006" from the truth
     assert namespace["found"].separation(namespace["true"]).to_value(units.arcsec) < 0.008
+
+
+def test_a_parameter_made_from_a_sky_coordinate_is_a_pixel_position():
+    frame = sl.Frame((1, 40, 40), wcs=celestial_wcs((40, 40), 0.2, rotation_deg=30.0))
+    sky = frame.to_sky(np.array([12.0, 25.0]))
+    with sl.Scene(frame) as scene:
+        center = sl.Parameter(sky)
+        sl.PointSource(center, jnp.array([1.0]))
+    np.testing.assert_allclose(np.asarray(center.value), [12.0, 25.0], atol=1e-5)
+    assert center.value.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(sl.get_values(scene)["sources[0].center"]), [12.0, 25.0], atol=1e-5)
+    assert sl.measure.sky_center(scene, 0).separation(sky).to_value(units.arcsec) < 1e-5
+
+
+def test_a_prior_width_in_arcsec_is_carried_into_pixels_by_the_wcs():
+    """Widths of 0.4" east-west and 0.8" north-south on a rotated WCS with RA growing to the left: the
+    prior in pixels is an ellipse, tilted, whose draws placed back on the sky have those widths."""
+    rotation, scale = 30.0, 0.2
+    frame = sl.Frame((1, 40, 40), wcs=celestial_wcs((40, 40), scale, rotation_deg=rotation))
+    start = np.array([12.0, 25.0])
+    sky = frame.to_sky(start)
+    with sl.Scene(frame):
+        center = sl.Parameter(sky, prior=[0.4, 0.8] * units.arcsec)
+        round_center = sl.Parameter(sky, prior=0.5 * units.arcsec)
+    draws = np.asarray(center.prior.sample(jax.random.key(0), (20000,)), dtype=np.float64)
+    np.testing.assert_allclose(draws.mean(axis=0), start, atol=0.05)
+    east, north = sky.spherical_offsets_to(frame.to_sky(draws))
+    offsets = np.stack([east.to_value(units.arcsec), north.to_value(units.arcsec)])
+    np.testing.assert_allclose(offsets.std(axis=1), [0.4, 0.8], rtol=0.03)
+    assert abs(np.corrcoef(offsets)[0, 1]) < 0.03
+    # the density in pixels: the one on the sky times |det J| = scale^2 (arcsec^2 per pixel^2)
+    s, angle = scale, np.deg2rad(rotation)
+    cd = s * np.array([[-np.cos(angle), np.sin(angle)], [np.sin(angle), np.cos(angle)]])  # (dx, dy) -> (E, N)
+    jacobian = cd[:, ::-1]  # (dy, dx) -> (E, N)
+    point = start + np.array([1.5, -2.0])
+    on_sky = jacobian @ (point - start) / np.array([0.4, 0.8])
+    expected = -0.5 * on_sky @ on_sky - np.log(2 * np.pi * 0.4 * 0.8) + np.log(s**2)
+    np.testing.assert_allclose(
+        float(center.prior.log_prob(jnp.asarray(point, jnp.float32))), expected, rtol=1e-4
+    )
+    # one width: round on the sky, round in pixels of 0.2"
+    covariance = np.asarray(round_center.prior.distribution.covariance_matrix)
+    np.testing.assert_allclose(covariance, np.eye(2) * 2.5**2, atol=1e-4)
+
+
+def test_sky_parameters_say_what_is_wrong():
+    wcs = celestial_wcs((20, 20), 0.2)
+    sky = SkyCoord(150.1 * units.deg, 2.2 * units.deg)
+    with pytest.raises(
+        sl.ParameterError, match=r"cannot convert SkyCoord .* inside `with sl.Scene\(frame\):`"
+    ):
+        sl.Parameter(sky)
+    with (
+        pytest.raises(
+            sl.FrameError, match="Parameter 'host': the value is a SkyCoord, but the frame has no WCS"
+        ),
+        sl.Scene(sl.Frame((1, 20, 20))),
+    ):
+        sl.Parameter(sky, name="host")
+    with sl.Scene(sl.Frame((1, 20, 20), wcs=wcs)):
+        with pytest.raises(sl.ParameterError, match="width on the sky, an angle .* got units of pix"):
+            sl.Parameter(sky, prior=2.0 * units.pixel)
+        with pytest.raises(sl.ParameterError, match="one positive angle, or two"):
+            sl.Parameter(sky, prior=-1.0 * units.arcsec)
+        with pytest.raises(sl.ParameterError, match=r"around one position.* shape \(3,\)"):
+            sl.Parameter(np.zeros(3), prior=1.0 * units.arcsec)
