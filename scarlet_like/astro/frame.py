@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -250,6 +251,8 @@ def _sky_parameter_input(frame: Frame, value: Any, prior: Any, who: str) -> tupl
     sky around the position, carried into pixels by the WCS's local Jacobian `J`: covariance
     `J⁻¹ diag(w²) J⁻ᵀ`. Other values and priors are returned as they are.
     """
+    if "astropy" not in sys.modules:
+        return value, prior  # no SkyCoord nor Quantity can exist yet: every Parameter passes here
     from astropy import units
 
     sky_value = _is_sky_coordinate(value)
