@@ -3,6 +3,7 @@
 ```python
 sl.plot.scene(fitted.model, obs)      # data | model | residual
 sl.plot.sources(fitted.model, obs)    # one panel per source
+sl.plot.light_curve(fitted.model, 1, observations=epochs)  # a source's flux against time
 sl.plot.trace(posterior, ["sources[1].morphology.n"])   # draws of each chain, and their histograms
 sl.plot.rank(posterior, ["sources[1].morphology.n"])    # rank histograms of each chain
 sl.plot.corner(posterior, ["sources[1].center", "sources[1].morphology.r_half"])
@@ -33,7 +34,7 @@ from .astro.observation import Observation
 from .astro.scene import Scene
 from .core.tree import resolve
 
-__all__ = ["scene", "sources", "rgb", "channel_map", "trace", "rank", "corner", "predictive"]
+__all__ = ["scene", "sources", "light_curve", "rgb", "channel_map", "trace", "rank", "corner", "predictive"]
 
 # Grey of masked pixels: unlike any colour of sky or residual.
 MASKED_GREY = (0.55, 0.55, 0.55)
@@ -472,6 +473,117 @@ def sources(
         _mark_sources(axis, centers[index : index + 1], [index])
         axis.set_xlim(-0.5, width - 0.5)
         axis.set_ylim(-0.5, height - 0.5)
+    return figure
+
+
+def light_curve(
+    model: Any,
+    index: int,
+    times: Any = None,
+    *,
+    observations: Sequence[Observation] | None = None,
+    channels: Sequence[int | str] | None = None,
+    band: tuple[float, float] = (0.16, 0.84),
+    draws: int = 200,
+    ax: Any = None,
+) -> Any:
+    """A source's flux against time, per channel: its light curve, with the posterior's spread.
+
+    **Arguments:**
+
+    - `model`: a [`scarlet_like.Scene`][] (e.g. `fitted.model`), or a [`scarlet_like.Posterior`][]
+      of one (from [`scarlet_like.sample`][]).
+    - `index`: which source, as in `scene.sources[index]`.
+    - `times`: the times to draw the curve at; default 200 times spanning the observations' times
+      (and a tenth of their range on each side).
+    - `observations`: the observations (epochs) of the fit; their times are marked on the curve, one
+      point per epoch and channel it observed.
+    - `channels`: the channels (indices or names) to draw; default all of the frame's.
+    - `band`: for a posterior, the lower and upper quantiles of the shaded band around the median
+      curve (default 16 % and 84 %: the central 68 %).
+    - `draws`: for a posterior, use at most this many draws, evenly spaced through each chain.
+    - `ax`: a matplotlib Axes to draw into; default a new figure.
+
+    **Returns:**
+
+    The matplotlib `Figure`: one curve per channel, blue to red in the frame's channel order, from
+    [`scarlet_like.measure.flux`][] at each time (the posterior's median, with its band shaded).
+    A static source draws flat lines.
+    """
+    plt = _pyplot()
+    posterior = None if isinstance(model, Scene) else model
+    if posterior is not None:
+        _check_posterior(posterior, "light_curve")
+        scene_at = posterior.model_at(0, 0)
+        if not isinstance(scene_at, Scene):
+            raise TypeError(
+                f"plot.light_curve: the posterior must be of an sl.Scene, not of {type(scene_at).__name__}"
+            )
+    else:
+        scene_at = model
+    measure._check_source_index("plot.light_curve", scene_at, index)
+    epochs = [observation.time for observation in observations or ()]
+    if any(time is None for time in epochs):
+        missing = next(o.name for o in observations or () if o.time is None)
+        raise ValueError(f"plot.light_curve: observation '{missing}' has no time to mark on the curve")
+    if times is None:
+        if not epochs:
+            raise ValueError(
+                "plot.light_curve: give the times to draw the curve at, or observations with times"
+            )
+        first, last = float(min(epochs)), float(max(epochs))
+        margin = 0.1 * (last - first) or 1.0
+        times = np.linspace(first - margin, last + margin, 200)
+    times = np.asarray(times, dtype=np.float64).reshape(-1)
+    names = scene_at.frame.channels
+    chosen = (
+        range(len(names))
+        if channels is None
+        else [names.index(c) if isinstance(c, str) and c in names else c for c in channels]
+    )
+    for channel in chosen:
+        if not isinstance(channel, int | np.integer) or not -len(names) <= channel < len(names):
+            raise ValueError(f"plot.light_curve: no channel {channel!r} among {names}")
+
+    def curve(scene: Scene, at: np.ndarray) -> Any:
+        return measure.flux(scene.sources[index], time=at)
+
+    if posterior is None:
+        middle, low, high = np.asarray(curve(model, times)), None, None
+        at_epochs = None if not epochs else np.asarray(curve(model, np.asarray(epochs)))
+    else:
+        import equinox as eqx
+
+        chains, length = np.shape(posterior.samples)[:2]
+        keep = max(1, min(length, math.ceil(int(draws) / chains)))
+        picked = np.unique(np.linspace(0, length - 1, keep).round().astype(int))
+        thinned = eqx.tree_at(lambda p: p.samples, posterior, posterior.samples[:, picked])
+        every = np.asarray(thinned.map(lambda scene: curve(scene, times)), dtype=np.float64)
+        every = every.reshape(-1, *every.shape[2:])  # (draw, T, C)
+        middle = np.median(every, axis=0)
+        low, high = np.quantile(every, band[0], axis=0), np.quantile(every, band[1], axis=0)
+        if epochs:
+            at = np.asarray(thinned.map(lambda scene: curve(scene, np.asarray(epochs))), dtype=np.float64)
+            at_epochs = np.median(at.reshape(-1, *at.shape[2:]), axis=0)
+        else:
+            at_epochs = None
+    figure = ax.figure if ax is not None else plt.figure(figsize=(7.0, 4.0), layout="constrained")
+    axis = ax if ax is not None else figure.add_subplot()
+    colours = plt.get_cmap("coolwarm")(np.linspace(0.0, 1.0, max(len(names), 2)))[: len(names)]
+    for channel in chosen:
+        colour = colours[channel]
+        axis.plot(times, middle[:, channel], color=colour, label=str(names[channel]))
+        if low is not None and high is not None:
+            axis.fill_between(times, low[:, channel], high[:, channel], color=colour, alpha=0.25, lw=0)
+        if at_epochs is not None and observations is not None:
+            seen = [i for i, o in enumerate(observations) if names[channel] in o.channels]
+            axis.plot(np.asarray(epochs)[seen], at_epochs[seen, channel], "o", color=colour, ms=4)
+    kind = "posterior median" if posterior is not None else "model"
+    spread = f", {band[0]:.0%}-{band[1]:.0%} shaded" if posterior is not None else ""
+    axis.set_title(f"sources[{index}]: flux against time ({kind}{spread})")
+    axis.set_xlabel("time")
+    axis.set_ylabel("flux")
+    axis.legend(title="channel", fontsize="small")
     return figure
 
 

@@ -87,7 +87,7 @@ def _release_compiled_programs():
 
 @pytest.fixture
 def docs_section():
-    """`run(page, heading, header="")`: runs the one python example of a section of a docs page.
+    """`run(page, heading, header="")`: runs the python examples of a section of a docs page, in order.
 
     The section is the text under the `## heading` of `docs/<page>`, up to the next `## ` heading;
     `header` is code run before it (the imports and data that earlier sections of the page set up).
@@ -100,7 +100,9 @@ def docs_section():
         text = (pathlib.Path(__file__).parents[1] / "docs" / page).read_text()
         assert f"## {heading}" in text, f"docs/{page} has no section '## {heading}'"
         section = text.split(f"## {heading}")[1].split("\n## ")[0]
-        (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+        blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+        assert blocks, f"docs/{page}, section '{heading}', has no untitled python example"
+        block = "\n".join(blocks)
         namespace: dict = {}
         # user code runs with JAX's default promotion, as in tests/test_docs.py
         with jax.numpy_dtype_promotion("standard"):

@@ -237,3 +237,98 @@ def test_predictive_residual_and_spread_are_those_of_the_draws(posterior_and_obs
     with pytest.raises(ValueError, match="no channel named 'u'"):
         plot.predictive(posterior, observation, channel="u")
     plt.close("all")
+
+
+# --------------------------------------------------------------------------------------
+# Light curves
+# --------------------------------------------------------------------------------------
+
+
+def _transient_scene():
+    import jax.numpy as jnp
+
+    class Burst(sl.Module):
+        t0: sl.Parameter
+        peak: sl.Parameter
+
+        def __call__(self, time):
+            return self.peak * jnp.exp(-0.5 * ((time - self.t0) / 3.0) ** 2)
+
+    frame = sl.Frame((2, 15, 15), channels=("g", "r"))
+    with sl.Scene(frame) as scene:
+        sl.Source((7.0, 7.0), jnp.array([50.0, 80.0]), sl.GaussianMorphology(2.0))
+        sl.PointSource((5.0, 9.0), Burst(sl.Parameter(10.0), sl.Parameter(jnp.array([20.0, 30.0]))))
+    nights = [
+        sl.Observation(np.zeros((len(channels), 15, 15)), channels=channels, time=time, name=f"night {i}")
+        for i, (time, channels) in enumerate([(4.0, ("g", "r")), (9.0, ("r",)), (15.0, ("g", "r"))])
+    ]
+    return scene, nights
+
+
+def test_light_curve_of_a_model_draws_its_flux_at_every_time_and_marks_the_epochs():
+    scene, nights = _transient_scene()
+    figure = plot.light_curve(scene, 1, observations=nights)
+    axis = figure.axes[0]
+    curves = [line for line in axis.lines if line.get_linestyle() == "-"]
+    marks = [line for line in axis.lines if line.get_marker() == "o"]
+    assert [line.get_label() for line in curves] == ["g", "r"]
+    times = curves[0].get_xdata()
+    assert times.min() < 4.0 and times.max() > 15.0  # the epochs' span, and a margin
+    expected = np.asarray(sl.measure.flux(scene.sources[1], time=times))
+    for channel, line in enumerate(curves):
+        np.testing.assert_allclose(line.get_ydata(), expected[:, channel], rtol=1e-5)
+    # each epoch marked in the channels it observed: g at nights 0 and 2, r at all three
+    assert [len(mark.get_xdata()) for mark in marks] == [2, 3]
+    np.testing.assert_allclose(marks[1].get_xdata(), [4.0, 9.0, 15.0])
+    # the static host draws flat lines; chosen channels by name
+    host = plot.light_curve(scene, 0, np.linspace(0, 20, 5), channels=["r"])
+    np.testing.assert_allclose(host.axes[0].lines[0].get_ydata(), 80.0)
+    with pytest.raises(ValueError, match="give the times"):
+        plot.light_curve(scene, 1)
+    with pytest.raises(ValueError, match="no channel 'u'"):
+        plot.light_curve(scene, 1, [1.0, 2.0], channels=["u"])
+    with pytest.raises(IndexError):
+        plot.light_curve(scene, 5, [1.0])
+    plt.close("all")
+
+
+def test_light_curve_of_a_posterior_shades_the_quantiles_of_its_draws():
+    import jax
+    import jax.numpy as jnp
+
+    scene, nights = _transient_scene()
+    x, unravel = sl.ravel(scene)
+    samples = x[None, None] + jax.random.normal(jax.random.key(1), (2, 10, x.size), x.dtype) * jnp.array(
+        [[[1.0, 2.0, 3.0]]]
+    )
+    zeros = jnp.zeros((2, 10), x.dtype)
+    posterior = sl.Posterior(
+        samples=samples,
+        log_density=zeros,
+        divergences=zeros.astype(bool),
+        acceptance_rate=zeros + 0.8,
+        num_integration_steps=jnp.full((2, 10), 7),
+        energy=zeros,
+        step_size=jnp.ones(2, x.dtype),
+        inverse_mass_matrix=jnp.ones((2, x.size), x.dtype),
+        unravel=unravel,
+    )
+    times = np.array([5.0, 10.0, 12.0])
+    figure = plot.light_curve(posterior, 1, times, observations=nights, band=(0.1, 0.9))
+    axis = figure.axes[0]
+    every = np.stack(
+        [
+            np.asarray(sl.measure.flux(posterior.model_at(c, d).sources[1], time=times))
+            for c in range(2)
+            for d in range(10)
+        ]
+    )
+    curves = [line for line in axis.lines if line.get_linestyle() == "-"]
+    np.testing.assert_allclose(curves[1].get_ydata(), np.median(every[..., 1], axis=0), rtol=1e-5)
+    # the shaded band: its vertices span the 10 % and 90 % quantiles of the draws
+    band = axis.collections[1].get_paths()[0].vertices[:, 1]
+    low, high = np.quantile(every[..., 1], [0.1, 0.9], axis=0)
+    np.testing.assert_allclose([band.min(), band.max()], [low.min(), high.max()], rtol=1e-5)
+    assert np.all(high > low)  # the draws move the curve
+    assert "posterior median" in axis.get_title()
+    plt.close("all")

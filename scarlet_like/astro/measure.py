@@ -33,6 +33,7 @@ from ..infer.sample import Posterior
 from .components import MultiComponentSource
 from .frame import FrameError, _sky_jacobian
 from .scene import Scene, Source
+from .spectrum import is_time_dependent
 
 __all__ = [
     "Moments",
@@ -106,7 +107,10 @@ def _as_float_image(image: ArrayLike) -> Array:
     return array
 
 
-def flux(source_or_image: Source | MultiComponentSource | Real[ArrayLike, "*C H W"]) -> Float[Array, "*C"]:
+def flux(
+    source_or_image: Source | MultiComponentSource | Real[ArrayLike, "*C H W"],
+    time: Real[ArrayLike, "*T"] | None = None,
+) -> Float[Array, "*T C"]:
     """Total flux of a source or an image.
 
     **Arguments:**
@@ -114,16 +118,38 @@ def flux(source_or_image: Source | MultiComponentSource | Real[ArrayLike, "*C H 
     - `source_or_image`: a [`scarlet_like.Source`][] or [`scarlet_like.MultiComponentSource`][]
       (with Parameters or resolved), or an image
       `(H, W)` or cube `(C, H, W)`.
+    - `time`: for a source whose spectrum changes with time (a light curve, an
+      [`scarlet_like.PerEpochSpectrum`][]), when: one time, or an array of times (the light curve at
+      each); required for such sources, ignored by others.
 
     **Returns:**
 
     For a source, its spectrum (morphologies integrate to 1, so that is its total flux per channel,
-    all of it, also the part outside any image); for an image, the sum of its pixels per channel
-    (`(C,)`, or a scalar for `(H, W)`).
+    all of it, also the part outside any image): `(C,)`, or `(*T, C)` for an array of times `(*T,)`
+    (a static source's spectrum repeated); for an image, the sum of its pixels per channel (`(C,)`,
+    or a scalar for `(H, W)`).
+
+    ```python
+    times = jnp.linspace(0.0, 30.0, 61)
+    curve = sl.measure.flux(fitted.model.sources[1], time=times)  # (61, C): the light curve
+    ```
     """
     if isinstance(source_or_image, (Source, MultiComponentSource)):
         # a source of several components: the sum of theirs
-        return jnp.asarray(resolve(source_or_image).spectrum)
+        spectrum = resolve(source_or_image).spectrum
+        if time is None:
+            if is_time_dependent(spectrum):
+                raise ValueError(
+                    f"measure.flux: the source's spectrum ({type(spectrum).__name__}) changes with time: "
+                    "give the time (or an array of times) to measure it at, sl.measure.flux(source, time=t)"
+                )
+            return jnp.asarray(spectrum)
+        times = jnp.asarray(time, dtype=jnp.float32)
+        if is_time_dependent(spectrum):
+            fluxes = jax.vmap(spectrum)(times.reshape(-1))
+        else:
+            fluxes = jnp.broadcast_to(jnp.asarray(spectrum), (times.size, jnp.shape(spectrum)[-1]))
+        return fluxes.reshape(times.shape + fluxes.shape[-1:])
     return jnp.sum(_as_float_image(source_or_image), axis=(-2, -1))
 
 
@@ -188,7 +214,9 @@ def moments(image: Real[ArrayLike, "*C H W"]) -> Moments:
     )
 
 
-def source_image(scene: Scene, index: int, observation: Any = None) -> Float[Array, "C H W"]:
+def source_image(
+    scene: Scene, index: int, observation: Any = None, time: Real[ArrayLike, ""] | None = None
+) -> Float[Array, "C H W"]:
     """One source of a scene rendered alone.
 
     **Arguments:**
@@ -196,7 +224,10 @@ def source_image(scene: Scene, index: int, observation: Any = None) -> Float[Arr
     - `scene`: a [`scarlet_like.Scene`][] (with Parameters or resolved, e.g. a fitted model).
     - `index`: which source, as in `scene.sources[index]` (negative indices count from the end).
     - `observation`: if given, render through it ([`scarlet_like.Observation.render`][]: its PSF,
-      pixel grid and channels); otherwise in the model frame at the model PSF, as `scene()` does.
+      pixel grid and channels, and its time); otherwise in the model frame at the model PSF, as
+      `scene()` does.
+    - `time`: without an observation, the time at which a source whose spectrum changes with time is
+      drawn (as `scene(time=t)`); an observation brings its own time.
 
     **Returns:**
 
@@ -208,7 +239,7 @@ def source_image(scene: Scene, index: int, observation: Any = None) -> Float[Arr
     # under `jit`.
     resolved = resolve(scene)
     alone = eqx.tree_at(lambda s: s.sources, resolved, [resolved.sources[index]])
-    return alone() if observation is None else observation.render(alone)
+    return alone(time) if observation is None else observation.render(alone)
 
 
 def _check_source_index(who: str, scene: Any, index: int) -> None:

@@ -360,3 +360,24 @@ def test_docs_example_runs(docs_section):
         "sources[1].spectrum.width",
         "sources[1].spectrum.peak[0]",
     )
+    # the light curve read back and drawn, the nights marked on it
+    axis = namespace["figure"].axes[0]
+    assert len(axis.lines[1].get_xdata()) == len(nights)
+
+
+def test_measured_flux_of_a_transient_is_its_light_curve_at_the_times_asked():
+    scene = truth()
+    supernova, host = scene.sources[1], scene.sources[0]
+    np.testing.assert_allclose(
+        np.asarray(sl.measure.flux(supernova, time=TIMES)), true_flux(TIMES)[:, None], rtol=1e-5
+    )
+    assert sl.measure.flux(supernova, time=13.6).shape == (1,)
+    assert sl.measure.flux(supernova, time=np.zeros((2, 3))).shape == (2, 3, 1)
+    # a static source: its spectrum at every time
+    np.testing.assert_allclose(np.asarray(sl.measure.flux(host, time=TIMES[:4])), [[HOST["flux"]]] * 4)
+    np.testing.assert_allclose(np.asarray(sl.measure.flux(host)), [HOST["flux"]])
+    with pytest.raises(ValueError, match=r"changes with time.*time=t"):
+        sl.measure.flux(supernova)
+    # the source alone in the model frame at a time: all its flux (the frame holds it)
+    image = sl.measure.source_image(scene, 1, time=SUPERNOVA["t0"])
+    np.testing.assert_allclose(float(image.sum()), SUPERNOVA["peak"], rtol=1e-3)
