@@ -522,28 +522,28 @@ def light_curve(
     else:
         scene_at = model
     measure._check_source_index("plot.light_curve", scene_at, index)
-    epochs = [observation.time for observation in observations or ()]
-    if any(time is None for time in epochs):
-        missing = next(o.name for o in observations or () if o.time is None)
-        raise ValueError(f"plot.light_curve: observation '{missing}' has no time to mark on the curve")
+    for observation in observations or ():
+        if observation.time is None:
+            raise ValueError(
+                f"plot.light_curve: observation '{observation.name}' has no time to mark on the curve"
+            )
+    epochs = [float(observation.time) for observation in observations or () if observation.time is not None]
     if times is None:
         if not epochs:
             raise ValueError(
                 "plot.light_curve: give the times to draw the curve at, or observations with times"
             )
-        first, last = float(min(epochs)), float(max(epochs))
+        first, last = min(epochs), max(epochs)
         margin = 0.1 * (last - first) or 1.0
         times = np.linspace(first - margin, last + margin, 200)
     times = np.asarray(times, dtype=np.float64).reshape(-1)
     names = scene_at.frame.channels
-    chosen = (
-        range(len(names))
-        if channels is None
-        else [names.index(c) if isinstance(c, str) and c in names else c for c in channels]
-    )
-    for channel in chosen:
+    chosen: list[int] = []
+    for wanted in range(len(names)) if channels is None else channels:
+        channel = names.index(wanted) if isinstance(wanted, str) and wanted in names else wanted
         if not isinstance(channel, int | np.integer) or not -len(names) <= channel < len(names):
-            raise ValueError(f"plot.light_curve: no channel {channel!r} among {names}")
+            raise ValueError(f"plot.light_curve: no channel {wanted!r} among {names}")
+        chosen.append(int(channel))
 
     def curve(scene: Scene, at: np.ndarray) -> Any:
         return measure.flux(scene.sources[index], time=at)
