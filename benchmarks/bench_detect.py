@@ -1,6 +1,7 @@
 """Benchmark: source detection, `sl.init.detect` against sep and photutils, on simulated and real blends.
 
-Run from the repository root (sep and photutils are not dependencies: `pip install sep photutils`):
+Run from the repository root (sep and photutils are not dependencies: `pip install sep photutils
+scikit-image`):
 
     python benchmarks/bench_detect.py                          # 40 standard + 40 hard blends, HSC, HST
     python benchmarks/bench_detect.py --blends 8               # quicker
