@@ -185,10 +185,11 @@ def hsc_hst() -> TwoInstruments:
       image but one pixel off along each axis; it is cropped to `HST_PSF_SIZE` pixels centred on
       the peak pixel, so that its centre is where the renderer puts it.
     - *Detections.* [`scarlet_like.init.detect`][] on the HST image smoothed by a 3-pixel (0.09")
-      Gaussian, at 10 sigma: the four galaxies of the blend, the knots of the irregular ones merged
-      into one peak each (at 5 sigma, four fainter peaks of a plume and of the knots come in too).
-      Then the HSC detections (smoothed by 1 pixel, 5 sigma) that fall outside the HST image. There
-      is no star among them. `centers` is in ICRS (the HST header's FK5 positions converted).
+      Gaussian, at 15 sigma: the four galaxies of the blend, the knots of the irregular ones merged
+      into one peak each (at 10 sigma, a fifth peak on a plume comes in too). Then the HSC
+      detections (smoothed by 1 pixel, 15 sigma; at 5 sigma one more at the edge) that fall outside
+      the HST image. There is no star among them. `centers` is in ICRS (the HST header's FK5
+      positions converted).
     """
     from astropy.wcs import WCS
 
@@ -215,8 +216,8 @@ def hsc_hst() -> TwoInstruments:
     hst = cutout(hst_image[None], hst_psf, ("F814W",), hst_header)
     hsc = cutout(hsc_images, hsc_psfs, ("g", "r", "i", "z", "y"), hsc_header)
 
-    hst_peaks = np.asarray(detect(hst.observation("HST"), sigma=3.0, threshold=10.0))
-    hsc_peaks = np.asarray(detect(hsc.observation("HSC"), sigma=1.0, threshold=5.0))
+    hst_peaks = np.asarray(detect(hst.observation("HST"), sigma=3.0, threshold=15.0))
+    hsc_peaks = np.asarray(detect(hsc.observation("HSC"), sigma=1.0, threshold=15.0))
     hst_sky = hst.wcs.pixel_to_world(hst_peaks[:, 1], hst_peaks[:, 0])
     hsc_sky = hsc.wcs.pixel_to_world(hsc_peaks[:, 1], hsc_peaks[:, 0])
     x, y = hst.wcs.world_to_pixel(hsc_sky)

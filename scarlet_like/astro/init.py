@@ -651,7 +651,8 @@ def detect(
     - `sigma`: width (pixels) of the Gaussian the detection image is smoothed with; about the PSF's
       sigma is best for faint sources, more for noisy, finely sampled data (it also merges the knots
       of an irregular galaxy into one peak).
-    - `threshold`: a peak must rise this many times the smoothed image's noise above its median.
+    - `threshold`: a peak must rise this many times the smoothed image's noise above its background
+      level.
     - `min_separation`: peaks closer than this (pixels) to a brighter one are dropped; default
       `2 * sigma`, at least 2.
 
@@ -661,14 +662,25 @@ def detect(
     fraction of a pixel by a parabola through each peak and its neighbours along y and x.
 
     The detection image is the channels' inverse-variance weighted mean (as in
-    [`scarlet_like.init.moments`][]), unusable pixels filled in from their neighbours. Its noise is
-    measured on the smoothed image itself, as the sigma-clipped standard deviation of its usable
-    pixels, so that it holds for correlated noise (drizzled or resampled images) and for weights
-    that are only roughly right. A plain local-maximum finder: it does not split blends whose
-    sources make no separate peaks.
-    """
-    from astropy.stats import sigma_clipped_stats
+    [`scarlet_like.init.moments`][]), unusable pixels filled in from their neighbours. Its background
+    level and noise are measured on the smoothed image itself, without the pixels that rise above
+    them, so that they hold for correlated noise (drizzled or resampled images, whose noise is more
+    than the weights say once smoothed), for a residual sky and for weights that are only roughly
+    right, also on a cutout that a blend fills. A plain local-maximum finder: it does not split
+    blends whose sources make no separate peaks.
 
+    Why not sep or photutils (`benchmarks/bench_detect.py`, 40 + 40 simulated blends of 2-5
+    objects, the same detection image, noise and 1 px smoothing for all, each at its best threshold
+    with at most 0.25 false detections per blend, or its fewest): this finds 87 % of the objects
+    within 2 px on the standard set and 64 % on the hard one (close pairs: 62 % and 49 %), at a
+    median position error of 0.27 and 0.42 px; `sep.extract` with SExtractor's deblending 64 % and
+    37 % (its barycentres pulled by neighbours, 1.4 px at the 90th percentile; 68 % and 45 % at its
+    peak pixels), photutils' `detect_sources` + `deblend_sources` 75 % and 42 % (82 % and 54 % at
+    the peaks): their multi-threshold deblending merges pairs that make separate peaks here.
+    photutils' `DAOStarFinder` comes closest: 89 % and 63 %, close pairs 50 % and 42 %. On the
+    bundled HSC blend this finds the survey pipeline's 7 detections and one faint galaxy more, sep
+    2 of them, photutils 6 (and one more peak), DAOStarFinder 4.
+    """
     if not isinstance(observation, Observation):
         raise TypeError(f"init.detect: expected an sl.Observation, got {type(observation).__name__}")
     sigma = float(sigma)
@@ -676,18 +688,18 @@ def detect(
         raise ValueError(f"init.detect: sigma must be positive, got {sigma}")
     separation = max(2.0, 2 * sigma) if min_separation is None else float(min_separation)
     data, weights, usable = _usable_pixels(observation)
-    detection, detection_usable, _, _ = _detection_image(data, usable, _pixel_noise(weights, usable))
+    detection, detection_usable, weight_sum, _ = _detection_image(data, usable, _pixel_noise(weights, usable))
     smoothed = _smooth(detection, detection_usable, sigma)
     if not detection_usable.any():
         return jnp.zeros((0, 2), dtype=jnp.float32)
-    _, median, noise = sigma_clipped_stats(smoothed[detection_usable], sigma=3.0)
+    level, noise = _smoothed_noise(smoothed, detection_usable, weight_sum, sigma)
     # local maxima over the 3x3 neighbourhood (edges padded so that they never win)
     padded = np.pad(smoothed, 1, constant_values=-np.inf)
     height, width = smoothed.shape
     neighbours = np.stack(
         [padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     )
-    peak = (smoothed >= neighbours.max(axis=0)) & detection_usable & (smoothed > median + threshold * noise)
+    peak = (smoothed >= neighbours.max(axis=0)) & detection_usable & (smoothed > level + threshold * noise)
     rows, cols = np.nonzero(peak)
     order = np.argsort(-smoothed[rows, cols], kind="stable")
     kept: list[np.ndarray] = []
@@ -700,6 +712,48 @@ def detect(
         if all(np.hypot(*(position - other)) >= separation for other in kept):
             kept.append(position)
     return jnp.asarray(np.reshape(kept, (-1, 2)), dtype=jnp.float32)
+
+
+# How many times the detection image's background level and noise are measured again without the
+# pixels that rise above them.
+_BACKGROUND_ITERATIONS = 5
+
+
+def _smoothed_noise(
+    smoothed: np.ndarray, usable: np.ndarray, weight_sum: np.ndarray, sigma: float
+) -> tuple[float, float]:
+    """The level and the noise standard deviation of the smoothed detection image's background.
+
+    The noise is the RMS about the level of the pixels below it, which the sources' light hardly
+    reaches, or what the weights predict for white noise through the smoothing kernel if that is
+    more. The level is the median of the pixels less than 2 noise sigma above the previous level,
+    from the sigma-clipped median on: sources that cover most of a cutout drop out of it.
+
+    Why not the sigma-clipped statistics of the whole image: on a cutout that a blend fills its
+    light is most of the pixels. On the 80 simulated blends of `bench_detect.py` the clipped
+    standard deviation was 1.1 to 21 times the true noise (median 3.4) and the clipped median up to
+    5.5 noise sigma above the true level; measured this way, 1.0 to 1.4 times (median 1.1) and at
+    most 1.5 sigma. On the bundled HSC blend: 15 times what the weights predict against 1.9 times.
+    """
+    from astropy.stats import sigma_clipped_stats
+
+    frequencies_y = 2 * np.pi * np.fft.fftfreq(smoothed.shape[0])[:, None]
+    frequencies_x = 2 * np.pi * np.fft.fftfreq(smoothed.shape[1])[None, :]
+    # sum of the squared kernel in real space = mean of its squared transform (Parseval)
+    kernel_power = float(np.mean(np.exp(-(sigma**2) * (frequencies_y**2 + frequencies_x**2))))
+    predicted = float(np.median(1.0 / np.sqrt(weight_sum[usable]))) * math.sqrt(kernel_power)
+    values = smoothed[usable]
+    _, level, _ = sigma_clipped_stats(values, sigma=3.0)
+    noise = predicted
+    for _ in range(_BACKGROUND_ITERATIONS):
+        below = values[values < level] - level
+        noise = max(predicted, float(np.sqrt(np.mean(below**2))) if below.size else 0.0)
+        # leave out the sources' light (what rises 2 sigma above the level) and measure again
+        background = values[values < level + 2 * noise]
+        if background.size == 0:
+            break
+        level = float(np.median(background))
+    return float(level), noise
 
 
 def _neighbour_values(

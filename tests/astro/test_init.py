@@ -194,12 +194,57 @@ def test_detect_peaks_on_the_hsc_blend_are_pipeline_detections(hsc):
     data, observation = hsc
     found = np.asarray(init.detect(observation))
     distances = np.linalg.norm(found[:, None, :] - data.centers[None, :, :], axis=-1)
-    # no false peaks: each is a detection of the survey pipeline, within half a pixel; the star and
-    # the bright galaxy come first. (The pipeline's faint detections on the wings of the bright ones
-    # make no peak above 5 sigma of the noise measured on this crowded cutout.)
-    assert len(found) >= 4
-    assert np.all(distances.min(axis=1) < 0.5), distances.min(axis=1)
+    # the survey pipeline's seven detections, each within 0.9 pixels, the star and the bright galaxy
+    # first; one more peak, a faint galaxy the catalog lacks (above 10 sigma in g, r, i and z alone),
+    # and no noise peak. (At 89f25a6, whose noise was the clipped standard deviation of this crowded
+    # cutout, 15 times what the weights predict, only the four brightest came out.)
+    matched = distances.min(axis=1) < 0.9
+    assert matched.sum() == 7 and len(found) - matched.sum() <= 1, distances.min(axis=1)
     assert set(distances[:2].argmin(axis=1)) == {0, 1}
+
+
+def _blend_with_faint_neighbours(noise_image):
+    """A bright extended galaxy filling most of the image, and three faint point sources on its outskirts."""
+    frame = sl.Frame((1, HEIGHT, WIDTH))
+    faint = np.array([[3.2, 3.4], [37.6, 4.1], [3.3, 41.2]], np.float32)
+    with sl.Scene(frame) as scene:
+        sl.Source(
+            np.array([20.5, 22.5], np.float32), np.array([4000.0], np.float32), sl.GaussianMorphology(6.0)
+        )
+        for center in faint:
+            sl.Source(center, np.array([6.0], np.float32), sl.PointMorphology())
+    psf = sl.GaussianPSF(PSF_SIGMA)
+    image = np.asarray(sl.Observation(np.zeros((1, HEIGHT, WIDTH)), psf=psf).render(scene), np.float64)
+    return image + noise_image, faint, psf
+
+
+def test_detect_measures_the_noise_below_the_light_of_a_crowded_cutout():
+    # Each faint source peaks at about 19 sigma of the smoothed image's noise, in a corner; the bright
+    # galaxy's light covers most pixels, which made the level and the clipped standard deviation of
+    # the whole smoothed image 14 and 55 times that noise (at 89f25a6: the faint ones were lost, the
+    # threshold was 290 sigma). Measured below the level now: 3.6 and 2.7 times.
+    noise = 0.05
+    data, faint, psf = _blend_with_faint_neighbours(
+        noise * np.random.default_rng(2).normal(size=(1, HEIGHT, WIDTH))
+    )
+    found = np.asarray(init.detect(sl.Observation(data, weights=np.full(data.shape, noise**-2), psf=psf)))
+    distances = np.linalg.norm(found[:, None, :] - faint[None, :, :], axis=-1)
+    assert np.all(distances.min(axis=0) < 0.5), distances.min(axis=0)  # every faint source, where it is
+    assert len(found) == 4  # and the galaxy; no noise peak
+
+
+def test_detect_raises_the_noise_of_correlated_pixels_above_the_weights_prediction():
+    # Pure noise smoothed by a 1.5-pixel Gaussian (as drizzling correlates it), with weights that
+    # claim each pixel's variance independently: the prediction is 2.6 times too small, so 5 sigma of
+    # it would be 2 sigma of the real noise, hundreds of peaks. Measured below the median, none.
+    rng = np.random.default_rng(5)
+    white = rng.normal(size=(1, 128, 128))
+    ky = 2 * np.pi * np.fft.fftfreq(128)[:, None]
+    kx = 2 * np.pi * np.fft.fftfreq(128)[None, :]
+    correlated = np.fft.ifft2(np.fft.fft2(white) * np.exp(-0.5 * 1.5**2 * (ky**2 + kx**2))).real
+    observation = sl.Observation(correlated, weights=np.full(correlated.shape, correlated.var() ** -1.0))
+    assert len(np.asarray(init.detect(observation))) == 0
+    assert len(np.asarray(init.detect(observation, threshold=2.0))) > 20  # the peaks are there
 
 
 # --------------------------------------------------------------------------------------
