@@ -3,7 +3,7 @@
 The public API is re-exported here: `import scarlet_like as sl`.
 """
 
-from . import plot  # noqa: E402  (after the layers it draws)
+from . import catalog, plot  # noqa: E402  (after the layers they use)
 from ._cache import _enable_from_environment, compilation_cache_folder
 from .astro import (
     PSF,
@@ -164,6 +164,7 @@ __all__ = [
     "Unravel",
     "__version__",
     "canonical_tokens",
+    "catalog",
     "combine",
     "constraints",
     "datasets",

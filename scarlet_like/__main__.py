@@ -1,9 +1,11 @@
-"""Command line: `python -m scarlet_like --version` and `python -m scarlet_like demo`."""
+"""Command line: `python -m scarlet_like --version`, `python -m scarlet_like demo` and
+`python -m scarlet_like catalog`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def _demo_epilog() -> str:
@@ -61,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0, help="random seed of the sampler (0)")
     demo.add_argument("--no-plot", action="store_true", help="write nothing (no figures, no summary)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_catalog_command(commands)
     args = parser.parse_args(argv)
+    if args.command == "catalog":
+        return _run_catalog(args)
     if args.command == "demo":
         from .demo import run
 
@@ -78,6 +83,73 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     parser.print_help()
+    return 0
+
+
+def _add_catalog_command(commands: Any) -> None:
+    catalog = commands.add_parser(
+        "catalog",
+        help="fit every blend of a field and write a catalog (Parquet), on Dask workers",
+        description="Group the detections into blends (friends of friends), cut each blend from every "
+        "image, start its scene from the data (sl.init.scene), fit the blends bucket by bucket with "
+        "sl.fit_many on Dask workers, and write one row per detection. Results are written per partition "
+        "as they finish (into OUTPUT.parts/): running the same command again resumes.",
+        epilog="IMAGE.fits: the (C, H, W) image cube with a celestial WCS in the primary HDU (header key "
+        "BANDS = 'g,r,i', or --channels), image extensions WEIGHT (inverse variances) and PSF ((C, h, w), "
+        "centred); several images must share one pixel grid. DET.fits: a table with columns ra, dec "
+        "(degrees) or x, y (pixels, 0-based), and optionally id. Output columns: id, blend, ra, dec, x, "
+        "y, flux_<channel>, flux_err_<channel>, n, r_half, g1, g2, chi2, chi2_per_pixel, converged, flag "
+        "(0 when all went well; 1 failed, 2 non-finite, 4 not converged, 8 at the field's edge, 16 "
+        "outside the field), error.",
+    )
+    catalog.add_argument("images", nargs="+", metavar="IMAGE.fits", help="the field's image files")
+    catalog.add_argument("--detections", required=True, metavar="DET.fits", help="the detection table")
+    catalog.add_argument("--output", required=True, metavar="OUT.parquet", help="the catalog to write")
+    catalog.add_argument("--fits", action="store_true", help="also write the catalog as FITS (OUT.fits)")
+    catalog.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler's address")
+    catalog.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes of a local Dask cluster (default: one per core; 0: none)",
+    )
+    catalog.add_argument(
+        "--channels", help="comma-separated channel names, for images without a BANDS header key"
+    )
+    catalog.add_argument("--kinds", choices=("auto", "point", "extended"), default="auto")
+    catalog.add_argument("--linking-length", type=float, help="pixels (default: 3 PSF FWHM)")
+    catalog.add_argument(
+        "--blends-per-partition", type=int, default=64, help="the most blends in one Dask task (64)"
+    )
+    catalog.add_argument("--max-steps", type=int, default=2000, help="the most optimizer steps per blend")
+    catalog.add_argument("--overwrite", action="store_true", help="start afresh over another run's parts")
+    catalog.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_catalog(args: Any) -> int:
+    from .catalog import FieldImage, fit_field
+
+    channels = None if args.channels is None else [name.strip() for name in args.channels.split(",")]
+    images = [FieldImage.from_fits(path, channels) for path in args.images]
+    run = fit_field(
+        images,
+        args.detections,
+        args.output,
+        fits=args.fits,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        linking_length=args.linking_length,
+        kinds=args.kinds,
+        overwrite=args.overwrite,
+        blends_per_partition=args.blends_per_partition,
+        progress=not args.no_progress,
+        max_steps=args.max_steps,
+    )
+    flags = run.table["flag"]
+    print(
+        f"catalog: {len(run.table)} detections in {len(set(run.table['blend'].tolist()) - {-1})} blends, "
+        f"{int((flags == 0).sum())} without flags; {len(run.fitted)} partitions fitted, {len(run.skipped)} "
+        f"resumed, in {run.seconds:.1f} s; wrote {run.output}"
+    )
     return 0
 
 
