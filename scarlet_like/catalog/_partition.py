@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import sys
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -83,7 +84,8 @@ def fit_partition(partition: Partition) -> Any:
     Never raises for a blend: a blend whose cutouts, scene or fit fail gets its rows flagged `failed`
     with the error in the `error` column; one whose fit ends on non-finite values is flagged
     `nonfinite` (and its fluxes set to NaN). The table's `meta` holds the partition's name, the
-    worker's process id, its seconds, and the functions compiled while it ran.
+    worker's process id, its seconds, the functions compiled while it ran, its number of blends and
+    the worker's peak memory (MB).
     """
     start = time.perf_counter()
     with count_compilations() as compiled:
@@ -96,9 +98,21 @@ def fit_partition(partition: Partition) -> Any:
             "seconds": time.perf_counter() - start,
             "compiled": ";".join(compiled),
             "fit_compilations": sum("_fit_batch" in name for name in compiled),
+            "blends": len(partition.blends),
+            "peak_memory_mb": _peak_memory_mb(),
         }
     )
     return table
+
+
+def _peak_memory_mb() -> float:
+    """The process's peak resident memory so far (MB), where the platform tells it (else NaN)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return math.nan
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 if sys.platform != "darwin" else peak / 2**20  # kB on Linux, bytes on macOS
 
 
 def _process_id() -> int:

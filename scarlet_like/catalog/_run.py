@@ -350,7 +350,13 @@ def _run_on_dask(
             for partition in partitions
         ]
         if progress:
-            distributed.progress(futures)
+            # Dask's bar blocks until every task is done: drawn from a thread of its own, so that this
+            # one writes each partition as it finishes
+            import threading
+
+            threading.Thread(
+                target=distributed.progress, args=(futures,), kwargs={"notebook": False}, daemon=True
+            ).start()
         for future in distributed.as_completed(futures):
             part = future.result()
             yield part.meta["partition"], part
