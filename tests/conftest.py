@@ -89,18 +89,27 @@ def _release_compiled_programs():
 def docs_section():
     """`run(page, heading, header="")`: runs the python examples of a section of a docs page, in order.
 
-    The section is the text under the `## heading` of `docs/<page>`, up to the next `## ` heading;
-    `header` is code run before it (the imports and data that earlier sections of the page set up).
-    Returns the namespace the example leaves. For pages that `tests/test_docs.py` does not run whole
-    (their other examples are long fits).
+    The section is the text under the heading (`## heading`, `### heading`, ...) of `docs/<page>`, up to
+    the next heading of its level or above (lines of code blocks are not headings); `header` is code run
+    before it (the imports and data that earlier sections of the page set up). Returns the namespace
+    the example leaves. For pages that `tests/test_docs.py` does not run whole (their other examples
+    are long fits).
     """
     import re
 
     def run(page: str, heading: str, header: str = "") -> dict:
-        text = (pathlib.Path(__file__).parents[1] / "docs" / page).read_text()
-        assert f"## {heading}" in text, f"docs/{page} has no section '## {heading}'"
-        section = text.split(f"## {heading}")[1].split("\n## ")[0]
-        blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+        lines = (pathlib.Path(__file__).parents[1] / "docs" / page).read_text().splitlines()
+        starts = [i for i, line in enumerate(lines) if re.fullmatch(rf"##+ {re.escape(heading)}", line)]
+        assert starts, f"docs/{page} has no section '## {heading}'"
+        level = lines[starts[0]].index(" ")
+        section, in_code = [], False
+        for line in lines[starts[0] + 1 :]:
+            in_code ^= line.startswith("```")
+            heading_level = len(line) - len(line.lstrip("#"))
+            if not in_code and 0 < heading_level <= level and line[heading_level : heading_level + 1] == " ":
+                break
+            section.append(line)
+        blocks = re.findall(r"```python\n(.*?)```", "\n".join(section) + "\n", flags=re.S)
         assert blocks, f"docs/{page}, section '{heading}', has no untitled python example"
         block = "\n".join(blocks)
         namespace: dict = {}

@@ -18,6 +18,7 @@ from ..core.derived import Derived
 from ..core.module import Module, keep_parameters
 from ..core.parameter import Parameter
 from ..core.resolve import Resolvable
+from .frame import _frame_position
 from .morphology import Morphology, ParameterLike, _as_parameter
 from .scene import _BUILDING, SceneError, _active_scene, _automatic_box, _current_value, _next_source
 from .spectrum import is_time_dependent
@@ -125,7 +126,7 @@ class MultiComponentSource(Module):
         self.center = (
             center
             if isinstance(center, Parameter | Resolvable)
-            else _as_parameter(scene.frame.to_pixel(center))
+            else _as_parameter(_frame_position(scene.frame, center, who))
         )
         self.components = components
         if isinstance(box, str) and box == "auto":

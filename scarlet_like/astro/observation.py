@@ -40,8 +40,11 @@ class Observation(eqx.Module):
     - `mask`: `(C, H, W)` (or broadcasting), non-zero / `True` where a pixel must be ignored.
     - `psf`: an [`scarlet_like.ArrayPSF`][] (effective PSF images, one per channel) or
       [`scarlet_like.GaussianPSF`][]; default: no PSF beyond the pixel (a Gaussian of tiny width).
-    - `channels`: the `C` channel names (default `0 .. C-1`); they tie the data to the model frame's
-      channels.
+    - `channels`: the `C` channel names; they tie the data to the model frame's channels. Without
+      them the channels are named by position, `"0" .. "C-1"`, which
+      [`Frame.from_observations`][scarlet_like.Frame.from_observations] lets several observations share
+      only when they are of one camera (as many channels, the same pixel grid); name the bands
+      of observations from several instruments.
     - `wcs`: an astropy celestial WCS, to place this observation relative to a model frame on another
       pixel grid.
     - `name`: used in error messages and plots.
@@ -76,6 +79,9 @@ class Observation(eqx.Module):
     # program; a static time would compile a program for every new set of times.
     time: Float[Array, ""] | None
     channels: tuple[str, ...] = eqx.field(static=True)
+    # whether the channel names came from `channels=` (names of bands) or are the default positions
+    # "0", "1", ...: `Frame.from_observations` merges default names only within one camera
+    channels_given: bool = eqx.field(static=True)
     wcs: Any = eqx.field(static=True)
     name: str = eqx.field(static=True)
 
@@ -141,6 +147,7 @@ class Observation(eqx.Module):
                     f"Observation '{name}': {what} reach {largest:.3g}, beyond the float32 range "
                     f"(±{_FLOAT32_MAX:.3g}) in which observations are stored; rescale them"
                 )
+        channels_given = channels is not None
         channels = tuple(str(c) for c in (range(shape[0]) if channels is None else channels))
         if len(channels) != shape[0]:
             raise ObservationError(
@@ -150,6 +157,7 @@ class Observation(eqx.Module):
         if len(set(channels)) != len(channels):
             raise ObservationError(f"Observation '{name}': channel names must be unique, got {channels}")
         self.channels = channels
+        self.channels_given = channels_given
         if psf is None:
             from .psf import GaussianPSF
 

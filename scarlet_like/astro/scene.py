@@ -22,7 +22,7 @@ from ..core.module import Module, keep_parameters
 from ..core.parameter import Parameter, converting, deferred_checks, is_parameter
 from ..core.resolve import Resolvable, resolve
 from ..core.tree import walk
-from .frame import Frame, _sky_parameter_input
+from .frame import Frame, _frame_position, _sky_parameter_input
 from .morphology import Morphology, PointMorphology, _as_parameter
 from .render import render
 from .spectrum import is_time_dependent, spectrum_shape, time_dependent_sources
@@ -306,7 +306,8 @@ class Source(Module):
         if isinstance(center, Parameter | Resolvable):
             self.center = center
         else:
-            self.center = _as_parameter(scene.frame.to_pixel(center))
+            who = f"{_next_source()} ({type(self).__name__})"
+            self.center = _as_parameter(_frame_position(scene.frame, center, who))
         if isinstance(spectrum, Module):
             # a spectrum that changes with time: called by each observation with its time
             if not is_time_dependent(spectrum):

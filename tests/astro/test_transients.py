@@ -286,9 +286,21 @@ def test_observation_without_a_time_is_named_with_the_source():
     )
     with pytest.raises(sl.ObservationError, match=expected):
         night.render(truth())
-    # before anything is compiled
+    # before anything is compiled, by whatever takes the observations as a likelihood
     with pytest.raises(sl.ObservationError, match=expected):
         sl.fit(model(light_curve()), [epochs(times=TIMES[:1], sigmas=SIGMAS[:1])[0], night], progress=False)
+    with pytest.raises(sl.ObservationError, match=expected):
+        sl.LogDensity(model(light_curve()), [night])
+    with pytest.raises(sl.ObservationError, match=expected):
+        sl.sample(
+            model(light_curve()), night, num_warmup=5, num_samples=5, key=jax.random.key(0), progress=False
+        )
+    # a flux free per epoch needs the times as much
+    per_epoch = model(sl.PerEpochSpectrum(TIMES, jnp.zeros((TIMES.size, 1))))
+    with pytest.raises(
+        sl.ObservationError, match=r"'r, night 3' has no time, but sources\[1\].*PerEpochSpectrum"
+    ):
+        sl.LogDensity(per_epoch, [night])
     with pytest.raises(
         sl.SceneError,
         match=r"sources\[1\] \(PointSource\) has a spectrum that depends on time.*scene\(time=t\)",
