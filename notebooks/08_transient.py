@@ -352,26 +352,25 @@ print("forced fluxes minus truth, in sigma:", np.round(pulls, 1))
 # %% [markdown]
 # ## The light curve
 #
-# `posterior.map(fn)` evaluates `fn` on the model at every draw (compiled and vectorised). Here it
-# evaluates the light curve on a fine grid of times; the 16th and 84th percentiles over the draws
-# make a band that holds the curve with 68 % probability at each time.
+# `sl.plot.light_curve(posterior, 1)` draws source 1's flux against time: at every posterior draw
+# (up to 200 of them, spread through the chains) it evaluates the light curve with
+# `sl.measure.flux(source, time=...)`, then shades the 16th to 84th percentiles over the draws, a
+# band that holds the curve with 68 % probability at each time, around their median. On its axes we
+# add the truth and the nights' own fluxes.
 
 # %%
-grid = jnp.linspace(times[0], times[-1], 200)
-curves = posterior.map(lambda model: jax.vmap(sl.resolve(model).sources[1].spectrum)(grid)[:, 0])
-curves = np.asarray(curves).reshape(-1, grid.size)  # (chains x draws, times)
-low, middle, high = np.percentile(curves, [16, 50, 84], axis=0)
-
-fig, ax = plt.subplots(figsize=(8, 4.2))
-ax.fill_between(grid, low, high, color="tab:blue", alpha=0.3, label="posterior, 16-84 %")
-ax.plot(grid, middle, color="tab:blue", label="posterior median")
+grid = np.linspace(times[0], times[-1], 200)
+figure = sl.plot.light_curve(posterior, 1, times=grid)
+ax = figure.axes[0]
+ax.lines[0].set_label("posterior median, 16-84 % shaded")
 ax.plot(grid, true_flux(grid), "k--", label="truth")
 ax.errorbar(
     times, forced, forced_error, fmt="o", color="tab:red", capsize=3, label="forced photometry, per night"
 )
 ax.set_xlabel("time (days since the first night)")
 ax.set_ylabel("supernova flux (counts)")
-ax.legend(loc="upper left")
+ax.set_title("the supernova's light curve")
+ax.legend(loc="lower center")
 plt.show()
 
 # %% [markdown]
