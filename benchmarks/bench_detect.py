@@ -127,10 +127,11 @@ def run_ours_before(detection: Detection, threshold: float) -> np.ndarray:
     return run_ours(detection, float(converted))
 
 
-def run_sep(detection: Detection, threshold: float) -> np.ndarray:
+def _sep_objects(detection: Detection, threshold: float) -> np.ndarray:
+    """sep's standard recipe on the detection image: matched filter, SExtractor's deblending defaults."""
     import sep
 
-    objects = sep.extract(
+    return sep.extract(
         detection.image,
         threshold,
         err=detection.noise,
@@ -141,24 +142,16 @@ def run_sep(detection: Detection, threshold: float) -> np.ndarray:
         deblend_nthresh=32,
         deblend_cont=0.005,
     )
+
+
+def run_sep(detection: Detection, threshold: float) -> np.ndarray:
+    objects = _sep_objects(detection, threshold)
     return np.stack([objects["y"], objects["x"]], axis=-1).reshape(-1, 2)
 
 
 def run_sep_peak(detection: Detection, threshold: float) -> np.ndarray:
     """sep's detections (the same call), at the filtered image's peak pixel rather than the barycentre."""
-    import sep
-
-    objects = sep.extract(
-        detection.image,
-        threshold,
-        err=detection.noise,
-        mask=~detection.usable,
-        minarea=5,
-        filter_kernel=detection.kernel,
-        filter_type="matched",
-        deblend_nthresh=32,
-        deblend_cont=0.005,
-    )
+    objects = _sep_objects(detection, threshold)
     return np.stack([objects["ycpeak"], objects["xcpeak"]], axis=-1).reshape(-1, 2).astype(np.float64)
 
 
