@@ -552,12 +552,7 @@ def light_curve(
         middle, low, high = np.asarray(curve(model, times)), None, None
         at_epochs = None if not epochs else np.asarray(curve(model, np.asarray(epochs)))
     else:
-        import equinox as eqx
-
-        chains, length = np.shape(posterior.samples)[:2]
-        keep = max(1, min(length, math.ceil(int(draws) / chains)))
-        picked = np.unique(np.linspace(0, length - 1, keep).round().astype(int))
-        thinned = eqx.tree_at(lambda p: p.samples, posterior, posterior.samples[:, picked])
+        thinned = _thinned(posterior, draws)
         every = np.asarray(thinned.map(lambda scene: curve(scene, times)), dtype=np.float64)
         every = every.reshape(-1, *every.shape[2:])  # (draw, T, C)
         middle = np.median(every, axis=0)
@@ -594,6 +589,16 @@ def light_curve(
 # Without a choice of parameters, the posterior figures show this many scalar elements at most: more
 # make panels too small to read.
 DEFAULT_ELEMENTS = 8
+
+
+def _thinned(posterior: Any, draws: int) -> Any:
+    """The posterior with at most `draws` draws in all, evenly spaced through each chain."""
+    import equinox as eqx
+
+    chains, length = np.shape(posterior.samples)[:2]
+    keep = max(1, min(length, math.ceil(int(draws) / chains)))
+    picked = np.unique(np.linspace(0, length - 1, keep).round().astype(int))
+    return eqx.tree_at(lambda p: p.samples, posterior, posterior.samples[:, picked])
 
 
 def _check_posterior(posterior: Any, caller: str) -> None:
@@ -844,14 +849,10 @@ def predictive(
     the residual is combined as in [`scarlet_like.plot.scene`][] (`sum / sqrt(n)` over the `n`
     usable channels of a pixel) and the spread as the root mean square over them.
     """
-    import equinox as eqx
 
     plt = _pyplot()
     _check_posterior(posterior, "predictive")
-    chains, length = np.shape(posterior.samples)[:2]
-    keep = max(1, min(length, math.ceil(int(draws) / chains)))
-    picked = np.unique(np.linspace(0, length - 1, keep).round().astype(int))
-    thinned = eqx.tree_at(lambda p: p.samples, posterior, posterior.samples[:, picked])
+    thinned = _thinned(posterior, draws)
     rendered = np.asarray(thinned.map(observation.render), dtype=np.float64)
     rendered = rendered.reshape(-1, *rendered.shape[2:])  # (draw, C, H, W)
     mean = rendered.mean(axis=0)
