@@ -110,7 +110,7 @@ def _as_float_image(image: ArrayLike) -> Array:
 def flux(
     source_or_image: Source | MultiComponentSource | Real[ArrayLike, "*C H W"],
     time: Real[ArrayLike, "*T"] | None = None,
-) -> Float[Array, "*T C"]:
+) -> Float[Array, "*T channels"] | Float[Array, ""]:
     """Total flux of a source or an image.
 
     **Arguments:**
