@@ -124,7 +124,6 @@ def fit(
     ):
         # inside the caller's jit or vmap: the fit is part of their computation
         return _fit_all(FitLoop(density, **loop_options), key)
-    _check_start(density)
     # compile for the canonical structure: a model rebuilt the same way reuses the compiled loop
     canonical, restore = canonical_tokens(density)
     loop = FitLoop(canonical, **loop_options)
@@ -133,6 +132,12 @@ def fit(
         result, loop = _fit_in_segments(loop, key, progress=progress, adapt=adapter, likelihood=likelihood)
     else:
         result = _compiled_fit_all(loop, key)
+    if not np.isfinite(np.asarray(result.loss)[0]):
+        # A start where the log density is not finite ends the fit at its first step. Only then are
+        # the terms evaluated one by one to name the culprit: checking every start beforehand ran
+        # the density eagerly, op by op (on the demo blend, cold, 389 small programs compiled:
+        # 12.7 s of an 85 s fit, shared 2-core machine at load 6).
+        _check_start(density)
     result = result._replace(model=restore(result.model))
     for message in fit_warnings(result, loop.density, likelihood):
         warnings.warn(message, FitWarning, stacklevel=2)
