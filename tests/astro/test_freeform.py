@@ -268,6 +268,8 @@ def test_docs_example_runs(docs_section):
     assert set(penalties) == {"monotonicity", "symmetry", "sparsity"}
 
 
+# 56 s on a shared 2-core machine (two free-form fits to convergence): in the slow tier
+@pytest.mark.slow
 def test_a_core_of_its_own_colour_draws_a_colour_gradient():
     # one galaxy: a red compact bulge in a blue disk, at one centre. One free-form image times one
     # spectrum cannot draw it; with a core whose colour may differ (sl.init.core), the residual is noise
