@@ -16,7 +16,7 @@ from .morphology import (
 )
 from .observation import Observation, ObservationError, simulate
 from .psf import PSF, ArrayPSF, GaussianPSF, PSFError
-from .render import FourierGrid, RenderUnit, box_shape
+from .render import FourierGrid, RenderPlan, RenderUnit, box_shape, common_grid, render_plan
 from .scene import PointSource, Scene, SceneError, Source
 from .spectrum import PerEpochSpectrum
 
@@ -49,9 +49,12 @@ __all__ = [
     "PerEpochSpectrum",
     "Choice",
     "FourierGrid",
+    "RenderPlan",
     "RenderUnit",
     "SourceChoice",
     "box_shape",
+    "common_grid",
+    "render_plan",
     "choice",
     "choose_sources",
     "point_or_extended",

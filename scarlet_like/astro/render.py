@@ -9,6 +9,7 @@ compiled program does not grow with their number.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -24,7 +25,7 @@ from . import profiles
 from .psf import PSF, GaussianPSF, phasor, psf_extent
 from .spectrum import is_time_dependent
 
-__all__ = ["FourierGrid", "box_shape", "render"]
+__all__ = ["FourierGrid", "RenderPlan", "box_shape", "common_grid", "render", "render_plan"]
 
 
 def _padded(size: int, margin: int) -> int:
@@ -96,6 +97,49 @@ class FourierGrid(eqx.Module):
     @property
     def channels(self) -> int:
         return self.psf_fourier.shape[1]
+
+    def with_psf(self, psf: PSF) -> FourierGrid:
+        """The same grid with another PSF of the same kind, its transform computed from the PSF's arrays
+        (which may be traced: one epoch of a stack, see [`common_grid`][scarlet_like.astro.common_grid]).
+        The PSF's extent, which sizes boxes, is kept."""
+        return self._replaced(
+            psf=psf, psf_fourier=_psf_fourier(psf, _frequencies(self.ky, self.kx, self.aliases))
+        )
+
+    def _replaced(self, **changes: Any) -> FourierGrid:
+        """A copy with some fields changed, without running `__init__` (which needs a concrete PSF)."""
+        new = object.__new__(FourierGrid)
+        for field in dataclasses.fields(FourierGrid):
+            object.__setattr__(new, field.name, changes.get(field.name, getattr(self, field.name)))
+        return new
+
+
+def common_grid(grids: Sequence[FourierGrid]) -> FourierGrid:
+    """A grid on which targets of several grids (one pixel grid, one kind of PSF) can all be rendered.
+
+    **Arguments:**
+
+    - `grids`: grids of one `height`, `width` and `boxes`, whose PSFs have one structure.
+
+    **Returns:**
+
+    The first grid if all have its padding and aliased copies; else a grid with the largest padding of
+    any and every aliased copy any of them folds in (more margin, and copies of a negligible PSF
+    transform, change an image only by what was wrapped around or below float32 rounding). Its PSF is
+    the first's: give each target its own with
+    [`FourierGrid.with_psf`][scarlet_like.astro.FourierGrid.with_psf].
+    """
+    first = grids[0]
+    if all(grid.padded == first.padded and grid.aliases == first.aliases for grid in grids):
+        return first
+    padded = (max(grid.padded[0] for grid in grids), max(grid.padded[1] for grid in grids))
+    aliases = tuple(sorted({alias for grid in grids for alias in grid.aliases}))
+    ky = jnp.asarray(2 * np.pi * np.fft.fftfreq(padded[0])[:, None], dtype=jnp.float32)
+    kx = jnp.asarray(2 * np.pi * np.fft.rfftfreq(padded[1])[None, :], dtype=jnp.float32)
+    common = first._replaced(
+        padded=padded, aliases=aliases, ky=ky, kx=kx, psf_extent=max(grid.psf_extent for grid in grids)
+    )
+    return common.with_psf(first.psf)
 
 
 class RenderUnit(eqx.Module):
@@ -180,17 +224,25 @@ class _Frequencies(NamedTuple):
 
 
 def _frequencies(
-    ky: Array, kx: Array, aliases: Sequence[tuple[int, int]], matrix: np.ndarray | None = None
+    ky: Array,
+    kx: Array,
+    aliases: Sequence[tuple[int, int]],
+    matrix: Any = None,
+    diagonal: bool | None = None,
 ) -> _Frequencies:
     """All aliased copies of the frequencies `ky` `(Hp, 1)` and `kx` `(1, Wr)` at once: one evaluation
     of each morphology per source, whatever the number of copies. `matrix` maps model-frame pixels to
-    the grid's (identity by default)."""
+    the grid's (identity by default); a traced matrix needs `diagonal`, whether it has no off-diagonal
+    terms (a concrete one is looked at)."""
     matrix = np.eye(2) if matrix is None else matrix
+    if diagonal is None:
+        concrete = np.asarray(matrix)
+        diagonal = bool(concrete[0, 1] == 0 and concrete[1, 0] == 0)
     shifts = 2 * np.pi * np.asarray(aliases, dtype=np.float64)
     ky = ky[None] + jnp.asarray(shifts[:, 0], ky.dtype)[:, None, None]
     kx = kx[None] + jnp.asarray(shifts[:, 1], kx.dtype)[:, None, None]
     # A profile I(q) seen through p = A q + b has transform F(A^T k) exp(-i k . (A c + b)).
-    if matrix[0, 1] == 0 and matrix[1, 0] == 0:
+    if diagonal:
         # no rotation or shear: the model frequencies stay a column and a row, which morphologies
         # broadcast, and which pixel images transform separably (`image_fourier`)
         return _Frequencies(ky, kx, matrix[0, 0] * ky, matrix[1, 1] * kx)
@@ -240,12 +292,52 @@ def box_shape(
     return shape
 
 
+class RenderPlan(NamedTuple):
+    """What [`render`][scarlet_like.astro.render.render] decides while tracing from the map onto a
+    grid: whether its matrix is diagonal, and the FFT box (or `None`: the whole grid) of each box side
+    among the sources. Made by [`render_plan`][scarlet_like.astro.render_plan]; hashable."""
+
+    diagonal: bool
+    boxes: tuple[tuple[int, tuple[int, int] | None], ...]
+
+
+def render_plan(
+    sources: Sequence[Any] | Stacked, grid: FourierGrid, matrix: np.ndarray | None = None
+) -> RenderPlan:
+    """What [`render`][scarlet_like.astro.render.render] decides while tracing, from the concrete map's
+    matrix.
+
+    Targets whose plans (and grid structures) are equal render in one program, their maps as data
+    (see [`scarlet_like.Observation.log_likelihood_of_many`][]).
+
+    **Arguments:**
+
+    - `sources`: the resolved sources (a list, or the stacked layout `LogDensity` computes with).
+    - `grid`: the target's [`scarlet_like.astro.FourierGrid`][].
+    - `matrix`: the linear part of the map from model-frame to target pixels (`None`: identity).
+
+    **Returns:**
+
+    A [`RenderPlan`][scarlet_like.astro.RenderPlan].
+    """
+    matrix = np.eye(2) if matrix is None else np.asarray(matrix, dtype=np.float64)
+    diagonal = bool(matrix[0, 1] == 0 and matrix[1, 0] == 0)
+    if isinstance(sources, Stacked):
+        listed = [part.members if isinstance(part, Plate) else part for part in sources.parts]
+    else:
+        listed = list(sources)
+    sides = sorted({side for side in (getattr(source, "box", None) for source in listed) if side is not None})
+    return RenderPlan(diagonal, tuple((side, box_shape(grid, side, matrix)) for side in sides))
+
+
 def render(
     sources: Sequence[Any] | Stacked,
     grid: FourierGrid,
     channel_index: Sequence[int],
-    to_pixels: tuple[np.ndarray, np.ndarray] | None = None,
+    to_pixels: tuple[Any, Any] | None = None,
     time: Float[Array, ""] | None = None,
+    *,
+    plan: RenderPlan | None = None,
 ) -> Float[Array, "C H W"]:
     """Render resolved sources on a pixel grid.
 
@@ -257,9 +349,12 @@ def render(
     - `grid`: the target's [`scarlet_like.astro.FourierGrid`][].
     - `channel_index`: for each target channel, its index in the model spectrum.
     - `to_pixels`: the affine map `(A, b)` from model-frame pixels to target pixels,
-      `p = A @ q + b`; identity by default.
+      `p = A @ q + b`; identity by default. NumPy or JAX arrays; a traced `A` (one epoch of a stack
+      of observations) needs `plan`.
     - `time`: the time at which time-dependent spectra (a module called with the time, see
       [`scarlet_like.PerEpochSpectrum`][]) are evaluated; needed only if there are some.
+    - `plan`: what is decided while tracing (see [`render_plan`][scarlet_like.astro.render_plan]);
+      default: worked out from `A`, which must then be concrete.
 
     **Returns:**
 
@@ -271,21 +366,32 @@ def render(
     the whole padded grid, convolved once per channel, and brought back with one inverse FFT per
     channel.
     """
-    if to_pixels is None:
-        matrix, offset = np.eye(2), np.zeros(2)
-    else:
-        matrix, offset = (np.asarray(part, dtype=np.float64) for part in to_pixels)
+    matrix: Any = np.eye(2)
+    offset: Any = np.zeros(2)
+    if to_pixels is not None:
+        matrix, offset = (
+            part if isinstance(part, jax.Array) else np.asarray(part, dtype=np.float64) for part in to_pixels
+        )
+    if plan is None:
+        if isinstance(matrix, jax.core.Tracer):
+            raise ValueError(
+                "render: the map's matrix is traced; give the `plan` worked out from a concrete matrix "
+                "(sl.astro.render_plan)"
+            )
+        plan = render_plan(sources, grid, np.asarray(matrix))
+    boxes = dict(plan.boxes)
     channels = np.asarray(channel_index, dtype=np.int32)
     linear = jnp.asarray(matrix, grid.ky.dtype)
     shift = jnp.asarray(offset, grid.ky.dtype)
     image = jnp.zeros((len(channels), grid.height, grid.width), grid.ky.dtype)
     kimage = None
     # the whole grid's frequencies, mapped into the model frame: shared by every group drawn on it
-    frequencies = _frequencies(grid.ky, grid.kx, grid.aliases, matrix)
+    frequencies = _frequencies(grid.ky, grid.kx, grid.aliases, linear, plan.diagonal)
     for stacked in group_by_structure(sources, time):
-        shape = box_shape(grid, getattr(stacked, "box", None), matrix)
+        side = getattr(stacked, "box", None)
+        shape = None if side is None else boxes[side]
         if shape is not None:
-            image = _add_boxes(image, stacked, grid, shape, channels, matrix, linear, shift)
+            image = _add_boxes(image, stacked, grid, shape, channels, plan.diagonal, linear, shift)
             continue
         if kimage is None:
             kimage = jnp.zeros(
@@ -332,14 +438,14 @@ def _add_boxes(
     grid: FourierGrid,
     shape: tuple[int, int],
     channels: np.ndarray,
-    matrix: np.ndarray,
+    diagonal: bool,
     linear: Array,
     shift: Array,
 ) -> Array:
     """`image` plus the stacked sources, each convolved in a `shape` FFT box around its centre."""
     ky = jnp.asarray(2 * np.pi * np.fft.fftfreq(shape[0])[:, None], grid.ky.dtype)
     kx = jnp.asarray(2 * np.pi * np.fft.rfftfreq(shape[1])[None, :], grid.kx.dtype)
-    frequencies = _frequencies(ky, kx, grid.aliases, matrix)
+    frequencies = _frequencies(ky, kx, grid.aliases, linear, diagonal)
     # The PSF's transform on the box's frequencies: evaluated while tracing when the PSF is a constant,
     # so that a compiled density does not recompute it at every call.
     with jax.ensure_compile_time_eval():

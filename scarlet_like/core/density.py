@@ -22,6 +22,14 @@ class Likelihood(eqx.Module):
     Accepted: a callable `resolved_model -> scalar`; an object with a `log_likelihood(model)` method
     (e.g. an observation); or a list/tuple of those (their log-likelihoods add up). Any arrays the
     likelihood holds (data, weights) are pytree leaves, not constants baked into compiled code.
+
+    **Terms evaluated together.** A term's class may define a classmethod
+    `log_likelihood_of_many(terms, model)`: given every term of the likelihood that is of that class
+    (in the order given) and the resolved model, it returns the sum of their `log_likelihood(model)`
+    as one scalar. The likelihood then calls it once per such class instead of each term's own
+    method, which lets the class evaluate like terms in one program (observations of one shape
+    render as a stack, see [`scarlet_like.Observation`][]) and check them together. Other terms are
+    evaluated one by one. The sum is taken over the classes in the order of their first term.
     """
 
     terms: tuple[Any, ...]
@@ -42,15 +50,28 @@ class Likelihood(eqx.Module):
         self.terms = terms
 
     def __call__(self, model: PyTree) -> Float[Array, ""]:
-        values = []
+        # terms whose class evaluates many at once, gathered by class at the place of the first
+        together: dict[Any, list[Any]] = {}
+        parts: list[tuple[Any, Any]] = []
         for term in self.terms:
-            method = getattr(term, "log_likelihood", None)
-            value = method(model) if callable(method) else term(model)
+            if callable(getattr(type(term), "log_likelihood_of_many", None)):
+                if type(term) not in together:
+                    together[type(term)] = []
+                    parts.append((type(term), None))
+                together[type(term)].append(term)
+            else:
+                parts.append((None, term))
+        values = []
+        for kind, term in parts:
+            if kind is not None:
+                value, who = kind.log_likelihood_of_many(tuple(together[kind]), model), kind.__name__
+            else:
+                method = getattr(term, "log_likelihood", None)
+                value, who = (method(model) if callable(method) else term(model)), type(term).__name__
             value = jnp.asarray(value)
             if value.shape != ():
                 raise ValueError(
-                    f"the likelihood must return a scalar log-likelihood, got shape {value.shape} "
-                    f"from {type(term).__name__}"
+                    f"the likelihood must return a scalar log-likelihood, got shape {value.shape} from {who}"
                 )
             values.append(value)
         # `terms` is never empty; added in order, as the terms were given

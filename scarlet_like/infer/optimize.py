@@ -574,6 +574,23 @@ def _named_values(model: PyTree) -> dict[str, str]:
     return out
 
 
+@eqx.filter_jit
+def _chi2_total(observations: tuple[Any, ...], model: PyTree) -> Array:
+    """The observations' summed chi^2, compiled: those of a class with a `chi2_of_many(terms, model)`
+    classmethod (observations of one shape, stacked) at once, the others one by one. Eagerly, one
+    observation after the other, it took 7 s of a 38 s fit over ten nights."""
+    by_class: dict[Any, list[Any]] = {}
+    for term in observations:
+        by_class.setdefault(type(term), []).append(term)
+    totals = [
+        kind.chi2_of_many(tuple(terms), model)
+        if callable(getattr(kind, "chi2_of_many", None))
+        else sum(term.chi2(model) for term in terms)
+        for kind, terms in by_class.items()
+    ]
+    return sum(totals[1:], start=totals[0])
+
+
 def _chi2_per_value(model: PyTree, likelihood: Any) -> float | None:
     """Chi^2 per usable data value over the observations in `likelihood`; None if it holds none."""
     terms = likelihood if isinstance(likelihood, list | tuple) else [likelihood]
@@ -582,6 +599,8 @@ def _chi2_per_value(model: PyTree, likelihood: Any) -> float | None:
     ]
     if not observations or len(observations) != len(terms):
         return None
-    chi2 = sum(float(term.chi2(model)) for term in observations)
+    # numbered identities: a model built again the same way is the same program
+    canonical, _ = canonical_tokens(model)
+    chi2 = float(_chi2_total(tuple(observations), canonical))
     count = sum(int(np.sum(np.asarray(term.weights) > 0)) for term in observations)
     return chi2 / max(count, 1)

@@ -123,7 +123,7 @@ def within(value, truth, sd, sigmas=3.0):
     return abs(float(value) - truth) < sigmas * float(sd)
 
 
-@pytest.mark.slow  # ten epochs are ten renders in the compiled fit and Hessian: about 60 s to compile
+@pytest.mark.slow  # fit and Hessian over ten epochs (one stack): about 30 s of CPU to compile
 def test_light_curve_of_a_supernova_on_its_host_is_recovered(nights):
     fitted = sl.fit(model(light_curve()), nights, progress=False)
     assert bool(fitted.converged)
@@ -184,8 +184,8 @@ def test_nuts_posterior_of_the_light_curve_covers_the_truth(nights):
 def test_five_epochs_fitted_twice_compile_the_fit_once(caplog):
     """New data on nights with the same PSFs, at other times, run in the program compiled for the first.
 
-    The supernova alone on a small frame, to keep the test short: each epoch is a render of its own
-    in the compiled fit (about 3 s of compilation per epoch here).
+    The supernova alone on a small frame, to keep the test short (the five nights are one stack, one
+    render in the compiled fit).
     """
     frame = sl.Frame((1, 15, 15), channels=("r",))
     times, sigmas = TIMES[2:7], SIGMAS[2:7]  # the five nights around the peak

@@ -123,3 +123,39 @@ def test_likelihood_must_be_scalar():
         sl.LogDensity(light_curve(), lambda curve: curve(TIMES))
     with pytest.raises(TypeError, match="callable"):
         sl.LogDensity(light_curve(), 3.0)
+
+
+class Stretch:
+    """A likelihood term whose class evaluates all its terms at once, and records how it was asked."""
+
+    calls: list = []
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    def log_likelihood(self, curve):
+        return self.scale * log_likelihood(curve)
+
+    @classmethod
+    def log_likelihood_of_many(cls, terms, curve):
+        cls.calls.append(tuple(term.scale for term in terms))
+        return sum(term.scale for term in terms) * log_likelihood(curve)
+
+
+class Flat(Stretch):
+    @classmethod
+    def log_likelihood_of_many(cls, terms, curve):
+        return jnp.zeros(len(terms))  # one value per term: not what the protocol asks
+
+
+def test_terms_of_a_class_with_log_likelihood_of_many_are_evaluated_together():
+    Stretch.calls.clear()
+    single = sl.LogDensity(light_curve(), log_likelihood)
+    mixed = sl.LogDensity(light_curve(), [Stretch(1.0), log_likelihood, Stretch(2.0), Stretch(0.5)])
+    Stretch.calls.clear()
+    value = mixed.log_likelihood(mixed.x0)
+    # one call for the three terms of the class, in their order; the callable on its own
+    assert Stretch.calls == [(1.0, 2.0, 0.5)]
+    np.testing.assert_allclose(value, 4.5 * single.log_likelihood(single.x0), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"scalar log-likelihood, got shape \(2,\) from Flat"):
+        sl.LogDensity(light_curve(), [Flat(1.0), Flat(2.0)])
