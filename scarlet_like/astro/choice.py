@@ -128,7 +128,7 @@ def _chi2_per_value(scene: Scene, observations: list[Observation], n_data: int) 
 def _replaced(scene: Scene, index: int, replacement: list[Source]) -> Scene:
     sources = list(scene.sources)
     sources[index : index + 1] = replacement
-    with Scene(scene.frame, sources) as new:
+    with Scene(scene.frame, sources, shifts=scene.shifts) as new:
         pass  # leaving the block gives shared parameters their identity, as for any scene
     return new
 
@@ -150,7 +150,9 @@ def _fit_alone(
 ) -> tuple[list[Source], Any]:
     """Fit `replacement` alone to `residuals`, drawn on the whole frame (no box), so that every
     alternative of one kind is one program whatever its source's box; returned with their own boxes."""
-    with _rebuilding(), Scene(scene.frame) as alone:
+    # the observations' shifts as they are now, fixed: what the residuals were made with
+    fixed_shifts = {name: resolve(shift) for name, shift in scene.shifts.items()}
+    with _rebuilding(), Scene(scene.frame, shifts=fixed_shifts) as alone:
         for source in replacement:
             source._reboxed(None)
     result = fit(alone, residuals, max_steps=max_steps, **options)

@@ -1194,7 +1194,7 @@ def add_residual_sources(
     added = _scene_from_detections(
         residuals, peaks, frame=frame, center_sd=center_sd, max_shift=max_shift, neighbors=centers
     )
-    with _rebuilding(), Scene(frame) as grown:
+    with _rebuilding(), Scene(frame, shifts=scene.shifts) as grown:
         for source in list(scene.sources) + list(added.sources):
             source._reboxed(source.box)
     return grown
@@ -1380,7 +1380,7 @@ def bulge_disk_scene(scene: Any, **options: Any) -> Any:
 
     if not isinstance(scene, Scene):
         raise TypeError(f"init.bulge_disk_scene: expected an sl.Scene, got {type(scene).__name__}")
-    with Scene(scene.frame) as split:
+    with Scene(scene.frame, shifts=scene.shifts) as split:
         for source in scene.sources:
             morphology = getattr(source, "morphology", None)
             if hasattr(morphology, "r_half") and hasattr(morphology, "ellipticity"):
@@ -1612,7 +1612,7 @@ def freeform_scene(
         if not (math.isfinite(center_snr) and center_snr >= 0):
             raise ValueError(f"init.freeform_scene: center_snr must be a number >= 0, got {center_snr!r}")
     _, weights, _ = _usable_pixels(observation)
-    with _rebuilding(), Scene(scene.frame) as free:
+    with _rebuilding(), Scene(scene.frame, shifts=scene.shifts) as free:
         for index, source in enumerate(scene.sources):
             if isinstance(getattr(source, "morphology", None), (PointMorphology, ImageMorphology)):
                 source._reboxed(source.box)
@@ -1761,7 +1761,7 @@ def core_scene(scene: Any, observation: Observation, *, min_snr: float, **option
     if not (math.isfinite(min_snr) and min_snr >= 0):
         raise ValueError(f"init.core_scene: min_snr must be a number >= 0, got {min_snr!r}")
     _, weights, _ = _usable_pixels(observation)
-    with _rebuilding(), Scene(scene.frame) as cored:
+    with _rebuilding(), Scene(scene.frame, shifts=scene.shifts) as cored:
         for index, source in enumerate(scene.sources):
             free_form = isinstance(getattr(source, "morphology", None), ImageMorphology)
             if free_form and _matched_snr(scene, index, observation, weights) >= min_snr:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -266,13 +267,24 @@ class Observation(eqx.Module):
         **Returns:**
 
         `(C, H, W)`: the continuous scene convolved with this observation's PSF and integrated over its
-        pixels, as GalSim's `drawImage` gives.
+        pixels, as GalSim's `drawImage` gives; moved by the scene's shift for this observation's name,
+        if it has one (see [`scarlet_like.Scene`][]).
         """
         scene = resolve(scene)
         frame = scene.frame
         self._check_time(scene)
+        mapping = self.to_pixels(frame)
+        shift = _shift(scene, self.name)
+        if shift is None:
+            return render(scene.sources, self.grid, self.channel_index(frame), mapping, time=self.time)
+        matrix = np.eye(2) if mapping is None else mapping[0]
         return render(
-            scene.sources, self.grid, self.channel_index(frame), self.to_pixels(frame), time=self.time
+            scene.sources,
+            self.grid,
+            self.channel_index(frame),
+            mapping,
+            time=self.time,
+            translation=_moved(matrix, shift),
         )
 
     def log_likelihood(self, scene: Any) -> Float[Array, ""]:
@@ -348,7 +360,13 @@ class Observation(eqx.Module):
             plan,
         )
         return _Epoch(
-            self, channels, np.asarray(matrix, np.float64), np.asarray(offset, np.float64), plan, key
+            self,
+            channels,
+            np.asarray(matrix, np.float64),
+            np.asarray(offset, np.float64),
+            _shift(scene, self.name),
+            plan,
+            key,
         )
 
     def chi2(self, scene: Any) -> Float[Array, ""]:
@@ -380,6 +398,7 @@ class _Epoch(NamedTuple):
     channel_index: tuple[int, ...]
     matrix: np.ndarray
     offset: np.ndarray
+    shift: Array | None  # the scene's astrometric shift for the observation (resolved), if any
     plan: RenderPlan
     key: Any
 
@@ -405,10 +424,47 @@ def _sum(values: Sequence[Array]) -> Array:
     return sum(values[1:], start=values[0])
 
 
+def _shift(scene: Any, name: str) -> Array | None:
+    """The resolved scene's shift for the observation `name` (see `Scene`'s `shifts`), or None."""
+    shift = getattr(scene, "shifts", {}).get(name)
+    return None if shift is None else jnp.asarray(shift, jnp.float32)
+
+
+def _moved(matrix: ArrayLike, shift: Array) -> Array:
+    """The translation in the observation's pixels of sources moved by `shift` in the model frame,
+    seen through the map `p = A q + b`: `A (q + s) + b = (A q + b) + A s`. `matrix` concrete or traced
+    (one epoch of a stack)."""
+    return jnp.asarray(matrix, jnp.float32) @ shift
+
+
+def _check_shift_names(observations: Sequence[Observation], scene: Any) -> None:
+    """Named errors for shifts of the scene that name no observation, or several."""
+    shifts = getattr(scene, "shifts", None)
+    if not shifts:
+        return
+    names = [observation.name for observation in observations]
+    for name in shifts:
+        where = [index for index, other in enumerate(names) if other == name]
+        if len(where) > 1:
+            raise ObservationError(
+                f"the scene has a shift for observation '{name}', and observations {where[0]} and "
+                f"{where[1]} of the likelihood are both named '{name}': give each observation a name of "
+                "its own (sl.Observation(..., name=...)), the key of its shift"
+            )
+        if not where:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ObservationError(
+                f"the scene has a shift for observation '{name}', but no observation of the likelihood is "
+                f"named so (its observations: {', '.join(repr(n) for n in dict.fromkeys(names))}){hint}"
+            )
+
+
 def _of_many(kind: type[Observation], observations: Sequence[Observation], scene: Any, chi2: bool) -> Array:
     """The sum of the observations' log-likelihoods (or chi^2), like observations as one stack (see
     `Observation.log_likelihood_of_many`)."""
     scene = resolve(scene)
+    _check_shift_names(observations, scene)
     if not (kind.log_likelihood is Observation.log_likelihood and kind.render is Observation.render):
         # a subclass that renders or compares otherwise: its own methods, one by one
         return _sum([o.chi2(scene) if chi2 else o.log_likelihood(scene) for o in observations])
@@ -453,31 +509,45 @@ def _stacked_sum(epochs: Sequence[_Epoch], scene: Any, chi2: bool = False) -> Ar
     # chunks of equal size, the last filled up with copies of the first epoch of weight zero: one
     # program for the body, where a shorter last chunk would be a second one
     size = -(-count // chunks)
-    # One map for every epoch (no WCS, or one WCS) stays out of the stack: what depends on it alone (the
-    # sources' transforms and phases) is then computed once, not once per epoch; the gradient of 10
+    # A map shared by every epoch (no WCS, or one WCS) stays out of the stack: what depends on it alone
+    # (the sources' transforms and phases) is then computed once, not once per epoch; the gradient of 10
     # nights took 1.6 times as long as rendering them one by one without this (whose program repeats
-    # the same transforms, which XLA computes once).
-    same_map = all(
-        np.array_equal(e.matrix, first.matrix) and np.array_equal(e.offset, first.offset) for e in epochs
-    )
+    # the same transforms, which XLA computes once). The observations' shifts (see `Scene`) are data of
+    # the stack like their arrays, zero for an epoch without one; each moves its epoch's whole image
+    # (`render`'s `translation`), which leaves the sources' transforms shared.
+    same_matrix = all(np.array_equal(e.matrix, first.matrix) for e in epochs)
+    same_offset = all(np.array_equal(e.offset, first.offset) for e in epochs)
+    shifted = any(e.shift is not None for e in epochs)
     rows = [
         (
             _epoch_arrays(e.observation),
             e.observation.grid.psf_fourier if shared else None,
-            None if same_map else (jnp.asarray(e.matrix, jnp.float32), jnp.asarray(e.offset, jnp.float32)),
+            None if same_matrix else jnp.asarray(e.matrix, jnp.float32),
+            None if same_offset else jnp.asarray(e.offset, jnp.float32),
+            (jnp.zeros(2, jnp.float32) if e.shift is None else e.shift) if shifted else None,
         )
         for e in epochs
     ]
-    (data, weights, _, time, psf), transform, mapping = rows[0]
+    (data, weights, _, time, psf), transform, matrix, offset, shift = rows[0]
     blank = (data, jnp.zeros_like(weights), jnp.zeros((), jnp.float32), time, psf)
-    rows += [(blank, transform, mapping)] * (chunks * size - count)
+    rows += [(blank, transform, matrix, offset, shift)] * (chunks * size - count)
     stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *rows)
 
     def one(epoch: Any) -> Array:
-        (data, weights, log_normalisation, time, psf), transform, mapping = epoch
+        (data, weights, log_normalisation, time, psf), transform, matrix, offset, shift = epoch
         own = grid.with_psf(psf) if transform is None else grid._replaced(psf=psf, psf_fourier=transform)
-        mapping = (first.matrix, first.offset) if mapping is None else mapping
-        image = render(scene.sources, own, first.channel_index, mapping, time=time, plan=first.plan)
+        matrix = first.matrix if matrix is None else matrix
+        offset = first.offset if offset is None else offset
+        moved = None if shift is None else _moved(matrix, shift)
+        image = render(
+            scene.sources,
+            own,
+            first.channel_index,
+            (matrix, offset),
+            time=time,
+            plan=first.plan,
+            translation=moved,
+        )
         if chi2:
             return jnp.sum(weights * (data - image) ** 2)
         return _gaussian_log_likelihood(data, weights, log_normalisation, image)

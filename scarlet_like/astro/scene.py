@@ -7,7 +7,8 @@ import contextvars
 import dataclasses
 import functools
 import math
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import equinox as eqx
@@ -19,10 +20,10 @@ from jaxtyping import Array, ArrayLike, Float, Real
 from ..core.constraints import NumbersLike
 from ..core.derived import DerivedError
 from ..core.module import Module, keep_parameters
-from ..core.parameter import Parameter, converting, deferred_checks, is_parameter
+from ..core.parameter import Parameter, ParameterError, converting, deferred_checks, is_parameter
 from ..core.resolve import Resolvable, resolve
 from ..core.tree import walk
-from .frame import Frame, _frame_position, _sky_parameter_input
+from .frame import Frame, FrameError, _frame_position, _sky_parameter_input
 from .morphology import Morphology, PointMorphology, _as_parameter
 from .render import render
 from .spectrum import is_time_dependent, spectrum_shape, time_dependent_sources
@@ -371,6 +372,44 @@ class PointSource(Source):
         return PointSource(self.center, self.spectrum, box=box)
 
 
+def _shifts(frame: Frame, shifts: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The scene's `shifts` argument as `{observation name: Parameter or derived value}`, checked."""
+    if shifts is None:
+        return {}
+    if not isinstance(shifts, Mapping):
+        raise SceneError(
+            f"Scene: shifts must be a dict {{observation name: shift}}, got {type(shifts).__name__}"
+        )
+    out = {}
+    for name, shift in shifts.items():
+        who = f"Scene: shifts[{name!r}]"
+        if not isinstance(name, str):
+            raise SceneError(f"{who}: the keys of shifts are observation names, strings")
+        if isinstance(shift, Parameter | Resolvable):
+            value = _current_value(shift, who, "the shift")
+        elif "astropy" in sys.modules and isinstance(shift, sys.modules["astropy.units"].Quantity):
+            # a width on the sky: a free shift from zero with that prior, in the frame's pixels
+            with converting(functools.partial(_sky_parameter_input, frame)):
+                try:
+                    shift = Parameter(jnp.zeros(2), prior=shift)
+                except (FrameError, ParameterError) as error:
+                    raise SceneError(f"{who}: {error}") from error
+            value = np.zeros(2)
+        else:
+            try:
+                shift = _as_parameter(shift)
+            except ParameterError as error:
+                raise SceneError(f"{who}: {error}") from error
+            value = np.asarray(shift.value) if isinstance(shift, Parameter) else None
+        if value is not None and tuple(np.shape(value)) != (2,):
+            raise SceneError(
+                f"{who}: a shift is (dy, dx) in model-frame pixels, shape (2,); got shape "
+                f"{tuple(np.shape(value))}"
+            )
+        out[name] = shift
+    return out
+
+
 class Scene(Module):
     """Sources in a model frame: the model of a patch of sky.
 
@@ -378,6 +417,14 @@ class Scene(Module):
 
     - `frame`: the [`scarlet_like.Frame`][].
     - `sources`: sources to start with (e.g. `other_scene.sources[:3]`).
+    - `shifts`: astrometric offsets of observations, `{observation name: shift}`: where that
+      observation sees the scene, `(dy, dx)` in model-frame pixels (a source at `q` appears there at
+      `q + shift`; for an observation on the frame's grid, its own pixels). A shift is a
+      Parameter of shape `(2,)`, fitted with the rest (`sl.Parameter(jnp.zeros(2), prior=...)`); an
+      astropy angle `Quantity` (`0.05 * u.arcsec`, or two for RA cos Dec and Dec), which makes a free
+      shift starting at zero with that Gaussian prior on the sky, carried into pixels by the frame's
+      WCS; or a plain `(2,)` value (a known, fixed shift). Observations named in no key are not
+      shifted. The likelihood checks that every key names one of its observations, and only one.
 
     Use it as a context manager: the sources created in the block join it, and the scene is complete
     when the block ends:
@@ -397,12 +444,14 @@ class Scene(Module):
 
     frame: Frame
     sources: list
+    shifts: dict[str, Any]
 
-    def __init__(self, frame: Frame, sources: Iterable[Any] = ()):
+    def __init__(self, frame: Frame, sources: Iterable[Any] = (), shifts: Mapping[str, Any] | None = None):
         if not isinstance(frame, Frame):
             raise SceneError(f"Scene: frame must be an sl.Frame, got {type(frame).__name__}")
         self.frame = frame
         self.sources = list(sources)
+        self.shifts = _shifts(frame, shifts)
         for index, source in enumerate(self.sources):
             _check_source(frame, index, source)
         # Construction goes on in a `with` block, if there is one; a scene that has had its block (or
@@ -445,7 +494,7 @@ class Scene(Module):
         fixed when sources are created: after a fit in which sources grew (or shrank) a lot, rebox
         and fit again, `sl.fit(fitted.model.rebox(), obs)`.
         """
-        with _rebuilding(), Scene(self.frame) as scene:
+        with _rebuilding(), Scene(self.frame, shifts=self.shifts) as scene:
             for index, source in enumerate(self.sources):
                 source._reboxed(_automatic_box(source.morphology, self.frame, f"sources[{index}]"))
         return scene
@@ -472,7 +521,7 @@ class Scene(Module):
             sizes.append(source.box if wanted is not None and wanted <= source.box else wanted)
         if all(size == source.box for size, source in zip(sizes, self.sources, strict=True)):
             return self
-        with _rebuilding(), Scene(self.frame) as scene:
+        with _rebuilding(), Scene(self.frame, shifts=self.shifts) as scene:
             for source, size in zip(self.sources, sizes, strict=True):
                 source._reboxed(size)
         return scene
