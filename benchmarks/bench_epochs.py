@@ -56,6 +56,7 @@ import numpyro.distributions as nd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import provenance  # noqa: E402
+from bench_render import timed_rounds  # noqa: E402
 
 import scarlet_like as sl  # noqa: E402
 from scarlet_like.astro import observation as observation_module  # noqa: E402
@@ -216,32 +217,6 @@ def fit_times(count: int, variants: Sequence[str] = ("stacked", "one by one")) -
             f"{done_wall - fit_wall:6.1f} s (cpu {done_cpu - fit_cpu:5.1f} s); t0 = {t0:.3f}"
         )
     return out
-
-
-def timed_rounds(functions: dict[str, tuple[Callable, tuple]], rounds: int, calls: int) -> dict[str, dict]:
-    """Interleaved timing: per round, `calls` calls of each function (median kept); stats over rounds."""
-    for function, args in functions.values():
-        jax.block_until_ready(function(*args))
-    per_round: dict[str, list[float]] = {name: [] for name in functions}
-    cpu_round: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, (function, args) in functions.items():
-            samples, cpu_samples = [], []
-            for _ in range(calls):
-                wall, cpu = time.perf_counter(), time.process_time()
-                jax.block_until_ready(function(*args))
-                samples.append(time.perf_counter() - wall)
-                cpu_samples.append(time.process_time() - cpu)
-            per_round[name].append(float(np.median(samples)))
-            cpu_round[name].append(float(np.median(cpu_samples)))
-    return {
-        name: {
-            "median_ms": 1e3 * float(np.median(values)),
-            "min_ms": 1e3 * float(np.min(values)),
-            "cpu_ms": 1e3 * float(np.median(cpu_round[name])),
-        }
-        for name, values in per_round.items()
-    }
 
 
 def main() -> None:
