@@ -3,10 +3,11 @@ NUTS on the same density.
 
 Run from the repository root:
 
-    python benchmarks/bench_sample.py                  # both models, 2 warm rounds (~15 min on 2 cores)
+    python benchmarks/bench_sample.py                  # both models, 2 warm rounds (~1 h on 2 busy cores)
     python benchmarks/bench_sample.py --quick          # half the steps, one warm round
-    python benchmarks/bench_sample.py --only schools   # 1 min; or --only scene (~12 min)
-    python benchmarks/bench_sample.py --only scene --samplers sequential,dense,numpyro
+    python benchmarks/bench_sample.py --only schools   # 3-4 min
+    python benchmarks/bench_sample.py --only scene --rounds 1 --samplers sequential,dense,laplace,numpyro
+                                                       # ~30 min at load average 6-8 on 2 cores
 
 What is measured (see README.md in this folder). For each model, one `sl.LogDensity` is built, and
 the same number of chains, warmup steps and draws are run from the same per-chain starting points by
@@ -167,7 +168,7 @@ STEPS = {"schools": (500, 1000), "scene": (200, 1000)}
 # Warmup steps of the `laplace` sampler: fewer than 20 adapt the step size alone (`sl.sample`), keeping
 # the Laplace covariance as the mass matrix. Measured on the scene (2 runs each, 400 draws): 19 steps
 # gave min bulk ESS 517-701 for 18 500-22 200 gradient evaluations; 50 steps (a slow window replacing
-# the covariance by an estimate from 25 draws) 427-461 for 19 500-21 400.
+# the covariance by an estimate from 38 draws) 427-461 for 19 500-21 400.
 LAPLACE_WARMUP = 19
 # The models whose chains start at the posterior mode, where a Laplace approximation makes sense
 HAS_MODE = {"scene"}
