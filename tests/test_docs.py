@@ -21,8 +21,9 @@ def run_page(name: str) -> dict:
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
     assert blocks, f"{name} has no python example"
     namespace: dict = {}
-    # User code runs with JAX's default promotion (numpyro and optax are not clean under "strict").
-    with jax.numpy_dtype_promotion("standard"), warnings.catch_warnings():
+    # User code runs with JAX's default promotions (numpyro and optax are not clean under "strict"; the
+    # numpyro example of sampling.md adds a start (n,) to noise (4, n), as users write it).
+    with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"), warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # e.g. a fit that hit NaN
         # ... but a fit that says its optimum is poor (parameters at bounds, a high chi^2) is what some
         # pages show on purpose

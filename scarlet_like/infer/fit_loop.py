@@ -202,12 +202,18 @@ def preconditioner(density: LogDensity, x: Float[Array, " n"], key: PRNGKeyArray
         key = jax.random.key(0) if key is None else key
         probes = jax.random.rademacher(key, (_PROBES, size), dtype=x.dtype)
         diagonal = jnp.mean(jax.lax.map(lambda z: z * hvp(z), probes), axis=0)
+    return scales_from_curvature(diagonal).astype(x.dtype)
+
+
+def scales_from_curvature(diagonal: Float[Array, " n"]) -> Float[Array, " n"]:
+    """`1 / sqrt(|d|)` per entry of the Hessian diagonal `d` of the negative log density, bounded: the
+    step scales of [`preconditioner`][scarlet_like.preconditioner]."""
     curvature = jnp.abs(jnp.where(jnp.isfinite(diagonal), diagonal, 0.0))
     # Each entry gets its own scale, however different the curvatures (fluxes over many decades);
     # entries with no curvature at the start keep a unit scale; no scale exceeds 10 units.
     flat = curvature <= 1e-12
     scales = 1.0 / jnp.sqrt(jnp.where(flat, 1.0, curvature))
-    return jnp.where(flat, 1.0, jnp.minimum(scales, 10.0)).astype(x.dtype)
+    return jnp.where(flat, 1.0, jnp.minimum(scales, 10.0))
 
 
 @functools.cache

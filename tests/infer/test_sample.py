@@ -153,6 +153,21 @@ def test_second_sample_does_not_recompile(linear, caplog):
     np.testing.assert_allclose(posterior.values["coefficients"].mean(axis=(0, 1)), mean, atol=0.1)
 
 
+def test_a_first_call_compiles_one_program_of_the_sampler(caplog):
+    # The chains' keys and blank states are made inside the compiled stretch of steps (as small programs
+    # of their own they took 0.8 s of a 10 s first call on eight schools), and every stretch of a call,
+    # the first included, runs the same program. New shapes (37 draws): none of it is compiled yet.
+    data = Data(simulated(3))
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        posterior = sl.sample(
+            polynomial(), data, key=jax.random.key(7), num_warmup=30, num_samples=37, chunks=4, progress=False
+        )
+    compiles = [r.getMessage().split()[1] for r in caplog.records if r.getMessage().startswith("Compiling")]
+    assert compiles.count("jit(_advance)") == 1, compiles
+    assert not [name for name in compiles if "split" in name or "_blank" in name], compiles
+    assert np.isfinite(np.asarray(posterior.samples)).all()
+
+
 def test_starts_where_asked(linear):
     data, _ = linear
     mean, covariance = analytic_posterior(data)
@@ -440,3 +455,155 @@ def test_simulation_based_calibration():
     for name, values in ranks.items():
         counts = np.bincount(np.asarray(values) * bins // (kept + 1), minlength=bins)
         assert stats.chisquare(counts).pvalue > 1e-3, (name, counts)
+
+
+# ------------------------------------------------------------------------------------------------
+# Dense mass matrices, and starting from a Laplace approximation
+# ------------------------------------------------------------------------------------------------
+
+# A posterior known exactly: a Gaussian likelihood with correlations up to 0.95 and scales over three
+# decades, times independent Normal priors (conjugate: the posterior is the Gaussian below).
+SCALES = np.array([0.01, 1.0, 5.0])
+CORRELATION = np.array([[1.0, 0.95, -0.6], [0.95, 1.0, -0.7], [-0.6, -0.7, 1.0]])
+LIKELIHOOD_COVARIANCE = CORRELATION * np.outer(SCALES, SCALES)
+PRIOR_SD = 10.0
+
+
+class Vector(sl.Module):
+    x: sl.Parameter
+
+
+class Correlated(sl.Module):
+    """`x` measured once with correlated Gaussian errors; the measurement is a leaf (new data, same code)."""
+
+    measured: jax.Array
+
+    def log_likelihood(self, model):
+        covariance = jnp.asarray(LIKELIHOOD_COVARIANCE, jnp.float32)
+        return nd.MultivariateNormal(self.measured, covariance).log_prob(model.x)
+
+
+def vector():
+    return Vector(sl.Parameter(jnp.zeros(3), prior=nd.Normal(0.0, PRIOR_SD)))
+
+
+def correlated_posterior(measured):
+    precision = np.linalg.inv(LIKELIHOOD_COVARIANCE) + np.eye(3) / PRIOR_SD**2
+    covariance = np.linalg.inv(precision)
+    return covariance @ np.linalg.solve(LIKELIHOOD_COVARIANCE, np.asarray(measured, np.float64)), covariance
+
+
+MEASURED = jnp.array([0.3, -1.0, 2.0])
+
+
+def check_correlated(posterior, measured):
+    mean, covariance = correlated_posterior(measured)
+    draws = np.asarray(posterior.samples, np.float64).reshape(-1, 3)
+    table = posterior.summary(as_dict=True)
+    sd = np.sqrt(np.diag(covariance))
+    for i in range(3):
+        row = table[f"x[{i}]"]
+        assert abs(row["mean"] - mean[i]) < 4 * row["mcse"], (i, row, mean[i])
+        assert abs(row["sd"] / sd[i] - 1) < 0.1, (i, row["sd"], sd[i])
+        assert row["r_hat"] < 1.02, row
+    empirical = np.corrcoef(draws.T)
+    np.testing.assert_allclose(empirical, covariance / np.outer(sd, sd), atol=0.05)
+    return table
+
+
+def min_ess_per_gradient(posterior):
+    table = posterior.summary(as_dict=True)
+    return min(row["ess_bulk"] for row in table.values()) / posterior.gradient_evaluations()
+
+
+def test_dense_mass_matrix_samples_a_correlated_gaussian_exactly_and_compiles_once(caplog):
+    options = dict(num_warmup=200, num_samples=500, progress=False)
+    dense = sl.sample(vector(), Correlated(MEASURED), key=jax.random.key(0), mass_matrix="dense", **options)
+    check_correlated(dense, MEASURED)
+    assert dense.inverse_mass_matrix.shape == (CHAINS, 3, 3)
+    # the cost of the run: every leapfrog step of warmup and sampling
+    warmup = np.asarray(dense.warmup_integration_steps)
+    assert warmup.shape == (CHAINS,) and np.all(warmup >= 200)  # at least one leapfrog step per step
+    total = int(warmup.sum()) + int(np.asarray(dense.num_integration_steps).sum())
+    assert dense.gradient_evaluations() == total
+    assert f"{total} gradient evaluations" in dense.summary()
+    # the adapted matrix is the posterior covariance, correlations included (within the noise of the
+    # last window's 50 draws per chain: 0.5-1.3 times the variances for single chains, measured)
+    _, covariance = correlated_posterior(MEASURED)
+    sd = np.sqrt(np.diag(covariance))
+    adapted = np.asarray(dense.inverse_mass_matrix, np.float64).mean(axis=0) / np.outer(sd, sd)
+    np.testing.assert_allclose(adapted, covariance / np.outer(sd, sd), atol=0.3)
+    # what it is for: a diagonal mass matrix leaves the correlations to the trajectories
+    diagonal = sl.sample(
+        vector(), Correlated(MEASURED), key=jax.random.key(0), mass_matrix="diagonal", **options
+    )
+    assert diagonal.inverse_mass_matrix.shape == (CHAINS, 3)
+    check_correlated(diagonal, MEASURED)
+    assert min_ess_per_gradient(dense) > 2 * min_ess_per_gradient(diagonal)
+    # new data of the same shapes: the same compiled steps
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        again = sl.sample(
+            vector(), Correlated(-MEASURED), key=jax.random.key(1), mass_matrix="dense", **options
+        )
+    compiles = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    assert not [m for m in compiles if "_advance" in m], compiles
+    check_correlated(again, -MEASURED)
+
+
+def test_starting_from_a_laplace_approximation():
+    approximation = sl.laplace(vector(), Correlated(MEASURED))
+    # its covariance is the posterior's (the posterior is Gaussian): with it as the mass matrix and
+    # chains starting at draws of it, a short warmup is enough (fewer than 20 steps: the step size only,
+    # the mass matrix stays)
+    posterior = sl.sample(
+        vector(),
+        Correlated(MEASURED),
+        key=jax.random.key(3),
+        init=approximation,
+        num_warmup=15,
+        num_samples=500,
+        progress=False,
+        mass_matrix="dense",
+    )
+    check_correlated(posterior, MEASURED)
+    np.testing.assert_allclose(posterior.inverse_mass_matrix[0], approximation.covariance, rtol=1e-5)
+    # a diagonal mass matrix takes the approximation's variances
+    diagonal = sl.sample(
+        vector(),
+        Correlated(MEASURED),
+        key=jax.random.key(3),
+        init=approximation,
+        num_warmup=15,
+        num_samples=500,
+        progress=False,
+        mass_matrix="diagonal",
+    )
+    np.testing.assert_allclose(
+        diagonal.inverse_mass_matrix[0], np.diag(np.asarray(approximation.covariance)), rtol=1e-5
+    )
+    other = sl.laplace(polynomial(), Data(simulated(1)))
+    with pytest.raises(ValueError, match="Laplace approximation.*coefficients"):
+        sl.sample(vector(), Correlated(MEASURED), key=jax.random.key(3), init=other)
+
+
+def test_dense_mass_matrices_are_made_safely_positive_definite():
+    from scarlet_like.infer.sample import _well_conditioned
+
+    scales = jnp.array([1e-3, 1.0, 30.0])
+    indefinite = jnp.array([[1.0, 0.99, 0.9], [0.99, 1.0, 0.99], [0.9, 0.99, 1.0]]) * jnp.outer(
+        scales, scales
+    )
+    assert np.linalg.eigvalsh(np.asarray(indefinite, np.float64)).min() < 0  # the premise
+    fixed = np.asarray(_well_conditioned(indefinite, jnp.diag(scales**2)), np.float64)
+    np.testing.assert_allclose(np.diag(fixed), np.asarray(scales, np.float64) ** 2, rtol=0.05)
+    correlation = fixed / np.outer(np.sqrt(np.diag(fixed)), np.sqrt(np.diag(fixed)))
+    assert np.linalg.eigvalsh(correlation).min() > 0.5e-3
+    np.linalg.cholesky(np.linalg.inv(fixed))  # what NUTS needs of it
+    # not finite: the fallback
+    broken = indefinite.at[0, 1].set(jnp.nan)
+    np.testing.assert_allclose(_well_conditioned(broken, jnp.diag(scales**2)), jnp.diag(scales**2), rtol=1e-5)
+
+
+def test_mass_matrix_is_checked(unchecked):
+    with unchecked(), pytest.raises(ValueError, match="mass_matrix"):
+        sl.sample(polynomial(), Data(simulated(1)), key=jax.random.key(0), mass_matrix="full")
