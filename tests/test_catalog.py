@@ -5,6 +5,7 @@ truth, and compilations reused across the tasks of a Dask worker."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import pathlib
 import sys
 
@@ -277,4 +278,51 @@ def test_fit_field_on_a_running_scheduler(tiny_field):
         )
         # the cluster is the caller's: still running after the fit
         assert cluster.status.name == "running"
+    _check_catalog(run.table, field, corrupt=1)
+
+
+def _die_once_plugin(marker):
+    """A Dask worker plugin that ends its worker's process (as a crash would: no clean-up) when the
+    first catalog task starts on it, and never again once `marker` exists. Defined here, in a function,
+    so that cloudpickle sends the class itself to the workers (they cannot import the test module)."""
+    import os
+
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class DieOnce(WorkerPlugin):
+        def __init__(self, marker):
+            self.marker = str(marker)
+
+        def transition(self, key, start, finish, **kwargs):
+            if finish == "executing" and str(key).startswith("catalog-") and not os.path.exists(self.marker):
+                with open(self.marker, "w") as file:
+                    file.write(str(os.getpid()))
+                os._exit(1)
+
+    return DieOnce(marker)
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_is_replaced_and_its_task_retried(tiny_field, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    folder, field, image, detections = tiny_field
+    marker = tmp_path / "died"
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        first = set(client.run(os.getpid).values())
+        client.register_plugin(_die_once_plugin(marker))
+        run = sl.catalog.fit_field(
+            image, detections, folder / "died.parquet", client=client, blends_per_partition=2, **_FAST
+        )
+        # the nanny started a new worker process in place of the one that died
+        assert marker.is_file() and int(marker.read_text()) in first
+        assert set(client.run(os.getpid).values()).isdisjoint(first)
+    # every partition was fitted by the new worker (the one the first died in included), and the table
+    # is complete: the same checks as for a run without a death
+    assert len(run.partitions) == 2
+    assert all(meta["pid"] not in first for meta in run.partitions.values())
     _check_catalog(run.table, field, corrupt=1)

@@ -125,8 +125,9 @@ def fit_field(
     than its margin.
 
     **Faults.** A blend that cannot be set up or fitted (bad pixels, NaN weights, a detection off the
-    field) is recorded with its error and flag; it never stops the run. A task whose worker dies is
-    retried by Dask (twice).
+    field) is recorded with its error and flag; it never stops the run. A task that raises is
+    retried by Dask twice; one whose worker dies is run again on another (or the restarted) worker,
+    up to Dask's `distributed.scheduler.allowed-failures` times (3 by default).
     """
     started = time.perf_counter()
     images = _field_images(images)
