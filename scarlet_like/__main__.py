@@ -121,6 +121,12 @@ def _add_catalog_command(commands: Any) -> None:
         "--blends-per-partition", type=int, default=64, help="the most blends in one Dask task (64)"
     )
     catalog.add_argument("--max-steps", type=int, default=2000, help="the most optimizer steps per blend")
+    catalog.add_argument(
+        "--flux-errors",
+        choices=("marginal", "fixed", "none"),
+        default="marginal",
+        help="flux uncertainties with shapes and centres free (marginal, default) or held (fixed)",
+    )
     catalog.add_argument("--overwrite", action="store_true", help="start afresh over another run's parts")
     catalog.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -141,6 +147,7 @@ def _run_catalog(args: Any) -> int:
         kinds=args.kinds,
         overwrite=args.overwrite,
         blends_per_partition=args.blends_per_partition,
+        flux_errors=args.flux_errors,
         progress=not args.no_progress,
         max_steps=args.max_steps,
     )

@@ -143,6 +143,88 @@ def test_fit_field_in_this_process_flags_the_corrupt_blend_and_resumes(tiny_fiel
         sl.catalog.fit_field(image, detections, output, workers=0, **{**options, "max_steps": 200})
 
 
+def test_marginal_flux_errors_are_wider_than_fixed_ones_and_compile_once(tiny_field):
+    _, field, image, detections = tiny_field
+    options = {**_FAST, "blends_per_partition": 2}
+    marginal = sl.catalog.fit_field(image, detections, None, workers=0, **options)
+    fixed = sl.catalog.fit_field(image, detections, None, workers=0, flux_errors="fixed", **options)
+    # the batched errors compiled at most once (not at all when an earlier test of this module did),
+    # and the second partition reused them
+    metas = [marginal.partitions[name] for name in marginal.fitted]
+    assert metas[0]["error_compilations"] <= 1 and metas[1]["error_compilations"] == 0
+    assert all(meta["error_seconds"] > 0 for meta in metas)
+    assert not any(meta["error_compilations"] for meta in fixed.partitions.values())
+    truth = field.truth
+    fitted = np.isfinite(np.asarray(marginal.table["flux_err_r"][: len(truth)]))
+    assert fitted.sum() == 3  # the corrupt blend failed
+    galaxies = fitted & ~np.asarray(truth["star"])
+    assert galaxies.sum() >= 2
+    for band in field.bands:
+        wide = np.asarray(marginal.table[f"flux_err_{band}"][: len(truth)])
+        narrow = np.asarray(fixed.table[f"flux_err_{band}"][: len(truth)])
+        # marginalising over the other parameters never narrows an error, and widens a galaxy's
+        assert np.all(wide[fitted] >= 0.999 * narrow[fitted]), (band, wide / narrow)
+        assert np.all(wide[galaxies] > 1.2 * narrow[galaxies]), (band, wide / narrow)
+        pull = (np.asarray(marginal.table[f"flux_{band}"][: len(truth)]) - truth[f"flux_{band}"]) / wide
+        assert np.all(np.abs(pull[fitted]) < 3), (band, pull)
+    with pytest.raises(ValueError, match="flux_errors must be"):
+        sl.catalog.fit_field(image, detections, None, workers=0, flux_errors="laplace")
+
+
+def _two_grids(field):
+    """The tiny field's g and r on its own 0.2" grid, and i drawn again on a 0.1" grid turned by 30
+    degrees (sharper PSF: sigma 1 pixel of the first grid against 1.5)."""
+    other = _sims().draw_on_grid(field, ("i",), scale=0.5, rotation_deg=30.0, psf_sigma=1.0, seed=3)
+    ground = sl.catalog.FieldImage(
+        field.images[:2], field.weights[:2], field.psfs[:2], ("g", "r"), field.wcs, name="ground"
+    )
+    space = sl.catalog.FieldImage(other.images, other.weights, other.psfs, ("i",), other.wcs, name="space")
+    return ground, space
+
+
+# The model frame is the finest image's 90 x 90 pixel cutout (the 0.1" grid, turned): compiling its fit
+# took 300 s on the shared 2-core machine under load
+@pytest.mark.slow
+def test_fit_field_on_two_pixel_grids(tiny_field):
+    from astropy.table import Table
+
+    _, field, _, _ = tiny_field
+    ground, space = _two_grids(field)
+    truth = field.truth
+    detections = Table({"ra": truth["ra"], "dec": truth["dec"]})
+    run = sl.catalog.fit_field([ground, space], detections, None, workers=0, blends_per_partition=2, **_FAST)
+    table = run.table
+    # every detection once, in order, fitted in both grids' bands
+    assert table["row"].tolist() == list(range(len(truth))) and len(set(table["blend"].tolist())) == 4
+    allowed = sl.catalog.FLAGS["not_converged"] | sl.catalog.FLAGS["edge"]
+    assert np.all((np.asarray(table["flag"]) & ~allowed) == 0), table["error"]
+    # one compiled fit (and one of the errors) for the bucket: the second partition reused them, though
+    # each blend's cutouts have WCSs and shifts of their own
+    metas = [run.partitions[name] for name in run.fitted]
+    assert metas[0]["fit_compilations"] <= 1 and metas[1]["fit_compilations"] == 0
+    assert metas[0]["error_compilations"] <= 1 and metas[1]["error_compilations"] == 0
+    for band in ("g", "r", "i"):
+        measured, true = np.asarray(table[f"flux_{band}"]), np.asarray(truth[f"flux_{band}"])
+        pull = (measured - true) / np.asarray(table[f"flux_err_{band}"])
+        assert np.all(np.abs(pull) < 4), (band, pull)
+        bright = np.asarray(truth["flux_r"]) > 2000
+        assert np.all(np.abs(measured / true - 1)[bright] < 0.03), (band, measured / true)
+    # centres back in the first grid's pixels: within a tenth of a pixel for these bright objects
+    offset = np.hypot(np.asarray(table["y"]) - truth["y"], np.asarray(table["x"]) - truth["x"])
+    assert np.all(offset < 0.1), offset
+    galaxies = ~np.asarray(truth["star"])
+    # sizes in the first grid's pixels too
+    assert np.all(np.abs(np.asarray(table["r_half"])[galaxies] / truth["r_half"][galaxies] - 1) < 0.2)
+
+
+def test_different_grids_need_a_wcs(tiny_field):
+    _, field, _, _ = tiny_field
+    ground, space = _two_grids(field)
+    space.wcs = None
+    with pytest.raises(ValueError, match="'space' has none"):
+        sl.catalog.fit_field([ground, space], np.array([[16.0, 16.0]]), None, workers=0)
+
+
 def test_output_is_checked_before_any_fit(tiny_field, tmp_path):
     folder, _, image, detections = tiny_field
     with pytest.raises(FileNotFoundError, match="does not exist"):
