@@ -93,16 +93,16 @@ def _check_catalog(table, field, corrupt: int):
     # the pair is one blend of two; the others blends of one
     sizes = np.asarray(table["blend_size"][: len(truth)])
     assert np.array_equal(sizes, np.asarray(truth["blend_of"]))
-    # fluxes of isolated sources against the truth: within 6 of their errors, and the bright ones within
-    # 3 % (measured: 2.0 % at most above 2000). The errors hold the shapes at the fit, and so are too
-    # small for galaxies, whose light beyond the cutout's box the fitted profile extrapolates: pulls of
-    # 0.8-3.7 on the tiny field, and the faint galaxy of the small field (1060 in r) 4.9 low in r.
+    # fluxes of isolated sources against the truth: within 5 of their errors, and the bright ones within
+    # 3 % (measured: 2.0 % at most above 2000). The errors (marginal, the default) let shapes and
+    # centres free: every pull under 3 on the tiny field; with the shapes held ("fixed") the pulls of
+    # its galaxies were 0.8-3.7, and the faint galaxy of the small field (1060 in r) 4.9 low in r.
     isolated = fitted[: len(truth)] & (sizes == 1)
     assert isolated.sum() >= 3
     for band in field.bands:
         measured, true = np.asarray(table[f"flux_{band}"][: len(truth)]), np.asarray(truth[f"flux_{band}"])
         pull = np.abs(measured - true) / np.asarray(table[f"flux_err_{band}"][: len(truth)])
-        assert np.all(pull[isolated] < 6), (band, pull[isolated])
+        assert np.all(pull[isolated] < 5), (band, pull[isolated])
         bright = isolated & (np.asarray(truth["flux_r"]) > 2000)
         assert np.all(np.abs(measured / true - 1)[bright] < 0.03), (band, measured / true)
     # positions back on the sky: within 0.05" (a quarter of a pixel) of the truth for isolated sources
