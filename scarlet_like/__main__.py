@@ -96,7 +96,8 @@ def _add_catalog_command(commands: Any) -> None:
         "as they finish (into OUTPUT.parts/): running the same command again resumes.",
         epilog="IMAGE.fits: the (C, H, W) image cube with a celestial WCS in the primary HDU (header key "
         "BANDS = 'g,r,i', or --channels), image extensions WEIGHT (inverse variances) and PSF ((C, h, w), "
-        "centred); several images must share one pixel grid. DET.fits: a table with columns ra, dec "
+        "centred); several images may lie on different pixel grids (each with a WCS; x, y are the "
+        "first's). DET.fits: a table with columns ra, dec "
         "(degrees) or x, y (pixels, 0-based), and optionally id. Output columns: id, blend, ra, dec, x, "
         "y, flux_<channel>, flux_err_<channel>, n, r_half, g1, g2, chi2, chi2_per_pixel, converged, flag "
         "(0 when all went well; 1 failed, 2 non-finite, 4 not converged, 8 at the field's edge, 16 "
