@@ -10,8 +10,10 @@ weight. The model frame is the cutout of the image with the finest pixels.
 Compile once. An observation's WCS is static metadata of the compiled fit, and the exact map from the
 frame onto each cutout differs between blends by a fraction of a pixel. So every blend of a bucket
 gets the *same* WCSs, made up for the bucket (`_LocalWCS`, equal by value): they carry the linear
-part of the map (pixel scales and rotations, measured once at the field's centre, where they are
-constant over a blend to far better than a thousandth of a pixel for a tangent projection), and the
+part of the map (pixel scales and rotations, measured once at the field's centre: between two
+tangent-plane images of a 2048-pixel 0.2" field, one of 0.1" pixels turned by 30 degrees, it changes
+from the centre to a corner by 1.4e-5 per pixel with tangent points 0.4 degrees apart, 9e-4 pixels
+across a 64-pixel cutout, and by 4e-10 with one tangent point), and the
 fraction of a pixel each blend's cutout is off from them is the scene's fixed shift for that
 observation (see [`scarlet_like.Scene`][]'s `shifts`), an array that differs between the blends of
 one compiled fit.
