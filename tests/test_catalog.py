@@ -1,6 +1,7 @@
 """sl.catalog: a simulated field (GalSim) through `fit_field` and `python -m scarlet_like catalog`: every
 detection once, a corrupted blend flagged while the others succeed, resumed runs, fluxes against the
-truth, and compilations reused across the tasks of a Dask worker."""
+truth, and compilations reused across the tasks of a Dask worker; marginal flux uncertainties; a field
+on two pixel grids; a Dask worker that dies mid-task."""
 
 from __future__ import annotations
 
