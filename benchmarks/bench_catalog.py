@@ -20,6 +20,12 @@ What is measured (see README.md in this folder):
    percentile of |flux / true - 1| per band for isolated and blended sources, the peak memory per
    worker (resident set, MB).
 
+3. **Flux uncertainties** (`--errors`, alone: no throughput or Dask runs): the whole field fitted in
+   this process twice, with `flux_errors="fixed"` (shapes and centres held at the fit) and
+   `"marginal"` (every other parameter free, the default); per kind of source (star, isolated galaxy,
+   blended), the fraction of the pulls `(flux - true) / flux_err` within 1 and 3 (a Gaussian: 68 %
+   and 99.7 %), their standard deviation, and the seconds spent on the errors.
+
 The field (`catalog_sims.py`): `--size` square pixels, 3 bands (g, r, i), objects every `--spacing`
 pixels (a quarter of them stars, the rest exponential disks), every sixth with a companion 6-8 px
 away; detections at the true positions plus 0.2 px Gaussian scatter.
@@ -83,6 +89,54 @@ def accuracy(table, truth, bands):
     return out
 
 
+def pulls(table, truth, bands):
+    """Per kind of source, the fractions of |pull| within 1 and 3, and the pulls' standard deviation
+    (over every band), of the sources fitted with finite errors."""
+    flags = np.asarray(table["flag"])[: len(truth)]
+    good = (flags & (sl.catalog.FLAGS["failed"] | sl.catalog.FLAGS["nonfinite"])) == 0
+    star = np.asarray(truth["star"])
+    isolated = np.asarray(truth["blend_of"]) == 1
+    kinds = {"stars": star & isolated, "isolated galaxies": ~star & isolated, "blended": ~isolated}
+    out = {}
+    for kind, chosen in kinds.items():
+        values = []
+        for band in bands:
+            error = np.asarray(table[f"flux_err_{band}"][: len(truth)])
+            pull = (
+                np.asarray(table[f"flux_{band}"][: len(truth)]) - np.asarray(truth[f"flux_{band}"])
+            ) / error
+            values.append(pull[good & chosen & np.isfinite(pull)])
+        pull = np.concatenate(values)
+        out[kind] = {
+            "values": len(pull),
+            "within_1": float(np.mean(np.abs(pull) < 1)),
+            "within_3": float(np.mean(np.abs(pull) < 3)),
+            "sd": float(np.std(pull)),
+        }
+    return out
+
+
+def error_pulls(image, detections, truth, bands, common):
+    """The field fitted in this process with fixed, then marginal flux errors: pulls and times."""
+    out = {}
+    for mode in ("fixed", "marginal"):
+        run, wall = timed(
+            lambda mode=mode: sl.catalog.fit_field(
+                image, detections, None, workers=0, flux_errors=mode, **common
+            )
+        )
+        metas = list(run.partitions.values())
+        out[mode] = {
+            "seconds": wall,
+            "error_seconds": sum(m["error_seconds"] for m in metas),
+            "error_compilations": sum(m["error_compilations"] for m in metas),
+            "fit_compilations": sum(m["fit_compilations"] for m in metas),
+            "pulls": pulls(run.table, truth, bands),
+        }
+        print(mode, json.dumps(out[mode], indent=1), flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -93,6 +147,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=500)
     parser.add_argument("--per-partition", type=int, default=16, help="blends per Dask task")
     parser.add_argument("--skip-field", action="store_true", help="throughput runs only")
+    parser.add_argument("--errors", action="store_true", help="flux uncertainties only (see 3.)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
 
@@ -112,6 +167,13 @@ def main() -> None:
         "sources": len(truth),
         "load": os.getloadavg(),
     }
+
+    if args.errors:
+        results["errors"] = error_pulls(image, detections, truth, field.bands, common)
+        print(json.dumps(results, indent=1))
+        if args.json:
+            pathlib.Path(args.json).write_text(json.dumps(results, indent=1))
+        return
 
     # throughput on isolated sources away from the edges
     isolated = np.flatnonzero(

@@ -96,7 +96,8 @@ def _add_catalog_command(commands: Any) -> None:
         "as they finish (into OUTPUT.parts/): running the same command again resumes.",
         epilog="IMAGE.fits: the (C, H, W) image cube with a celestial WCS in the primary HDU (header key "
         "BANDS = 'g,r,i', or --channels), image extensions WEIGHT (inverse variances) and PSF ((C, h, w), "
-        "centred); several images must share one pixel grid. DET.fits: a table with columns ra, dec "
+        "centred); several images may lie on different pixel grids (each with a WCS; x, y are the "
+        "first's). DET.fits: a table with columns ra, dec "
         "(degrees) or x, y (pixels, 0-based), and optionally id. Output columns: id, blend, ra, dec, x, "
         "y, flux_<channel>, flux_err_<channel>, n, r_half, g1, g2, chi2, chi2_per_pixel, converged, flag "
         "(0 when all went well; 1 failed, 2 non-finite, 4 not converged, 8 at the field's edge, 16 "
@@ -121,6 +122,12 @@ def _add_catalog_command(commands: Any) -> None:
         "--blends-per-partition", type=int, default=64, help="the most blends in one Dask task (64)"
     )
     catalog.add_argument("--max-steps", type=int, default=2000, help="the most optimizer steps per blend")
+    catalog.add_argument(
+        "--flux-errors",
+        choices=("marginal", "fixed", "none"),
+        default="marginal",
+        help="flux uncertainties with shapes and centres free (marginal, default) or held (fixed)",
+    )
     catalog.add_argument("--overwrite", action="store_true", help="start afresh over another run's parts")
     catalog.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -141,6 +148,7 @@ def _run_catalog(args: Any) -> int:
         kinds=args.kinds,
         overwrite=args.overwrite,
         blends_per_partition=args.blends_per_partition,
+        flux_errors=args.flux_errors,
         progress=not args.no_progress,
         max_steps=args.max_steps,
     )

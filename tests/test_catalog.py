@@ -1,10 +1,12 @@
 """sl.catalog: a simulated field (GalSim) through `fit_field` and `python -m scarlet_like catalog`: every
 detection once, a corrupted blend flagged while the others succeed, resumed runs, fluxes against the
-truth, and compilations reused across the tasks of a Dask worker."""
+truth, and compilations reused across the tasks of a Dask worker; marginal flux uncertainties; a field
+on two pixel grids; a Dask worker that dies mid-task."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import pathlib
 import sys
 
@@ -92,16 +94,16 @@ def _check_catalog(table, field, corrupt: int):
     # the pair is one blend of two; the others blends of one
     sizes = np.asarray(table["blend_size"][: len(truth)])
     assert np.array_equal(sizes, np.asarray(truth["blend_of"]))
-    # fluxes of isolated sources against the truth: within 6 of their errors, and the bright ones within
-    # 3 % (measured: 2.0 % at most above 2000). The errors hold the shapes at the fit, and so are too
-    # small for galaxies, whose light beyond the cutout's box the fitted profile extrapolates: pulls of
-    # 0.8-3.7 on the tiny field, and the faint galaxy of the small field (1060 in r) 4.9 low in r.
+    # fluxes of isolated sources against the truth: within 5 of their errors, and the bright ones within
+    # 3 % (measured: 2.0 % at most above 2000). The errors (marginal, the default) let shapes and
+    # centres free: every pull under 3 on the tiny field; with the shapes held ("fixed") the pulls of
+    # its galaxies were 0.8-3.7, and the faint galaxy of the small field (1060 in r) 4.9 low in r.
     isolated = fitted[: len(truth)] & (sizes == 1)
     assert isolated.sum() >= 3
     for band in field.bands:
         measured, true = np.asarray(table[f"flux_{band}"][: len(truth)]), np.asarray(truth[f"flux_{band}"])
         pull = np.abs(measured - true) / np.asarray(table[f"flux_err_{band}"][: len(truth)])
-        assert np.all(pull[isolated] < 6), (band, pull[isolated])
+        assert np.all(pull[isolated] < 5), (band, pull[isolated])
         bright = isolated & (np.asarray(truth["flux_r"]) > 2000)
         assert np.all(np.abs(measured / true - 1)[bright] < 0.03), (band, measured / true)
     # positions back on the sky: within 0.05" (a quarter of a pixel) of the truth for isolated sources
@@ -140,6 +142,88 @@ def test_fit_field_in_this_process_flags_the_corrupt_blend_and_resumes(tiny_fiel
     # other options over the same output: refused, unless asked to start afresh
     with pytest.raises(ValueError, match="other images, detections or options"):
         sl.catalog.fit_field(image, detections, output, workers=0, **{**options, "max_steps": 200})
+
+
+def test_marginal_flux_errors_are_wider_than_fixed_ones_and_compile_once(tiny_field):
+    _, field, image, detections = tiny_field
+    options = {**_FAST, "blends_per_partition": 2}
+    marginal = sl.catalog.fit_field(image, detections, None, workers=0, **options)
+    fixed = sl.catalog.fit_field(image, detections, None, workers=0, flux_errors="fixed", **options)
+    # the batched errors compiled at most once (not at all when an earlier test of this module did),
+    # and the second partition reused them
+    metas = [marginal.partitions[name] for name in marginal.fitted]
+    assert metas[0]["error_compilations"] <= 1 and metas[1]["error_compilations"] == 0
+    assert all(meta["error_seconds"] > 0 for meta in metas)
+    assert not any(meta["error_compilations"] for meta in fixed.partitions.values())
+    truth = field.truth
+    fitted = np.isfinite(np.asarray(marginal.table["flux_err_r"][: len(truth)]))
+    assert fitted.sum() == 3  # the corrupt blend failed
+    galaxies = fitted & ~np.asarray(truth["star"])
+    assert galaxies.sum() >= 2
+    for band in field.bands:
+        wide = np.asarray(marginal.table[f"flux_err_{band}"][: len(truth)])
+        narrow = np.asarray(fixed.table[f"flux_err_{band}"][: len(truth)])
+        # marginalising over the other parameters never narrows an error, and widens a galaxy's
+        assert np.all(wide[fitted] >= 0.999 * narrow[fitted]), (band, wide / narrow)
+        assert np.all(wide[galaxies] > 1.2 * narrow[galaxies]), (band, wide / narrow)
+        pull = (np.asarray(marginal.table[f"flux_{band}"][: len(truth)]) - truth[f"flux_{band}"]) / wide
+        assert np.all(np.abs(pull[fitted]) < 3), (band, pull)
+    with pytest.raises(ValueError, match="flux_errors must be"):
+        sl.catalog.fit_field(image, detections, None, workers=0, flux_errors="laplace")
+
+
+def _two_grids(field):
+    """The tiny field's g and r on its own 0.2" grid, and i drawn again on a 0.1" grid turned by 30
+    degrees (sharper PSF: sigma 1 pixel of the first grid against 1.5)."""
+    other = _sims().draw_on_grid(field, ("i",), scale=0.5, rotation_deg=30.0, psf_sigma=1.0, seed=3)
+    ground = sl.catalog.FieldImage(
+        field.images[:2], field.weights[:2], field.psfs[:2], ("g", "r"), field.wcs, name="ground"
+    )
+    space = sl.catalog.FieldImage(other.images, other.weights, other.psfs, ("i",), other.wcs, name="space")
+    return ground, space
+
+
+# The model frame is the finest image's 90 x 90 pixel cutout (the 0.1" grid, turned): compiling its fit
+# took 300 s on the shared 2-core machine under load
+@pytest.mark.slow
+def test_fit_field_on_two_pixel_grids(tiny_field):
+    from astropy.table import Table
+
+    _, field, _, _ = tiny_field
+    ground, space = _two_grids(field)
+    truth = field.truth
+    detections = Table({"ra": truth["ra"], "dec": truth["dec"]})
+    run = sl.catalog.fit_field([ground, space], detections, None, workers=0, blends_per_partition=2, **_FAST)
+    table = run.table
+    # every detection once, in order, fitted in both grids' bands
+    assert table["row"].tolist() == list(range(len(truth))) and len(set(table["blend"].tolist())) == 4
+    allowed = sl.catalog.FLAGS["not_converged"] | sl.catalog.FLAGS["edge"]
+    assert np.all((np.asarray(table["flag"]) & ~allowed) == 0), table["error"]
+    # one compiled fit (and one of the errors) for the bucket: the second partition reused them, though
+    # each blend's cutouts have WCSs and shifts of their own
+    metas = [run.partitions[name] for name in run.fitted]
+    assert metas[0]["fit_compilations"] <= 1 and metas[1]["fit_compilations"] == 0
+    assert metas[0]["error_compilations"] <= 1 and metas[1]["error_compilations"] == 0
+    for band in ("g", "r", "i"):
+        measured, true = np.asarray(table[f"flux_{band}"]), np.asarray(truth[f"flux_{band}"])
+        pull = (measured - true) / np.asarray(table[f"flux_err_{band}"])
+        assert np.all(np.abs(pull) < 4), (band, pull)
+        bright = np.asarray(truth["flux_r"]) > 2000
+        assert np.all(np.abs(measured / true - 1)[bright] < 0.03), (band, measured / true)
+    # centres back in the first grid's pixels: within a tenth of a pixel for these bright objects
+    offset = np.hypot(np.asarray(table["y"]) - truth["y"], np.asarray(table["x"]) - truth["x"])
+    assert np.all(offset < 0.1), offset
+    galaxies = ~np.asarray(truth["star"])
+    # sizes in the first grid's pixels too
+    assert np.all(np.abs(np.asarray(table["r_half"])[galaxies] / truth["r_half"][galaxies] - 1) < 0.2)
+
+
+def test_different_grids_need_a_wcs(tiny_field):
+    _, field, _, _ = tiny_field
+    ground, space = _two_grids(field)
+    space.wcs = None
+    with pytest.raises(ValueError, match="'space' has none"):
+        sl.catalog.fit_field([ground, space], np.array([[16.0, 16.0]]), None, workers=0)
 
 
 def test_output_is_checked_before_any_fit(tiny_field, tmp_path):
@@ -277,4 +361,51 @@ def test_fit_field_on_a_running_scheduler(tiny_field):
         )
         # the cluster is the caller's: still running after the fit
         assert cluster.status.name == "running"
+    _check_catalog(run.table, field, corrupt=1)
+
+
+def _die_once_plugin(marker):
+    """A Dask worker plugin that ends its worker's process (as a crash would: no clean-up) when the
+    first catalog task starts on it, and never again once `marker` exists. Defined here, in a function,
+    so that cloudpickle sends the class itself to the workers (they cannot import the test module)."""
+    import os
+
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class DieOnce(WorkerPlugin):
+        def __init__(self, marker):
+            self.marker = str(marker)
+
+        def transition(self, key, start, finish, **kwargs):
+            if finish == "executing" and str(key).startswith("catalog-") and not os.path.exists(self.marker):
+                with open(self.marker, "w") as file:
+                    file.write(str(os.getpid()))
+                os._exit(1)
+
+    return DieOnce(marker)
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_is_replaced_and_its_task_retried(tiny_field, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    folder, field, image, detections = tiny_field
+    marker = tmp_path / "died"
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        first = set(client.run(os.getpid).values())
+        client.register_plugin(_die_once_plugin(marker))
+        run = sl.catalog.fit_field(
+            image, detections, folder / "died.parquet", client=client, blends_per_partition=2, **_FAST
+        )
+        # the nanny started a new worker process in place of the one that died
+        assert marker.is_file() and int(marker.read_text()) in first
+        assert set(client.run(os.getpid).values()).isdisjoint(first)
+    # every partition was fitted by the new worker (the one the first died in included), and the table
+    # is complete: the same checks as for a run without a death
+    assert len(run.partitions) == 2
+    assert all(meta["pid"] not in first for meta in run.partitions.values())
     _check_catalog(run.table, field, corrupt=1)

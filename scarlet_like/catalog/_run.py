@@ -17,7 +17,7 @@ import numpy as np
 
 from ._blends import SIZES, Blend, make_blends, psf_fwhm
 from ._field import FieldImage, read_detections
-from ._partition import FLAGS, Partition, _channels, _to_table, fit_partition
+from ._partition import FLAGS, Partition, _channels, _to_table, error_mode, fit_partition
 
 __all__ = ["CatalogRun", "fit_field"]
 
@@ -63,7 +63,7 @@ def fit_field(
     kinds: str = "auto",
     blends_per_partition: int = 64,
     batch_size: int = 4,
-    flux_errors: bool = True,
+    flux_errors: str | bool = "marginal",
     progress: bool = True,
     overwrite: bool = False,
     **fit_options: Any,
@@ -78,8 +78,12 @@ def fit_field(
     **Arguments:**
 
     - `images`: the field's observations: [`scarlet_like.catalog.FieldImage`][]s or FITS files (see
-      `FieldImage.from_fits` for their layout). Several must share the first one's pixel grid (same
-      shape and WCS: e.g. one file per band of a coadd); their channels are joined.
+      `FieldImage.from_fits` for their layout); their channels are joined. Several may share one
+      pixel grid (one file per band of a coadd), or lie on different grids (another instrument's
+      pixel scale, a shifted or rotated exposure: each then needs a celestial WCS); the catalog's
+      pixels (`x`, `y`, `r_half`, the cutout sizes) are the first image's. On different grids each
+      blend is cut from each image around its sky position and fitted as one scene of several
+      observations, its model frame on the grid of the image with the finest pixels.
     - `detections`: a detection table (a file astropy reads, or an astropy Table) with columns `ra`,
       `dec` in degrees, or `x`, `y` in the first image's pixels (0-based); or a `(K, 2)` array of
       `(y, x)`. An `id` column, if any, is carried into the catalog (default: the row number).
@@ -104,7 +108,11 @@ def fit_field(
       number of sources) with more is split into several partitions.
     - `batch_size`: blends per call of `sl.fit_many`, every call padded to it (so that it compiles
       once per structure and worker).
-    - `flux_errors`: compute `flux_err_<channel>` (shapes and centres held at the fit).
+    - `flux_errors`: how `flux_err_<channel>` is computed: `"marginal"` (default), every other free
+      parameter of the blend (centres, shapes, the neighbours' fluxes) marginalised, from the inverse
+      of the Gauss-Newton matrix of all of them, batched over each bucket like the fit; `"fixed"`, the
+      shapes and centres held at the fit (the inverse Fisher matrix of the fluxes alone: smaller, too
+      small for galaxies); `"none"` (or `False`), NaN.
     - `progress`: show a progress bar over the partitions (Dask's, with Dask).
     - `overwrite`: start afresh, removing the partitions of an earlier run with other inputs.
     - `fit_options`: passed on to [`scarlet_like.fit_many`][] (`max_steps`, `rtol`, `optimizer`, ...).
@@ -125,8 +133,9 @@ def fit_field(
     than its margin.
 
     **Faults.** A blend that cannot be set up or fitted (bad pixels, NaN weights, a detection off the
-    field) is recorded with its error and flag; it never stops the run. A task whose worker dies is
-    retried by Dask (twice).
+    field) is recorded with its error and flag; it never stops the run. A task that raises is
+    retried by Dask twice; one whose worker dies is run again on another (or the restarted) worker,
+    up to Dask's `distributed.scheduler.allowed-failures` times (3 by default).
     """
     started = time.perf_counter()
     images = _field_images(images)
@@ -150,7 +159,14 @@ def fit_field(
         & (positions[:, 1] < width - 0.5)
     )
 
-    fwhm = max(psf_fwhm(image.psf) for image in images)
+    grids = None
+    if len(images) > 1:
+        from ._grids import grids_of
+
+        grids = grids_of(images)
+    # in the first image's pixels
+    sides = [1.0] * len(images) if grids is None else [scale / grids.scales[0] for scale in grids.scales]
+    fwhm = max(psf_fwhm(image.psf) * side for image, side in zip(images, sides, strict=True))
     link = 3.0 * fwhm if linking_length is None else float(linking_length)
     if not link > 0:
         raise ValueError(f"catalog: linking_length must be a positive number of pixels, got {linking_length}")
@@ -160,7 +176,8 @@ def fit_field(
         "kinds": kinds,
         "batch_size": int(batch_size),
         "fit": dict(fit_options),
-        "flux_errors": bool(flux_errors),
+        "flux_errors": error_mode(flux_errors),
+        "grids": grids,
     }
     partitions = _partitions(blends, tuple(images), ids, options, int(blends_per_partition))
 
@@ -207,13 +224,6 @@ def _field_images(images: Any) -> list[FieldImage]:
     images = [image if isinstance(image, FieldImage) else FieldImage.from_fits(image) for image in images]
     if not images:
         raise ValueError("catalog: got no field image")
-    for image in images[1:]:
-        if not images[0].same_grid(image):
-            raise ValueError(
-                f"catalog: field image '{image.name}' is not on the pixel grid of '{images[0].name}' (shape "
-                f"{image.shape[1:]} vs {images[0].shape[1:]}, or another WCS); this first version fits "
-                "observations of one grid only: resample them onto one grid first"
-            )
     return images
 
 
