@@ -432,7 +432,8 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, s
             ratio = rate / anchor
             rows.append(
                 (
-                    f"NUTS min-ESS/s, first call, {model} (median of {len(ours)} processes)",
+                    f"NUTS min-ESS/s, first call, {model} "
+                    + (f"(median of {len(ours)} processes)" if len(ours) > 1 else "(one process each)"),
                     f"{rate:.1f}/s ({median([r['seconds'] for r in ours]):.1f} s, R-hat {r_hat:.3f})",
                     f"numpyro: {anchor:.1f}/s ({median([r['seconds'] for r in theirs]):.1f} s, "
                     f"R-hat {max(r['r_hat'] for r in theirs):.3f})",
@@ -447,7 +448,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, s
         rows.append(
             (
                 "peak memory, demo fit (sl.init.scene + sl.fit)",
-                f"{demo['peak_mb']:.0f} MB ({demo['peak_mb'] - demo['import_mb']:.0f} after import)",
+                f"{demo['peak_mb']:.0f} MB ({demo['import_mb']:.0f} right after the import)",
                 "-",
                 "-",
                 "report",
