@@ -161,7 +161,8 @@ def test_gradients_in_boxes_equal_those_on_the_whole_frame():
 # 24-39 s; the default suite checks chunked sums in tests/astro/test_render_parts.py
 @pytest.mark.slow
 def test_many_sources_are_drawn_a_chunk_at_a_time(monkeypatch):
-    # small chunks: a scan over three chunks and a remainder, with the same result as all at once
+    # small chunks (of at most 6): a scan over three chunks of 5, the last with one blank source, with the
+    # same result as all at once
     scene, boxed, _ = noisy_scene_and_observations(sl.GaussianPSF(2.5), count=14, size=128, two_sizes=False)
     density = sl.LogDensity(scene, boxed)
     value, gradient = jax.jit(jax.value_and_grad(density))(density.x0)

@@ -128,7 +128,8 @@ def test_phase_derivatives_are_those_of_the_two_dimensional_phase():
 
 
 def test_sources_summed_in_chunks_give_the_same_image_and_gradient(monkeypatch):
-    # 11 Sersic sources in chunks of 3 (a scan over 3 chunks, and a remainder of 2) against all at once
+    # 11 Sersic sources in chunks of 3 (a scan over 4 chunks, the last with one blank source) against all
+    # at once
     rng = np.random.default_rng(3)
     obs = sl.Observation(
         np.zeros((2, 24, 24), np.float32), psf=sl.GaussianPSF(np.array([1.0, 1.3], np.float32))
