@@ -18,7 +18,7 @@ constraint; sizes are floored at `MIN_SIGMA`, ellipticities kept within `|g| <= 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -1447,6 +1447,7 @@ def freeform(
     fix_center: bool = False,
     center_reach: float | None = None,
     monotonic: bool = True,
+    prior: Callable[[tuple[int, int]], Any] | None = None,
 ) -> Any:
     """A free-form version of a fitted source: its light as a pixel image with a galaxy-like prior.
 
@@ -1479,6 +1480,10 @@ def freeform(
       the centre), instead of by the prior's `monotonicity` penalty (then unused). A penalty lets a
       faint source hold patches of a bright neighbour's light wherever the likelihood gains more
       than the penalty costs; the constraint does not.
+
+    - `prior`: `None` for the hand-made [`scarlet_like.FreeFormPrior`][], or a function of the image's
+      `(side, side)` shape giving its prior instead: `sl.galaxy_flow_prior` puts the shipped learned
+      prior ([`scarlet_like.FlowPrior`][]) on every image (the strengths are then unused).
 
     **Returns:**
 
@@ -1541,12 +1546,16 @@ def freeform(
     summed_noise = float(np.sqrt(np.nansum(noise**2)))
     if not (math.isfinite(summed_noise) and summed_noise > 0 and flux > 0):
         raise ValueError(f"{who}: the observation gives no noise level or the source no flux in its channels")
-    prior = FreeFormPrior(
-        (int(side), int(side)),
-        unit=flux / summed_noise,
-        monotonicity=0.0 if monotonic else monotonicity,
-        symmetry=symmetry,
-        sparsity=sparsity,
+    image_prior = (
+        FreeFormPrior(
+            (int(side), int(side)),
+            unit=flux / summed_noise,
+            monotonicity=0.0 if monotonic else monotonicity,
+            symmetry=symmetry,
+            sparsity=sparsity,
+        )
+        if prior is None
+        else prior((int(side), int(side)))
     )
     floor = np.maximum(spectrum * inside, 1e-6 * spectrum.max())
     if fix_center:
@@ -1563,7 +1572,9 @@ def freeform(
     return Source(
         center,
         Parameter(np.asarray(floor, np.float32), constraint=constraints.positive()),
-        ImageMorphology(Parameter(np.asarray(image, np.float32), constraint=image_constraint, prior=prior)),
+        ImageMorphology(
+            Parameter(np.asarray(image, np.float32), constraint=image_constraint, prior=image_prior)
+        ),
     )
 
 
@@ -1592,7 +1603,7 @@ def freeform_scene(
       within 1 px, 1.21 with the three faintest (S/N 28-53) at their reach; only S/N >= 100 free
       (the bright galaxy), 1.20 with every centre inside its reach.
     - `options`: keyword arguments of `freeform` (`side`, `max_side`, the strengths, `fix_center`,
-      `center_reach`, `monotonic`).
+      `center_reach`, `monotonic`, `prior`).
 
     **Returns:**
 

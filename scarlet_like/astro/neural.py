@@ -10,6 +10,7 @@ morphology = sl.ImageMorphology(sl.Parameter(image, constraint=sl.constraints.po
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -163,11 +164,12 @@ def galaxy_images(key: PRNGKeyArray, count: int, side: int = 15) -> Float[Array,
         where = jax.random.uniform(k[10], (5,), maxval=2 * jnp.pi)
         # a Gaussian's half-light radius is 1.1774 sigma
         sigmas = jax.random.uniform(k[11], (5,), minval=0.5, maxval=1.0)
-        share = jnp.where(jnp.arange(5) < number, 1.0 / number, 0.0)
+        share = jnp.where(jnp.arange(5) < number, 1.0 / number.astype(jnp.float32), 0.0)
+        transform = transform.astype(jnp.complex64)
         for i in range(5):
-            knot = profiles.sersic_ft(ky, kx, 0.5, 2 * 1.1774 * sigmas[i], 0.0, 0.0)
+            knot = knots * share[i] * profiles.sersic_ft(ky, kx, 0.5, 2 * 1.1774 * sigmas[i], 0.0, 0.0)
             shift = phasor(ky * radius[i] * jnp.sin(where[i]) + kx * radius[i] * jnp.cos(where[i]))
-            transform = transform + knots * share[i] * knot * shift
+            transform = transform + knot.astype(shift.dtype) * shift
         # the centre within 0.3 px of the central pixel's, which is half a fine pixel past the grid's
         offset = 0.5 + 2 * jax.random.uniform(k[12], (2,), minval=-0.3, maxval=0.3)
         transform = transform * phasor(ky * offset[0] + kx * offset[1])
@@ -233,7 +235,8 @@ def train_galaxy_flow(
         rows = jax.random.choice(pick, train.shape[0], (batch,), replace=False)
         x = train[rows] + noise * jax.random.normal(jitter, (batch, train.shape[1]))
         value, grads = jax.value_and_grad(loss)(weights, x)
-        updates, state = optimizer.update(grads, state, weights)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes integer counters with floats
+            updates, state = optimizer.update(grads, state, weights)
         return optax.apply_updates(weights, updates), state, value
 
     value = jnp.nan
@@ -263,10 +266,16 @@ def load_galaxy_flow(path: str | Path | None = None) -> tuple[Any, FlowConfig]:
     **Returns:** `(flow, config)`.
     """
     if path is None:
-        with resources.as_file(resources.files("scarlet_like") / "data" / SHIPPED) as shipped:
-            return load_galaxy_flow(shipped)
+        return _shipped()
     config = FlowConfig(**json.loads(Path(f"{path}.json").read_text()))
     return load(path, galaxy_flow(config)), config
+
+
+@functools.cache
+def _shipped() -> tuple[Any, FlowConfig]:
+    """The shipped flow, read once per process (an immutable pytree: every prior may hold it)."""
+    with resources.as_file(resources.files("scarlet_like") / "data" / SHIPPED) as shipped:
+        return load_galaxy_flow(shipped)
 
 
 def galaxy_flow_prior(
