@@ -149,3 +149,17 @@ def test_save_and_load_keep_the_weights(tmp_path):
     value = jnp.linspace(-1.0, 1.0, SIZE)
     np.testing.assert_allclose(loaded.x.prior.log_prob(value), model.x.prior.log_prob(value), rtol=1e-6)
     assert float(loaded.x.prior.log_prob(value)) != float(like.x.prior.log_prob(value))
+
+
+@pytest.mark.filterwarnings("ignore::scarlet_like.ImproperPriorWarning")
+def test_sampling_with_new_weights_compiles_nothing(caplog):
+    def model(seed):
+        return Model(sl.Parameter(jnp.zeros(SIZE), prior=sl.FlowPrior(_flow(seed), (SIZE,))))
+
+    options = {"num_warmup": 10, "num_samples": 10, "num_chains": 1, "progress": False}
+    first = sl.sample(model(0), _likelihood, key=jax.random.key(0), **options)
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        second = sl.sample(model(1), _likelihood, key=jax.random.key(0), **options)
+    compiles = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    assert compiles == []
+    assert not np.allclose(first.samples, second.samples)  # the same key: the prior made the difference
