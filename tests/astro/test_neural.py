@@ -120,5 +120,5 @@ def test_docs_example_runs(docs_section):
         "start = sl.init.scene(obs, data.centers)\n"
     )
     namespace = docs_section("astro.md", "Learned shape priors", header)
-    assert isinstance(namespace["image"].prior, sl.FlowPrior)
-    assert np.isfinite(float(namespace["density"](namespace["density"].x0)))
+    image = namespace["pixels"]
+    assert isinstance(image.prior, sl.FlowPrior) and np.isfinite(float(image.prior.log_prob(image.value)))
