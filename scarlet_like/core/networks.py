@@ -170,7 +170,8 @@ class ScorePrior(NetworkPrior):
 
     - `sl.fit` follows the right gradient, and finds the same maximum; the log posterior it reports
       leaves this prior's term out.
-    - No evidence: the normalisation and even relative values of the log posterior are unknown.
+    - No evidence: the normalisation and even relative values of the log posterior are unknown, and
+      `sl.evidence` refuses such a model.
     - NUTS cannot use it: its energy (the negative log posterior plus the kinetic energy) weighs the
       points of each trajectory and detects divergences, and with the term missing it would sample
       another distribution without telling. `sl.sample` therefore refuses a model with a score prior

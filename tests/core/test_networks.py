@@ -120,6 +120,12 @@ def test_sample_refuses_a_score_prior_and_names_the_parameter():
         sl.sample(Model(sl.Parameter(jnp.zeros(SIZE), prior=prior)), _likelihood, key=jax.random.key(0))
 
 
+def test_evidence_refuses_a_score_prior():
+    prior = sl.ScorePrior(GaussianScore(jnp.zeros(SIZE), jnp.ones(SIZE)), (SIZE,))
+    with pytest.raises(ValueError, match=r"evidence: the prior of x is a score"):
+        sl.evidence(Model(sl.Parameter(jnp.zeros(SIZE), prior=prior)), _likelihood, n_data=SIZE)
+
+
 def test_network_prior_rejects_what_is_not_a_network():
     with pytest.raises(TypeError, match="Equinox module"):
         sl.FlowPrior(lambda x: x, (SIZE,))
