@@ -15,7 +15,7 @@ from .module import Module, keep_parameters
 from .networks import FlowPrior, NetworkPrior, ScorePrior, has_log_density
 from .parameter import Parameter, ParameterError, is_parameter
 from .plate import Plate, PlateError, Stacked, member_axes
-from .priors import Prior, as_prior
+from .priors import Prior, SumPrior, as_prior
 from .serialization import load, save
 from .stacking import stack, unstack
 from .tree import (
@@ -61,6 +61,7 @@ __all__ = [
     "PlateAxis",
     "PlateError",
     "Prior",
+    "SumPrior",
     "Stacked",
     "Unravel",
     "Walk",

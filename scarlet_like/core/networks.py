@@ -135,28 +135,37 @@ class FlowPrior(NetworkPrior):
     """A learned log density: a normalizing flow (a [flowjax](https://github.com/danielward27/flowjax)
     distribution, or any Equinox module with `log_prob`) evaluated at the preprocessed value.
 
-    `log_prob(value) = network.log_prob(preprocess(value)) + preprocess.log_prob_extra(value)`: the
-    flow's density of the network's input, not of the value (the preprocessing's Jacobian is left out,
+    `log_prob(value) = strength * network.log_prob(preprocess(value)) + preprocess.log_prob_extra(value)`:
+    the flow's density of the network's input, not of the value (the preprocessing's Jacobian is left out,
     so that the prior rewards what the flow finds likely, whatever the box). Its value is known, so a
     model with it can be sampled (NUTS needs the value for its energy) and its evidence estimated.
 
     **Arguments:** `network` (with a `log_prob` method), `shape`, `preprocess`: see
-    [`NetworkPrior`][scarlet_like.NetworkPrior].
+    [`NetworkPrior`][scarlet_like.NetworkPrior]; `strength`: a factor on the flow's log density (a
+    tempered prior: below 1 the data weigh more), default 1.
     """
 
-    def __init__(self, network: Any, shape: tuple[int, ...], preprocess: Any = None):
+    strength: float = eqx.field(static=True)
+
+    def __init__(self, network: Any, shape: tuple[int, ...], preprocess: Any = None, strength: float = 1.0):
         if isinstance(network, eqx.Module) and not callable(getattr(network, "log_prob", None)):
             raise TypeError(
                 f"FlowPrior: the network {type(network).__name__} has no `log_prob` method; a score model "
                 "(the gradient of a log density) goes in sl.ScorePrior"
             )
+        if not (isinstance(strength, (int, float)) and strength > 0 and strength < float("inf")):
+            raise ValueError(f"FlowPrior: `strength` must be a positive number, got {strength!r}")
         super().__init__(network, shape, preprocess)
+        self.strength = float(strength)
 
     def log_prob(self, value: Array) -> Float[Array, ""]:
         network = self.network
         inputs = self.network_input(value)
         inputs = inputs.reshape(getattr(network, "shape", inputs.shape))
-        return jnp.sum(network.log_prob(inputs)).astype(value.dtype) + self._extra(value)
+        learned = jnp.sum(network.log_prob(inputs)).astype(value.dtype)
+        if self.strength != 1.0:
+            learned = jnp.asarray(self.strength, value.dtype) * learned
+        return learned + self._extra(value)
 
 
 class ScorePrior(NetworkPrior):
