@@ -7,6 +7,7 @@ Run from the repository root:
     python benchmarks/bench_deblend.py --method sersic --method oracle --json out.json
     python benchmarks/bench_deblend.py --psf band --blends 10 --difficulty hard
     SCARLET2_PYTHON=/work/venv-s2/bin/python python benchmarks/bench_deblend.py --method scarlet2
+    BENCH_FLOW=my_flow.eqx python benchmarks/bench_deblend.py --method freeform_neural_sym  # a new flow
 
 The blends (`deblend_sims.py`): 2-4 galaxies, each a red bulge (de Vaucouleurs or Sersic n 3-4) and
 a bluer exponential disk with offset centres, star-forming knots (`galsim.RandomKnots`, bluer still)
@@ -299,6 +300,7 @@ def fit_freeform(
     fix_center: bool = False,
     monotonic: bool = True,
     prior: str | None = None,
+    strength: float = 1.0,
 ) -> list[Any]:
     """Fit the parametric scenes (batched), make every galaxy free-form from its fit
     (`sl.init.freeform_scene` with these prior strengths, the image monotonic by its constraint or by
@@ -319,12 +321,22 @@ def fit_freeform(
             sparsity=sparsity,
             fix_center=fix_center,
             monotonic=monotonic,
-            prior=sl.galaxy_flow_prior if prior == "neural" else None,
+            prior=functools.partial(_flow_prior, strength=strength) if prior == "neural" else None,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", sl.FitWarning)
             results.append(sl.fit(free, observation, progress=False, max_steps=FREEFORM_STEPS))
     return results
+
+
+def _flow_prior(shape: tuple[int, int], strength: float = 1.0) -> Any:
+    """`sl.galaxy_flow_prior` with the shipped flow, or the one in the file `$BENCH_FLOW` (written by
+    `python -m scarlet_like train-prior`): to measure a new flow before shipping it."""
+    import scarlet_like as sl
+
+    path = os.environ.get("BENCH_FLOW")
+    flow, config = sl.neural.load_galaxy_flow(path) if path else (None, None)
+    return sl.galaxy_flow_prior(shape, flow, config, strength=strength)
 
 
 #: free-form fits take thousands of steps (4000-5000 on the HSC blend)
@@ -509,12 +521,30 @@ METHODS: dict[str, Method] = {
         "as freeform_fixed, the learned prior (sl.galaxy_flow_prior) in place of the symmetry prior, "
         "the images monotonic by their constraint",
         build_scene=auto_scene,
+        fit=functools.partial(fit_freeform, fix_center=True, symmetry=0.0, prior="neural"),
+    ),
+    "freeform_neural_sym": Method(
+        "as freeform_fixed, the learned prior added to the symmetry prior, the images monotonic by "
+        "their constraint",
+        build_scene=auto_scene,
         fit=functools.partial(fit_freeform, fix_center=True, prior="neural"),
     ),
-    "freeform_neural_only": Method(
-        "as freeform_fixed, the learned prior alone (no monotonicity constraint)",
+    "freeform_neural_sym_half": Method(
+        "as freeform_neural_sym, the learned prior at half strength",
         build_scene=auto_scene,
-        fit=functools.partial(fit_freeform, fix_center=True, monotonic=False, prior="neural"),
+        fit=functools.partial(fit_freeform, fix_center=True, prior="neural", strength=0.5),
+    ),
+    "freeform_neural_sym_double": Method(
+        "as freeform_neural_sym, the learned prior at twice its strength",
+        build_scene=auto_scene,
+        fit=functools.partial(fit_freeform, fix_center=True, prior="neural", strength=2.0),
+    ),
+    "freeform_neural_only": Method(
+        "as freeform_fixed, the learned prior alone (no monotonicity constraint, no symmetry prior)",
+        build_scene=auto_scene,
+        fit=functools.partial(
+            fit_freeform, fix_center=True, monotonic=False, monotonicity=0.0, symmetry=0.0, prior="neural"
+        ),
     ),
     "freeform_fixed_noprior": Method(
         "as freeform_fixed, without a shape prior (all strengths 0, no monotonicity constraint)",

@@ -1481,9 +1481,11 @@ def freeform(
       faint source hold patches of a bright neighbour's light wherever the likelihood gains more
       than the penalty costs; the constraint does not.
 
-    - `prior`: `None` for the hand-made [`scarlet_like.FreeFormPrior`][], or a function of the image's
-      `(side, side)` shape giving its prior instead: `sl.galaxy_flow_prior` puts the shipped learned
-      prior ([`scarlet_like.FlowPrior`][]) on every image (the strengths are then unused).
+    - `prior`: `None` for the hand-made [`scarlet_like.FreeFormPrior`][] alone, or a function of the
+      image's `(side, side)` shape giving a prior: `sl.galaxy_flow_prior` puts the shipped learned
+      prior ([`scarlet_like.FlowPrior`][]) on every image. The hand-made penalties whose strengths are
+      above 0 are added to it (a [`scarlet_like.SumPrior`][]; both terms pin the image's sum); give
+      `symmetry=0` (and `monotonic=True` or `monotonicity=0`) for the given prior alone.
 
     **Returns:**
 
@@ -1493,7 +1495,7 @@ def freeform(
     `FreeFormPrior` with `unit` = the source's flux summed over the observation's channels divided by
     the noise of one pixel of their sum.
     """
-    from ..core import constraints, resolve
+    from ..core import SumPrior, constraints, resolve
     from ..core.parameter import Parameter
     from .freeform import FreeFormPrior
     from .morphology import ImageMorphology, PointMorphology
@@ -1546,17 +1548,18 @@ def freeform(
     summed_noise = float(np.sqrt(np.nansum(noise**2)))
     if not (math.isfinite(summed_noise) and summed_noise > 0 and flux > 0):
         raise ValueError(f"{who}: the observation gives no noise level or the source no flux in its channels")
-    image_prior = (
-        FreeFormPrior(
-            (int(side), int(side)),
-            unit=flux / summed_noise,
-            monotonicity=0.0 if monotonic else monotonicity,
-            symmetry=symmetry,
-            sparsity=sparsity,
-        )
-        if prior is None
-        else prior((int(side), int(side)))
+    hand_made = FreeFormPrior(
+        (int(side), int(side)),
+        unit=flux / summed_noise,
+        monotonicity=0.0 if monotonic else monotonicity,
+        symmetry=symmetry,
+        sparsity=sparsity,
     )
+    image_prior: Any = hand_made
+    if prior is not None:
+        image_prior = prior((int(side), int(side)))
+        if hand_made.monotonicity > 0 or symmetry > 0 or sparsity > 0:
+            image_prior = SumPrior(image_prior, hand_made)
     floor = np.maximum(spectrum * inside, 1e-6 * spectrum.max())
     if fix_center:
         center = Parameter(np.asarray(values.center, np.float32), fixed=True)

@@ -130,49 +130,118 @@ def galaxy_flow(config: FlowConfig | None = None, key: PRNGKeyArray | None = Non
 
 
 def galaxy_images(key: PRNGKeyArray, count: int, side: int = 15) -> Float[Array, "N side side"]:
-    """Galaxy images drawn with the package's own profiles, PSF-free, unit flux, centred.
+    """Galaxy images drawn with the package's own profiles, PSF-free, unit flux, integrated over pixels.
 
-    Each is a Sérsic profile (index 0.5 to 4) with, for a third of them, a de Vaucouleurs bulge
-    (10-70 % of the light, radius 0.2-0.5 of the disk's, rounder), and for another third an exponential
-    disk with three to five star-forming knots (Gaussians of 0.5-1 px holding 10-30 % of the light,
-    within the half-light radius); half-light radii log-uniform from 0.8 to 4 px, reduced shears up to
-    0.6 in any direction, centres within 0.3 px of the central pixel. Integrated over pixels.
+    Four kinds, a quarter each, with half-light radii log-uniform from 0.8 px to `4 * side / 15` px
+    (a box larger than the network's input is shrunk to it: see [`scarlet_like.ImageInput`][]) and
+    reduced shears up to 0.6 in any direction:
+
+    - a Sérsic profile of index 0.5 to 4;
+    - an exponential disk with a rounder bulge (Sérsic index 3 to 4, radius 0.2-0.6 of the disk's,
+      15-60 % of the light, its axis within about 20 degrees of the disk's) offset from the disk's
+      centre by up to 0.5 of the disk's radius;
+    - an exponential disk with three to five star-forming knots (Gaussians of 0.5-1 px holding 10-30 %
+      of the light, within the half-light radius);
+    - a bulge + disk as above whose disk holds 15 to 40 point-like knots (10-35 % of the disk's
+      light) scattered like the disk's own light.
+
+    The light's centre is within 0.3 px of the central pixel's (of the disk's centre for a bulge +
+    disk). The last two kinds follow the galaxies of `benchmarks/deblend_sims.py`.
     """
+    # in chunks of one size (the last one filled up, the extra images dropped): all at once, a 21-pixel
+    # training set's transforms would take gigabytes, and each new size compiles the drawing anew
+    draw = _galaxy_drawer(int(side))
+    chunk = min(count, 250)
+    keys = jax.random.split(key, -(-count // chunk) * chunk).reshape(-1, chunk)
+    return jnp.concatenate([draw(part) for part in keys])[:count]
+
+
+@functools.cache
+def _galaxy_drawer(side: int) -> Any:
+    """The jitted, vmapped drawing of one galaxy image of `side` pixels from its key (made once per side:
+    its compilation takes seconds)."""
     # drawn on a grid twice as fine and summed over 2 x 2 blocks: a cuspy profile's transform has not
     # died out at the pixel grid's Nyquist frequency, and drawn directly it rings along the axes
     size = 2 * (1 << (2 * side - 1).bit_length())
     ky = jnp.asarray(2 * np.pi * np.fft.fftfreq(size)[:, None], jnp.float32)
     kx = jnp.asarray(2 * np.pi * np.fft.rfftfreq(size)[None, :], jnp.float32)
-    keys = jax.random.split(key, count)
+    largest = 4.0 * side / 15.0
+
+    def shifted(transform: Array, dy: Array, dx: Array) -> Array:
+        return transform * phasor(ky * dy + kx * dx)
 
     def one(key: PRNGKeyArray) -> Array:
-        k = jax.random.split(key, 13)
-        kind = jax.random.randint(k[0], (), 0, 3)
-        r_half = jnp.exp(jax.random.uniform(k[1], (), minval=math.log(0.8), maxval=math.log(4.0)))
+        k = jax.random.split(key, 21)
+        kind = jax.random.randint(k[0], (), 0, 4)
+        with_bulge = (kind == 1) | (kind == 3)
+        r_half = jnp.exp(jax.random.uniform(k[1], (), minval=math.log(0.8), maxval=math.log(largest)))
         shear = 0.6 * jnp.sqrt(jax.random.uniform(k[2], ()))
         angle = jax.random.uniform(k[3], (), maxval=jnp.pi)
         g1, g2 = shear * jnp.cos(2 * angle), shear * jnp.sin(2 * angle)
-        n = jnp.where(kind == 2, 1.0, jax.random.uniform(k[4], (), minval=0.5, maxval=4.0))
-        bulge = jnp.where(kind == 1, jax.random.uniform(k[5], (), minval=0.1, maxval=0.7), 0.0)
-        knots = jnp.where(kind == 2, jax.random.uniform(k[6], (), minval=0.1, maxval=0.3), 0.0)
-        bulge_radius = r_half * jax.random.uniform(k[7], (), minval=0.2, maxval=0.5)
-        # lengths in fine pixels below: twice the coarse ones
-        transform = (1 - bulge - knots) * profiles.sersic_ft(ky, kx, n, 2 * r_half, g1, g2)
-        transform = transform + bulge * profiles.sersic_ft(ky, kx, 4.0, 2 * bulge_radius, 0.5 * g1, 0.5 * g2)
-        number = jax.random.randint(k[8], (), 3, 6)
-        radius = 2 * r_half * jnp.sqrt(jax.random.uniform(k[9], (5,)))
-        where = jax.random.uniform(k[10], (5,), maxval=2 * jnp.pi)
-        # a Gaussian's half-light radius is 1.1774 sigma
-        sigmas = jax.random.uniform(k[11], (5,), minval=0.5, maxval=1.0)
+        n = jnp.where(kind == 0, jax.random.uniform(k[4], (), minval=0.5, maxval=4.0), 1.0)
+        bulge = jnp.where(with_bulge, jax.random.uniform(k[5], (), minval=0.15, maxval=0.6), 0.0)
+        big_knots = jnp.where(kind == 2, jax.random.uniform(k[6], (), minval=0.1, maxval=0.3), 0.0)
+        point_knots = jnp.where(kind == 3, jax.random.uniform(k[7], (), minval=0.1, maxval=0.35), 0.0)
+        disk = (1 - bulge) * (1 - big_knots - point_knots)
+        # lengths in fine pixels from here on: twice the coarse ones
+        transform = (disk * profiles.sersic_ft(ky, kx, n, 2 * r_half, g1, g2)).astype(jnp.complex64)
+
+        bulge_radius = r_half * jax.random.uniform(k[8], (), minval=0.2, maxval=0.6)
+        bulge_shear = 0.4 * shear * jax.random.uniform(k[9], ())
+        bulge_angle = angle + 0.35 * jax.random.normal(k[10], ())
+        offset = 2 * r_half * jax.random.uniform(k[11], (), maxval=0.5)
+        direction = jax.random.uniform(k[12], (), maxval=2 * jnp.pi)
+        bulge_n = jax.random.uniform(k[13], (), minval=3.0, maxval=4.0)
+        bulge_ft = profiles.sersic_ft(
+            ky,
+            kx,
+            bulge_n,
+            2 * bulge_radius,
+            bulge_shear * jnp.cos(2 * bulge_angle),
+            bulge_shear * jnp.sin(2 * bulge_angle),
+        )
+        transform = transform + shifted(
+            (bulge * bulge_ft).astype(jnp.complex64), offset * jnp.sin(direction), offset * jnp.cos(direction)
+        )
+
+        # three to five resolved knots within the half-light radius
+        number = jax.random.randint(k[14], (), 3, 6)
+        radius = 2 * r_half * jnp.sqrt(jax.random.uniform(k[15], (5,)))
+        where = jax.random.uniform(k[16], (5,), maxval=2 * jnp.pi)
+        sigmas = 2 * jax.random.uniform(k[17], (5,), minval=0.5, maxval=1.0)
         share = jnp.where(jnp.arange(5) < number, 1.0 / number.astype(jnp.float32), 0.0)
-        transform = transform.astype(jnp.complex64)
-        for i in range(5):
-            knot = knots * share[i] * profiles.sersic_ft(ky, kx, 0.5, 2 * 1.1774 * sigmas[i], 0.0, 0.0)
-            shift = phasor(ky * radius[i] * jnp.sin(where[i]) + kx * radius[i] * jnp.cos(where[i]))
-            transform = transform + knot.astype(shift.dtype) * shift
+        knots = (
+            big_knots * share[:, None, None] * profiles.gaussian_ft(ky[None], kx[None], sigmas[:, None, None])
+        )
+        knots = knots.astype(jnp.complex64) * phasor(
+            ky[None] * (radius * jnp.sin(where))[:, None, None]
+            + kx[None] * (radius * jnp.cos(where))[:, None, None]
+        )
+        transform = transform + jnp.sum(knots, axis=0)
+
+        # 15 to 40 point-like knots scattered as an exponential disk's light: radius Gamma(2) in units
+        # of the scale length (r_half / 1.678), then sheared as the disk
+        many = 40
+        count_knots = jax.random.randint(k[18], (), 15, many + 1)
+        spots = jax.random.split(k[19], 2)
+        distance = jax.random.gamma(spots[0], 2.0, (many,)) * (2 * r_half / 1.678)
+        phase = jax.random.uniform(spots[1], (many,), maxval=2 * jnp.pi)
+        u, v = distance * jnp.cos(phase), distance * jnp.sin(phase)  # (x, y) before the shear
+        norm = 1 / jnp.sqrt(1 - shear**2)
+        x = norm * ((1 + g1) * u + g2 * v)
+        y = norm * (g2 * u + (1 - g1) * v)
+        weights = jnp.where(jnp.arange(many) < count_knots, 1.0 / count_knots.astype(jnp.float32), 0.0)
+        spots_ft = jnp.einsum(
+            "k,kyx->yx",
+            weights.astype(jnp.complex64),
+            phasor(ky[None] * y[:, None, None] + kx[None] * x[:, None, None]),
+        )
+        point = (point_knots * (1 - bulge) * profiles.gaussian_ft(ky, kx, 0.6)).astype(jnp.complex64)
+        transform = transform + point * spots_ft
+
         # the centre within 0.3 px of the central pixel's, which is half a fine pixel past the grid's
-        offset = 0.5 + 2 * jax.random.uniform(k[12], (2,), minval=-0.3, maxval=0.3)
-        transform = transform * phasor(ky * offset[0] + kx * offset[1])
+        centre = 0.5 + 2 * jax.random.uniform(k[20], (2,), minval=-0.3, maxval=0.3)
+        transform = shifted(transform, centre[0], centre[1])
         transform = transform * profiles.pixel_ft(ky, kx).astype(transform.dtype)
         fine = jnp.fft.fftshift(jnp.fft.irfft2(transform, s=(size, size)))
         start = size // 2 - 2 * (side // 2)
@@ -180,7 +249,7 @@ def galaxy_images(key: PRNGKeyArray, count: int, side: int = 15) -> Float[Array,
         image = jnp.maximum(fine.reshape(side, 2, side, 2).sum(axis=(1, 3)), 0.0)
         return image / jnp.sum(image)
 
-    return jax.jit(jax.vmap(one))(keys)
+    return jax.jit(jax.vmap(one))
 
 
 def train_galaxy_flow(
@@ -248,7 +317,7 @@ def train_galaxy_flow(
     jitter = noise * jax.random.normal(jax.random.key(1), validation.shape)
     stats = {
         "train": float(value),
-        "validation": float(loss(weights, validation + jitter)),
+        "validation": float(eqx.filter_jit(loss)(weights, validation + jitter)),  # op by op: seconds
         "seconds": time.perf_counter() - started,
     }
     return flow, stats
@@ -279,7 +348,7 @@ def _shipped() -> tuple[Any, FlowConfig]:
 
 
 def galaxy_flow_prior(
-    shape: tuple[int, int], flow: Any = None, config: FlowConfig | None = None
+    shape: tuple[int, int], flow: Any = None, config: FlowConfig | None = None, *, strength: float = 1.0
 ) -> FlowPrior:
     """A [`scarlet_like.FlowPrior`][] on free-form galaxy images of `shape`: the shipped flow
     (or `flow`, of architecture `config`) seeing the image through [`scarlet_like.ImageInput`][].
@@ -288,9 +357,10 @@ def galaxy_flow_prior(
 
     - `shape`: `(h, w)` of the free-form image (any size: see `ImageInput` for how it is fitted).
     - `flow`, `config`: a trained flow and its configuration; default, the shipped ones.
+    - `strength`: a factor on the flow's log density (see `FlowPrior`).
     """
     if flow is None:
         flow, config = load_galaxy_flow()
     config = FlowConfig() if config is None else config
     preprocess = ImageInput((config.side, config.side), config.softening)
-    return FlowPrior(flow, tuple(shape), preprocess)
+    return FlowPrior(flow, tuple(shape), preprocess, strength=strength)

@@ -62,9 +62,14 @@ def test_one_vmapped_call_evaluates_the_prior_of_every_free_form_source():
     observation, truth = _blend()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "A JAX array is being set as static!"
-        scene = sl.init.freeform_scene(truth, observation, side=15, prior=sl.galaxy_flow_prior)
+        scene = sl.init.freeform_scene(truth, observation, side=15, symmetry=0.0, prior=sl.galaxy_flow_prior)
+        combined = sl.init.freeform_scene(truth, observation, side=15, prior=sl.galaxy_flow_prior)
     priors = [source.morphology.image.prior for source in scene.sources]
     assert all(isinstance(prior, sl.FlowPrior) for prior in priors)
+    # with the hand-made symmetry penalty (strength 1 by default) added to the flow
+    for source in combined.sources:
+        flow, hand_made = source.morphology.image.prior.terms
+        assert isinstance(flow, sl.FlowPrior) and hand_made.symmetry == 1.0 and hand_made.monotonicity == 0.0
     density = sl.LogDensity(scene, observation)
     images = [source.morphology.image for source in scene.sources]
     expected = sum(float(image.prior.log_prob(image.value)) for image in images)
@@ -72,7 +77,13 @@ def test_one_vmapped_call_evaluates_the_prior_of_every_free_form_source():
     # the flow is traced once for both sources: their images go through it in one vmapped call
     flow, config = neural.load_galaxy_flow()
     counting = sl.init.freeform_scene(
-        truth, observation, side=15, prior=lambda shape: sl.FlowPrior(flow, shape, CountingInput((15, 15)))
+        truth,
+        observation,
+        side=15,
+        symmetry=0.0,
+        prior=lambda shape: sl.FlowPrior(
+            flow, shape, CountingInput((config.side, config.side), config.softening)
+        ),
     )
     TRACED.clear()
     density = sl.LogDensity(counting, observation)
@@ -92,6 +103,7 @@ class CountingInput(sl.ImageInput):
         return super().__call__(image)
 
 
+@pytest.mark.slow  # 93 s at load 11 (drawing and training compile); the command's test below is cheaper
 def test_trained_flow_round_trips_through_save_and_load(tmp_path):
     config = neural.FlowConfig(side=7, layers=1, width=8)
     flow, stats = neural.train_galaxy_flow(jax.random.key(0), config, count=64, steps=3, batch=16)
@@ -99,9 +111,10 @@ def test_trained_flow_round_trips_through_save_and_load(tmp_path):
     neural.save_galaxy_flow(tmp_path / "flow.eqx", flow, config)
     loaded, loaded_config = neural.load_galaxy_flow(tmp_path / "flow.eqx")
     assert loaded_config == config
-    image = neural.galaxy_images(jax.random.key(1), 1, 9)[0]
-    original = sl.galaxy_flow_prior((9, 9), flow, config)
-    again = sl.galaxy_flow_prior((9, 9), loaded, loaded_config)
+    # 70 images of 7 pixels, as the training drew: no new compilation of the drawing
+    image = neural.galaxy_images(jax.random.key(1), 70, 7)[0]
+    original = sl.galaxy_flow_prior((7, 7), flow, config)
+    again = sl.galaxy_flow_prior((7, 7), loaded, loaded_config)
     np.testing.assert_allclose(again.log_prob(image), original.log_prob(image), rtol=1e-6)
 
 
@@ -121,4 +134,6 @@ def test_docs_example_runs(docs_section):
     )
     namespace = docs_section("astro.md", "Learned shape priors", header)
     image = namespace["pixels"]
-    assert isinstance(image.prior, sl.FlowPrior) and np.isfinite(float(image.prior.log_prob(image.value)))
+    learned, hand_made = image.prior.terms  # the flow, and the symmetry penalty added to it
+    assert isinstance(learned, sl.FlowPrior) and isinstance(hand_made, sl.FreeFormPrior)
+    assert np.isfinite(float(image.prior.log_prob(image.value)))
