@@ -7,6 +7,7 @@ Run from the repository root:
     python benchmarks/bench_deblend.py --method sersic --method oracle --json out.json
     python benchmarks/bench_deblend.py --psf band --blends 10 --difficulty hard
     SCARLET2_PYTHON=/work/venv-s2/bin/python python benchmarks/bench_deblend.py --method scarlet2
+    BENCH_FLOW=my_flow.eqx python benchmarks/bench_deblend.py --method freeform_neural_sym  # a new flow
 
 The blends (`deblend_sims.py`): 2-4 galaxies, each a red bulge (de Vaucouleurs or Sersic n 3-4) and
 a bluer exponential disk with offset centres, star-forming knots (`galsim.RandomKnots`, bluer still)
@@ -89,6 +90,21 @@ class Outcome:
     failed: str = ""
     steps: int = 0
     values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: `(K, 2)` ellipticity of each object's band-summed image (see `image_shape`), where measured
+    shapes: np.ndarray | None = None
+
+
+def image_shape(images: np.ndarray) -> np.ndarray:
+    """Ellipticity `(e1, e2) = (Ixx - Iyy, 2 Ixy) / (Ixx + Iyy)` of an object's band-summed image
+    `(C, H, W)`, from its unweighted second moments about its centroid (noise-free images only)."""
+    total = np.asarray(images, dtype=np.float64).sum(axis=0)
+    y, x = np.indices(total.shape, dtype=np.float64)
+    weight = total.sum()
+    cy, cx = (total * y).sum() / weight, (total * x).sum() / weight
+    ixx = (total * (x - cx) ** 2).sum() / weight
+    iyy = (total * (y - cy) ** 2).sum() / weight
+    ixy = (total * (x - cx) * (y - cy)).sum() / weight
+    return np.array([ixx - iyy, 2 * ixy]) / (ixx + iyy)
 
 
 def image_measure(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +119,7 @@ def image_measure(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def score(blends: Sequence[Blend], outcomes: Sequence[Outcome]) -> dict[str, Any]:
     """Median and 90th percentile flux and centroid errors over galaxy-bands and galaxies; failures."""
-    flux_errors, centroid_errors, star_errors, knotty = [], [], [], []
+    flux_errors, centroid_errors, star_errors, knotty, shape_errors = [], [], [], [], []
     failures = {}
     for blend, outcome in zip(blends, outcomes, strict=True):
         if outcome.failed:
@@ -114,6 +130,9 @@ def score(blends: Sequence[Blend], outcomes: Sequence[Outcome]) -> dict[str, Any
                 flux_errors.append(errors)
                 knotty.append(blend.components[k]["knots"] > 0)
                 centroid_errors.append(float(np.hypot(*(outcome.centers[k] - blend.centers[k]))))
+                if outcome.shapes is not None:
+                    truth = image_shape(blend.isolated[k])
+                    shape_errors.append(float(np.hypot(*(outcome.shapes[k] - truth))))
             else:
                 star_errors.extend(errors)
     per_band = np.where(np.isfinite(flux_errors), flux_errors, np.inf)  # (galaxies, C)
@@ -131,6 +150,10 @@ def score(blends: Sequence[Blend], outcomes: Sequence[Outcome]) -> dict[str, Any
         "flux error mean": float(np.mean(flux_finite)),
         "centroid error median": float(np.median(centroid_finite)),
         "centroid error p90": float(np.percentile(centroid_finite, 90)),
+        # |e_fit - e_true| of the band-summed images' second-moment ellipticities
+        "shape error median": float(np.median(np.where(np.isfinite(shape_errors), shape_errors, np.inf)))
+        if shape_errors
+        else None,
         "flux error median per band": dict(zip(BANDS, np.median(per_band, axis=0).tolist(), strict=True)),
         "flux error median, galaxies with knots": float(np.median(per_band[knotty]))
         if knotty.any()
@@ -276,6 +299,8 @@ def fit_freeform(
     sparsity: float = 0.0,
     fix_center: bool = False,
     monotonic: bool = True,
+    prior: str | None = None,
+    strength: float = 1.0,
 ) -> list[Any]:
     """Fit the parametric scenes (batched), make every galaxy free-form from its fit
     (`sl.init.freeform_scene` with these prior strengths, the image monotonic by its constraint or by
@@ -296,11 +321,22 @@ def fit_freeform(
             sparsity=sparsity,
             fix_center=fix_center,
             monotonic=monotonic,
+            prior=functools.partial(_flow_prior, strength=strength) if prior == "neural" else None,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", sl.FitWarning)
             results.append(sl.fit(free, observation, progress=False, max_steps=FREEFORM_STEPS))
     return results
+
+
+def _flow_prior(shape: tuple[int, int], strength: float = 1.0) -> Any:
+    """`sl.galaxy_flow_prior` with the shipped flow, or the one in the file `$BENCH_FLOW` (written by
+    `python -m scarlet_like train-prior`): to measure a new flow before shipping it."""
+    import scarlet_like as sl
+
+    path = os.environ.get("BENCH_FLOW")
+    flow, config = sl.neural.load_galaxy_flow(path) if path else (None, None)
+    return sl.galaxy_flow_prior(shape, flow, config, strength=strength)
 
 
 #: free-form fits take thousands of steps (4000-5000 on the HSC blend)
@@ -481,6 +517,40 @@ METHODS: dict[str, Method] = {
         build_scene=functools.partial(auto_scene, max_shift=REACH),
         fit=functools.partial(fit_freeform, fix_center=True, monotonic=False),
     ),
+    "freeform_neural": Method(
+        "as freeform_fixed, the learned prior (sl.galaxy_flow_prior) in place of the symmetry prior, "
+        "the images monotonic by their constraint",
+        build_scene=auto_scene,
+        fit=functools.partial(fit_freeform, fix_center=True, symmetry=0.0, prior="neural"),
+    ),
+    "freeform_neural_sym": Method(
+        "as freeform_fixed, the learned prior added to the symmetry prior, the images monotonic by "
+        "their constraint",
+        build_scene=auto_scene,
+        fit=functools.partial(fit_freeform, fix_center=True, prior="neural"),
+    ),
+    "freeform_neural_sym_half": Method(
+        "as freeform_neural_sym, the learned prior at half strength",
+        build_scene=auto_scene,
+        fit=functools.partial(fit_freeform, fix_center=True, prior="neural", strength=0.5),
+    ),
+    "freeform_neural_sym_double": Method(
+        "as freeform_neural_sym, the learned prior at twice its strength",
+        build_scene=auto_scene,
+        fit=functools.partial(fit_freeform, fix_center=True, prior="neural", strength=2.0),
+    ),
+    "freeform_neural_only": Method(
+        "as freeform_fixed, the learned prior alone (no monotonicity constraint, no symmetry prior)",
+        build_scene=auto_scene,
+        fit=functools.partial(
+            fit_freeform, fix_center=True, monotonic=False, monotonicity=0.0, symmetry=0.0, prior="neural"
+        ),
+    ),
+    "freeform_fixed_noprior": Method(
+        "as freeform_fixed, without a shape prior (all strengths 0, no monotonicity constraint)",
+        build_scene=auto_scene,
+        fit=functools.partial(fit_freeform, fix_center=True, monotonicity=0.0, symmetry=0.0, monotonic=False),
+    ),
     "freeform_noprior": Method(
         "as freeform, without a shape prior (all strengths 0, monotonic neither by constraint nor penalty)",
         build_scene=auto_scene,
@@ -591,6 +661,7 @@ def scene_run(
         measured = [image_measure(sum(images[i] for i in members)) for members in grouping]
         fluxes = np.array([m[0] for m in measured])
         centers = np.array([m[1] for m in measured])
+        shapes = np.array([image_shape(sum(images[i] for i in members)) for members in grouping])
         failed = []
         if bool(np.any(np.asarray(result.nonfinite))):
             failed.append("non-finite")
@@ -599,7 +670,7 @@ def scene_run(
         if not (np.all(np.isfinite(fluxes)) and np.all(np.isfinite(centers))):
             failed.append("NaN flux or centroid")
         values = {name: np.asarray(value).tolist() for name, value in sl.get_values(result.model).items()}
-        outcomes.append(Outcome(fluxes, centers, ", ".join(failed), int(result.steps), values))
+        outcomes.append(Outcome(fluxes, centers, ", ".join(failed), int(result.steps), values, shapes))
     structures = len({_structure(scene, obs) for scene, obs in zip(scenes, observations, strict=True)})
     return outcomes, {"build": built_at - start, "fit": fitted_at - built_at, "structures": structures}
 
@@ -627,10 +698,11 @@ def quick_selection(count: int, seed: int, difficulty: str) -> list[int]:
 
 def summary_line(name: str, numbers: dict[str, Any]) -> str:
     seconds, n = numbers["seconds"], numbers
+    shape = "" if n.get("shape error median") is None else f" | shape median {n['shape error median']:.3f}"
     return (
         f"  {name:10} flux error median {n['flux error median']:.3f}  p90 {n['flux error p90']:.3f}"
         f" | centroid median {n['centroid error median']:.2f} px  p90 {n['centroid error p90']:.2f}"
-        f" px | stars {numbers['star flux error median']:.3f} | failures {numbers['failures']}/"
+        f" px{shape} | stars {numbers['star flux error median']:.3f} | failures {numbers['failures']}/"
         f"{numbers['blends']} | build {seconds['build']:.0f} s, fit {seconds['fit']:.0f} s"
     )
 

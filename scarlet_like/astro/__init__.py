@@ -1,6 +1,6 @@
 """The astronomy layer: frames, observations, PSFs, morphologies, sources, scenes and rendering."""
 
-from . import choice, datasets, freeform, init, measure, profiles
+from . import choice, datasets, freeform, init, measure, neural, profiles
 from .choice import Choice, SourceChoice, choose_sources, point_or_extended, with_bulge_disk
 from .components import Component, MultiComponentSource
 from .frame import Frame, FrameError
@@ -14,6 +14,7 @@ from .morphology import (
     SersicMorphology,
     SpergelMorphology,
 )
+from .neural import ImageInput, galaxy_flow_prior
 from .observation import Observation, ObservationError, simulate
 from .psf import PSF, ArrayPSF, GaussianPSF, PSFError
 from .render import FourierGrid, RenderPlan, RenderUnit, box_shape, common_grid, render_plan
@@ -29,6 +30,9 @@ __all__ = [
     "GaussianPSF",
     "ImageMorphology",
     "FreeFormPrior",
+    "ImageInput",
+    "galaxy_flow_prior",
+    "neural",
     "starlet_transform",
     "freeform",
     "Morphology",

@@ -18,7 +18,7 @@ constraint; sizes are floored at `MIN_SIGMA`, ellipticities kept within `|g| <= 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -1467,6 +1467,7 @@ def freeform(
     fix_center: bool = False,
     center_reach: float | None = None,
     monotonic: bool = True,
+    prior: Callable[[tuple[int, int]], Any] | None = None,
 ) -> Any:
     """A free-form version of a fitted source: its light as a pixel image with a galaxy-like prior.
 
@@ -1500,6 +1501,12 @@ def freeform(
       faint source hold patches of a bright neighbour's light wherever the likelihood gains more
       than the penalty costs; the constraint does not.
 
+    - `prior`: `None` for the hand-made [`scarlet_like.FreeFormPrior`][] alone, or a function of the
+      image's `(side, side)` shape giving a prior: `sl.galaxy_flow_prior` puts the shipped learned
+      prior ([`scarlet_like.FlowPrior`][]) on every image. The hand-made penalties whose strengths are
+      above 0 are added to it (a [`scarlet_like.SumPrior`][]; both terms pin the image's sum); give
+      `symmetry=0` (and `monotonic=True` or `monotonicity=0`) for the given prior alone.
+
     **Returns:**
 
     An [`scarlet_like.Source`][] at the same centre Parameter (its prior kept), with the same total
@@ -1508,7 +1515,7 @@ def freeform(
     `FreeFormPrior` with `unit` = the source's flux summed over the observation's channels divided by
     the noise of one pixel of their sum.
     """
-    from ..core import constraints, resolve
+    from ..core import SumPrior, constraints, resolve
     from ..core.parameter import Parameter
     from .freeform import FreeFormPrior
     from .morphology import ImageMorphology, PointMorphology
@@ -1561,13 +1568,18 @@ def freeform(
     summed_noise = float(np.sqrt(np.nansum(noise**2)))
     if not (math.isfinite(summed_noise) and summed_noise > 0 and flux > 0):
         raise ValueError(f"{who}: the observation gives no noise level or the source no flux in its channels")
-    prior = FreeFormPrior(
+    hand_made = FreeFormPrior(
         (int(side), int(side)),
         unit=flux / summed_noise,
         monotonicity=0.0 if monotonic else monotonicity,
         symmetry=symmetry,
         sparsity=sparsity,
     )
+    image_prior: Any = hand_made
+    if prior is not None:
+        image_prior = prior((int(side), int(side)))
+        if hand_made.monotonicity > 0 or symmetry > 0 or sparsity > 0:
+            image_prior = SumPrior(image_prior, hand_made)
     floor = np.maximum(spectrum * inside, 1e-6 * spectrum.max())
     if fix_center:
         center = Parameter(np.asarray(values.center, np.float32), fixed=True)
@@ -1583,7 +1595,9 @@ def freeform(
     return Source(
         center,
         Parameter(np.asarray(floor, np.float32), constraint=constraints.positive()),
-        ImageMorphology(Parameter(np.asarray(image, np.float32), constraint=image_constraint, prior=prior)),
+        ImageMorphology(
+            Parameter(np.asarray(image, np.float32), constraint=image_constraint, prior=image_prior)
+        ),
     )
 
 
@@ -1612,7 +1626,7 @@ def freeform_scene(
       within 1 px, 1.21 with the three faintest (S/N 28-53) at their reach; only S/N >= 100 free
       (the bright galaxy), 1.20 with every centre inside its reach.
     - `options`: keyword arguments of `freeform` (`side`, `max_side`, the strengths, `fix_center`,
-      `center_reach`, `monotonic`).
+      `center_reach`, `monotonic`, `prior`).
 
     **Returns:**
 

@@ -1,7 +1,7 @@
 """The core layer: parameters, constraints, priors, modules, and the flat-vector view of a model.
 
 Nothing here knows about astronomy. Modules import one way, each only from those above it in this
-list: `constraints`; `priors`; `parameter`; `resolve`; `derived`; `hierarchical`; `plate`; `tree`;
+list: `constraints`; `priors`; `networks`; `parameter`; `resolve`; `derived`; `hierarchical`; `plate`; `tree`;
 `stacking`; `layout`; `graph`; `module`; `density`; `serialization`.
 """
 
@@ -12,9 +12,10 @@ from .derived import Derived, DerivedError, Meta
 from .hierarchical import HierarchicalPrior
 from .layout import stacked_lists, unstacked_lists
 from .module import Module, keep_parameters
+from .networks import FlowPrior, NetworkPrior, ScorePrior, has_log_density
 from .parameter import Parameter, ParameterError, is_parameter
 from .plate import Plate, PlateError, Stacked, member_axes
-from .priors import Prior, as_prior
+from .priors import Prior, SumPrior, as_prior
 from .serialization import load, save
 from .stacking import stack, unstack
 from .tree import (
@@ -45,6 +46,10 @@ __all__ = [
     "DerivedError",
     "Group",
     "HierarchicalPrior",
+    "FlowPrior",
+    "NetworkPrior",
+    "ScorePrior",
+    "has_log_density",
     "Likelihood",
     "LogDensity",
     "Meta",
@@ -56,6 +61,7 @@ __all__ = [
     "PlateAxis",
     "PlateError",
     "Prior",
+    "SumPrior",
     "Stacked",
     "Unravel",
     "Walk",

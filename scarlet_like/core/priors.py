@@ -29,6 +29,7 @@ __all__ = [
     "NumpyroPrior",
     "DistraxPrior",
     "LogProbPrior",
+    "SumPrior",
     "DistributionPrior",
     "as_prior",
 ]
@@ -254,6 +255,54 @@ class LogProbPrior(Prior):
 
     def __repr__(self) -> str:
         return _short_repr(self.distribution)
+
+
+class SumPrior(Prior):
+    """Several priors on one value, their log densities added (their densities multiplied,
+    unnormalised): a learned prior with a hand-made penalty on top, say.
+
+    Its log density's value is known when every term's is (see `scarlet_like.ScorePrior`), and a fit
+    expects values at a bound of the constraint when any term does. It cannot be sampled from.
+
+    **Arguments:** the priors (each a [`scarlet_like.Prior`][] or anything
+    [`scarlet_like.priors.as_prior`][] wraps), at least one.
+    """
+
+    terms: tuple[Prior, ...]
+
+    def __init__(self, *terms: Any):
+        wrapped = tuple(as_prior(term) for term in terms)
+        if not wrapped or any(term is None for term in wrapped):
+            raise ValueError(f"SumPrior: give one prior or more, got {terms!r}")
+        self.terms = tuple(term for term in wrapped if term is not None)
+
+    def log_prob(self, value: Array) -> Float[Array, ""]:
+        total = self.terms[0].log_prob(value)
+        for term in self.terms[1:]:
+            total = total + term.log_prob(value)
+        return total
+
+    def sample(self, key: PRNGKeyArray, sample_shape: tuple[int, ...] = ()) -> Array:
+        raise TypeError(
+            "SumPrior: a product of densities cannot be sampled from term by term; start the parameter "
+            "from the data or a fit"
+        )
+
+    @property  # type: ignore[misc]
+    def expects_values_at_bound(self) -> bool:  # type: ignore[override]
+        return any(getattr(term, "expects_values_at_bound", False) for term in self.terms)
+
+    @property
+    def has_log_density(self) -> bool:
+        return all(bool(getattr(term, "has_log_density", True)) for term in self.terms)
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        return next((term.shape for term in self.terms if term.shape is not None), None)
+
+    @property
+    def event_shape(self) -> tuple[int, ...] | None:
+        return next((term.event_shape for term in self.terms if term.event_shape is not None), None)
 
 
 def as_prior(obj: Any) -> Prior | None:

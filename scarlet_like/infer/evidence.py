@@ -40,6 +40,7 @@ from jaxtyping import PyTree
 from ..core.density import LogDensity
 from ..core.tree import walk
 from .laplace import laplace
+from .sample import score_only_parameters
 
 __all__ = ["Evidence", "evidence", "bic"]
 
@@ -104,6 +105,12 @@ def evidence(model: PyTree, likelihood: Any, *, n_data: int | None = None, hessi
     direction left flat), `log_evidence` is NaN and `error` holds its message, so that candidates
     can still be compared by BIC.
     """
+    score_only = score_only_parameters(model)
+    if score_only:
+        raise ValueError(
+            f"evidence: the prior of {', '.join(score_only)} is a score (sl.ScorePrior), whose log density's "
+            "value, and so the evidence, is unknown; use a prior with a log density (sl.FlowPrior)"
+        )
     density = LogDensity(model, likelihood, jacobian=True)
     x = density.x0
     log_likelihood = float(density.log_likelihood(x))

@@ -56,6 +56,7 @@ from ..core import (
     canonical_tokens,
     entry_names,
     get_values,
+    has_log_density,
     ravel,
     stacked_lists,
     unstacked_lists,
@@ -536,6 +537,16 @@ def _constrained_values(unravel: Unravel, samples: Float[Array, "chain draw n"])
 # ------------------------------------------------------------------------------------------------
 
 
+def score_only_parameters(model: PyTree) -> list[str]:
+    """Parameters (free, or fixed under a prior with parameters) whose prior is known only by its
+    gradient ([`scarlet_like.ScorePrior`][]): the log density's value leaves their term out."""
+    return [
+        group.name
+        for group in walk(model).groups
+        if group.parameter.prior is not None and not has_log_density(group.parameter.prior)
+    ]
+
+
 def _improper_parameters(model: PyTree) -> list[str]:
     """Free parameters along which the prior is improper: no prior and a support not bounded on every
     side (`real()`, `positive()`, `greater_than()`, ...). The posterior is proper along them only if
@@ -712,7 +723,9 @@ def sample(
     A [`scarlet_like.Posterior`][].
 
     Raises `ValueError` naming the model's type when it has no free parameters, and naming the
-    differing parameters when `init` (a model or a Laplace approximation) is not of this model. Warns
+    differing parameters when `init` (a model or a Laplace approximation) is not of this model, and
+    naming the parameters whose prior is a [`scarlet_like.ScorePrior`][] (its log density's value, which
+    NUTS's energy needs, is unknown). Warns
     ([`scarlet_like.ImproperPriorWarning`][]) when a free parameter has neither a prior nor a
     bounded constraint, and raises `FloatingPointError` naming the terms at fault when the log density
     (or its gradient) is not finite where the chains start.
@@ -744,6 +757,17 @@ def sample(
         raise ValueError(f"sample: `mass_matrix` must be 'auto', 'diagonal' or 'dense', got {mass_matrix!r}")
     num_warmup, num_samples, num_chains = int(num_warmup), int(num_samples), int(num_chains)
 
+    score_only = score_only_parameters(model)
+    if score_only:
+        # NUTS weighs the points of a trajectory and detects divergences by their energy, the negative
+        # log density: with a prior's term missing from it, the chain would follow the right gradient
+        # but keep the points of another distribution, silently.
+        raise ValueError(
+            f"sample: the prior of {', '.join(score_only)} is a score (sl.ScorePrior), whose log density's "
+            "value is unknown, and NUTS needs that value for its energy (without it, it samples another "
+            "distribution); use a prior with a log density (sl.FlowPrior), or sl.fit / sl.laplace, which "
+            "need only its gradient"
+        )
     density = LogDensity(model, likelihood)
     require_free_parameters(density, "sample", model)
     dense = mass_matrix == "dense" or (mass_matrix == "auto" and density.size <= _DENSE_LIMIT)
