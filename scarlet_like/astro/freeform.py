@@ -4,7 +4,7 @@ prior is differentiable.
 """
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -73,6 +73,10 @@ def starlet_transform(
 SUM_LOG_WIDTH = 0.1
 
 
+def _float_scalar(value: Any) -> Array:
+    return value if isinstance(value, jax.core.Tracer) else jnp.asarray(value, jnp.float32)
+
+
 class FreeFormPrior(Prior):
     """A smooth, samplable prior that keeps a free-form image galaxy-like, for
     [`scarlet_like.ImageMorphology`][].
@@ -113,7 +117,9 @@ class FreeFormPrior(Prior):
     expects_values_at_bound: ClassVar[bool] = True
 
     image_shape: tuple[int, int] = eqx.field(static=True)
-    unit: float = eqx.field(static=True, default=1.0)
+    # a leaf, not static: free-form sources whose units differ (each its own flux over the noise) still
+    # stack into one vmapped evaluation of their priors
+    unit: Float[Array, ""] = eqx.field(default=1.0, converter=_float_scalar)
     monotonicity: float = eqx.field(static=True, default=1.0)
     symmetry: float = eqx.field(static=True, default=1.0)
     sparsity: float = eqx.field(static=True, default=0.0)
@@ -126,8 +132,12 @@ class FreeFormPrior(Prior):
             raise ValueError(
                 f"FreeFormPrior: image_shape must be two positive ints, got {self.image_shape!r}"
             )
-        for name in ("unit", "softness"):
-            value = getattr(self, name)
+        if jnp.shape(self.unit) != ():
+            raise ValueError(f"FreeFormPrior: unit must be a number, got shape {jnp.shape(self.unit)}")
+        values = {"softness": self.softness}
+        if not isinstance(self.unit, jax.core.Tracer):
+            values["unit"] = float(self.unit)
+        for name, value in values.items():
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"FreeFormPrior: {name} must be positive and finite, got {value!r}")
         for name in ("monotonicity", "symmetry", "sparsity"):

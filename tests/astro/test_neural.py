@@ -90,6 +90,25 @@ def test_one_vmapped_call_evaluates_the_prior_of_every_free_form_source():
     TRACED.clear()
     np.testing.assert_allclose(float(density.log_prior(density.x0)), expected, rtol=1e-5)
     assert TRACED == [(15, 15)]
+    # also with the symmetry penalty added, whose unit (flux over noise) differs from source to source
+    with_penalty = sl.init.freeform_scene(
+        truth,
+        observation,
+        side=15,
+        prior=lambda shape: sl.FlowPrior(
+            flow, shape, CountingInput((config.side, config.side), config.softening)
+        ),
+    )
+    units = [float(source.morphology.image.prior.terms[1].unit) for source in with_penalty.sources]
+    assert units[0] != units[1]
+    expected = sum(
+        float(source.morphology.image.prior.log_prob(source.morphology.image.value))
+        for source in with_penalty.sources
+    )
+    density = sl.LogDensity(with_penalty, observation)
+    TRACED.clear()
+    np.testing.assert_allclose(float(density.log_prior(density.x0)), expected, rtol=1e-5)
+    assert TRACED == [(15, 15)]
 
 
 TRACED: list = []
