@@ -10,7 +10,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ..core.priors import Prior
 
@@ -119,7 +119,7 @@ class FreeFormPrior(Prior):
     image_shape: tuple[int, int] = eqx.field(static=True)
     # a leaf, not static: free-form sources whose units differ (each its own flux over the noise) still
     # stack into one vmapped evaluation of their priors
-    unit: Float[Array, ""] = eqx.field(default=1.0, converter=_float_scalar)
+    unit: Float[ArrayLike, ""] = eqx.field(default=1.0, converter=_float_scalar)
     monotonicity: float = eqx.field(static=True, default=1.0)
     symmetry: float = eqx.field(static=True, default=1.0)
     sparsity: float = eqx.field(static=True, default=0.0)
