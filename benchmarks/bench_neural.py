@@ -64,16 +64,20 @@ def run(prior: str, warmup: int, draws: int, chains: int) -> dict[str, float]:
     observation, start = blend()
     parametric = sl.fit(start, observation, progress=False).model
     # the flow alone: sl.init.freeform would otherwise add the symmetry penalty to it
-    options = {"prior": sl.galaxy_flow_prior, "symmetry": 0.0} if prior == "neural" else {}
+    options = {"prior": sl.galaxy_flow_prior, "symmetry": 0.0} if prior.startswith("neural") else {}
     free = sl.init.freeform_scene(parametric, observation, side=11, fix_center=True, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sl.FitWarning)
         fitted = sl.fit(free, observation, progress=False, max_steps=3000)
     began = time.perf_counter()
+    # "neural+laplace": the chains start at draws of the Laplace approximation, whose covariance is
+    # the first (dense) inverse mass matrix
+    init = sl.laplace(fitted.model, observation, fit=False) if prior == "neural+laplace" else fitted
     posterior = sl.sample(
         fitted.model,
         observation,
-        init=fitted,
+        init=init,
+        mass_matrix="dense" if prior == "neural+laplace" else "auto",
         num_warmup=warmup,
         num_samples=draws,
         num_chains=chains,
@@ -100,10 +104,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--chains", type=int, default=2)
+    parser.add_argument("--priors", nargs="+", default=["hand-made", "neural", "neural+laplace"])
     args = parser.parse_args()
     warmup = draws = 100 if args.quick else 300
     print(f"commit {commit()}  {machine()}  {warmup} warmup + {draws} draws x {args.chains} chains")
-    for prior in ("hand-made", "neural"):
+    for prior in args.priors:
         numbers = run(prior, warmup, draws, args.chains)
         print(f"  {prior:9} " + "  ".join(f"{k} {v:.4g}" for k, v in numbers.items()), flush=True)
 
