@@ -359,23 +359,13 @@ def oracle_run(blends: Sequence[Blend]) -> tuple[list[Outcome], dict[str, float]
 
 
 def _scarlet2_here(blends: Sequence[Blend]) -> tuple[list[Outcome], dict[str, float]]:
-    """scarlet2's documented recipe (its quick-start guide, as of 0.5.1), one blend after the other.
-
-    Frame from the observation (its default model PSF); galaxies as free-form `Source`s started by
-    `init.from_gaussian_moments(obs, center, min_corr=0.99)` (`init.pixel_spectrum` and
-    `init.compact_morphology` where that fails), stars as `PointSource`s from `init.pixel_spectrum`;
-    spectra positive with `relative_step(factor=0.05)`, morphologies positive with step 0.1, the stars'
-    centres free with step 0.1; `scene.fit(obs, max_iter=200, e_rel=1e-4)`. Centres at the true
-    positions, as for `sersic`.
-    """
-    from functools import partial
-
+    """scarlet2's documented recipe (`scarlet2_recipe.py`), one blend after the other, centres at the true
+    positions, as for `sersic`."""
     import jax.numpy as jnp
     import scarlet2 as s2
-    from numpyro.distributions import constraints
+    import scarlet2_recipe
 
     s2.set_validation(False)
-    step = partial(s2.relative_step, factor=0.05)
     outcomes, build, fit = [], 0.0, 0.0
     for blend in blends:
         start = time.perf_counter()
@@ -386,35 +376,10 @@ def _scarlet2_here(blends: Sequence[Blend]) -> tuple[list[Outcome], dict[str, fl
             psf=s2.ArrayPSF(jnp.asarray(blend.psfs, dtype=jnp.float32)),
             channels=list(BANDS),
         )
-        frame = s2.Frame.from_observations(observation)
-        with s2.Scene(frame) as scene:
-            for kind, center in zip(blend.kinds, blend.centers, strict=True):
-                center = jnp.asarray(center, dtype=jnp.float32)
-                if kind == "star":
-                    s2.PointSource(center, s2.init.pixel_spectrum(observation, center))
-                    continue
-                try:
-                    spectrum, morphology = s2.init.from_gaussian_moments(observation, center, min_corr=0.99)
-                except ValueError:
-                    spectrum = s2.init.pixel_spectrum(observation, center)
-                    morphology = s2.init.compact_morphology()
-                s2.Source(center, spectrum, morphology)
-        with s2.Parameters(scene):
-            for index, (kind, source) in enumerate(zip(blend.kinds, scene.sources, strict=True)):
-                s2.Parameter(
-                    source.spectrum, name=f"spectrum:{index}", constraint=constraints.positive, stepsize=step
-                )
-                if kind == "star":
-                    s2.Parameter(source.center, name=f"center:{index}", stepsize=0.1)
-                else:
-                    s2.Parameter(
-                        source.morphology,
-                        name=f"morph:{index}",
-                        constraint=constraints.positive,
-                        stepsize=0.1,
-                    )
+        centers = [jnp.asarray(center, dtype=jnp.float32) for center in blend.centers]
+        scene = scarlet2_recipe.scene(observation, centers, blend.kinds)
         built = time.perf_counter()
-        fitted = scene.fit(observation, max_iter=200, e_rel=1e-4, progress_bar=False)
+        fitted = scarlet2_recipe.fit(scene, observation)
         images = [np.asarray(observation.render(fitted.evaluate_source(source))) for source in fitted.sources]
         done = time.perf_counter()
         build, fit = build + built - start, fit + done - built

@@ -6,12 +6,10 @@ Run by the interpreter of a virtual environment that has scarlet2 (never a depen
     python -m venv /work/venv-s2 && /work/venv-s2/bin/pip install scarlet2==0.5.1
     /work/venv-s2/bin/python benchmarks/scarlet2_hsc.py scarlet_like/data/hsc_cosmos_35.npz model.npz
 
-It imports neither scarlet_like nor anything of this folder. The recipe is scarlet2's quick-start guide as
-of 0.5.1, on the same file (`hsc_cosmos_35.npz`, which scarlet_like bundles): an observation with weights
-`1 / variance` and the PSF images, the model frame from it (scarlet2's default model PSF), every detection
-a free-form `Source` started by `init.from_gaussian_moments(obs, center, min_corr=0.99)` (or
-`init.pixel_spectrum` and `init.compact_morphology` where that raises), spectra and morphologies positive
-(steps: 5 % of the spectrum, 0.1 for the morphology), then `scene.fit(obs, max_iter=200, e_rel=1e-4)`.
+It imports nothing of scarlet_like, and of this folder only `scarlet2_recipe.py`: scarlet2's quick-start
+recipe as of 0.5.1 (which `bench_deblend.py --method scarlet2` runs too), on the same file
+(`hsc_cosmos_35.npz`, which scarlet_like bundles), with an observation of weights `1 / variance` and the PSF
+images, every detection a galaxy.
 
 Timed, in this fresh process (nothing compiled before, JAX's persistent cache left off as scarlet2 leaves
 it): `init`, from the observation to the scene with its parameters (scarlet2 initialises eagerly), and
@@ -26,7 +24,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from functools import partial
 from importlib import metadata
 
 import jax
@@ -36,7 +33,7 @@ import numpy as np
 
 def main(data_file: str, model_file: str) -> None:
     import scarlet2 as s2
-    from numpyro.distributions import constraints
+    import scarlet2_recipe
 
     with np.load(data_file) as file:
         images = jnp.asarray(file["images"])
@@ -47,27 +44,10 @@ def main(data_file: str, model_file: str) -> None:
 
     observation = s2.Observation(images, weights, psf=s2.ArrayPSF(psfs), channels=channels)
     start, cpu = time.perf_counter(), time.process_time()
-    frame = s2.Frame.from_observations(observation)
-    with s2.Scene(frame) as scene:
-        for center in centers:
-            try:
-                spectrum, morphology = s2.init.from_gaussian_moments(observation, center, min_corr=0.99)
-            except ValueError:
-                spectrum = s2.init.pixel_spectrum(observation, center)
-                morphology = s2.init.compact_morphology()
-            s2.Source(center, spectrum, morphology)
-    step = partial(s2.relative_step, factor=0.05)
-    with s2.Parameters(scene):
-        for index, source in enumerate(scene.sources):
-            s2.Parameter(
-                source.spectrum, name=f"spectrum:{index}", constraint=constraints.positive, stepsize=step
-            )
-            s2.Parameter(
-                source.morphology, name=f"morph:{index}", constraint=constraints.positive, stepsize=0.1
-            )
+    scene = scarlet2_recipe.scene(observation, centers)
     jax.block_until_ready(jax.tree_util.tree_leaves(scene))
     built = time.perf_counter()
-    fitted = scene.fit(observation, max_iter=200, e_rel=1e-4, progress_bar=False)
+    fitted = scarlet2_recipe.fit(scene, observation)
     model = jax.block_until_ready(observation.render(fitted()))
     done = time.perf_counter()
     np.save(model_file, np.asarray(model, dtype=np.float64))
