@@ -39,8 +39,10 @@ def test_the_automatic_scene_tells_the_star_from_the_galaxy(observation):
     np.testing.assert_allclose(galaxy["sources[1].morphology.ellipticity"], [0.2, -0.1], atol=0.1)
 
 
+# three fits compiled (the two alternatives of one source, then the joint fit): 60-80 s on 2 cores; the
+# default suite chooses by BIC in test_local_choice_compiles_one_program_per_kind_of_alternative
+@pytest.mark.slow
 def test_choose_sources_turns_an_extended_star_into_a_point_by_bic(observation):
-    # fast: one source tried, two alternative scenes compiled
     wrong = sl.init.scene(observation, [STAR, GALAXY], kinds=["extended", "point"])
     assert [type(s) for s in wrong.sources] == [sl.Source, sl.PointSource]
     choice = sl.choose_sources(wrong, observation, sources=[0], max_steps=200)

@@ -46,6 +46,9 @@ def test_one_channel_in_two_observations_makes_one_spectrum_entry(epochs):
     assert not np.allclose(sharp.render(start), blurred.render(start), atol=1e-3)
 
 
+# three Laplace approximations of three likelihoods (a fit and a Hessian compiled each): 60-70 s on 2 cores;
+# epochs fitted together are also in the default suite's test_epoch_stacks.py and test_transients.py
+@pytest.mark.slow
 def test_two_epochs_of_one_band_measure_the_flux_better_than_either(epochs):
     sharp, blurred = epochs
     frame = sl.Frame.from_observations([sharp, blurred])
