@@ -55,15 +55,23 @@ def time_dependent_sources(sources: Sequence[Any] | Stacked) -> list[tuple[str, 
     like sources are held by a plate), resolved or not.
     """
     if isinstance(sources, Stacked):
-        listed = []
-        for part, member in sources.order:
-            node = sources.parts[part]
-            listed.append(node.members if member >= 0 and isinstance(node, Plate) else node)
-    else:
-        listed = list(sources)
+        # One look per part, not per source: this runs while a density is traced, and the members of a
+        # plate share their structure (and so whether their spectrum is a function of time).
+        parts = [part.members if isinstance(part, Plate) else part for part in sources.parts]
+        found = [
+            (type(node).__name__, type(node.spectrum).__name__)
+            if is_time_dependent(getattr(node, "spectrum", None))
+            else None
+            for node in parts
+        ]
+        return [
+            (f"sources[{index}] ({kinds[0]})", kinds[1])
+            for index, (part, _) in enumerate(sources.order)
+            if (kinds := found[part]) is not None
+        ]
     return [
         (f"sources[{index}] ({type(source).__name__})", type(source.spectrum).__name__)
-        for index, source in enumerate(listed)
+        for index, source in enumerate(sources)
         if is_time_dependent(getattr(source, "spectrum", None))
     ]
 

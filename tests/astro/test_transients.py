@@ -308,6 +308,26 @@ def test_observation_without_a_time_is_named_with_the_source():
         truth()()
 
 
+def test_time_dependent_sources_are_listed_alike_from_the_stacked_layout():
+    """`LogDensity` computes with like sources stacked into plates; the sources whose spectrum depends
+    on time are found once per plate there (not once per source, while tracing), at their list
+    positions as in the scene."""
+    from scarlet_like.astro.spectrum import time_dependent_sources
+    from scarlet_like.core import Stacked, stacked_lists
+
+    with sl.Scene(FRAME) as scene:
+        for k in range(5):
+            if k % 2:
+                sl.PointSource((10.0 + k, 10.0), GaussianBurst(2.0, 1.0, jnp.array([50.0 + k])))
+            else:
+                sl.Source((10.0, 10.0 + k), jnp.array([100.0]), sl.GaussianMorphology(1.5))
+    stacked = stacked_lists(scene).sources
+    assert isinstance(stacked, Stacked) and len(stacked.parts) == 2
+    expected = [("sources[1] (PointSource)", "GaussianBurst"), ("sources[3] (PointSource)", "GaussianBurst")]
+    assert time_dependent_sources(scene.sources) == expected
+    assert time_dependent_sources(stacked) == expected
+
+
 class TwoColours(sl.Module):
     peak: sl.Parameter
 
