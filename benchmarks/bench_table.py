@@ -132,8 +132,18 @@ def child_demo() -> dict[str, Any]:
     from scarlet_like.demo import run
 
     cpu = time.process_time()
-    summary = run(progress=False, output=None, report=False, sample=False, freeform=False)
+    summary = run(progress=False, output=None, report=False, sample=False, quick=False, freeform=False)
     return {**summary, "cpu_seconds": time.process_time() - cpu}
+
+
+def child_quick() -> dict[str, Any]:
+    """The demo's quick free-form fit (`fit_quick`): scene construction -> fitted model, its own timers."""
+    import scarlet_like as sl
+    from scarlet_like.demo import fit_quick
+
+    data = sl.datasets.hsc_cosmos()
+    result, summary = fit_quick(data, data.observation(name="HSC"), progress=False)
+    return {"chi2_end": summary["chi2"], **summary}
 
 
 def child_chi2(model_file: str) -> dict[str, Any]:
@@ -227,6 +237,7 @@ def child_memory(*case: str) -> dict[str, Any]:
 
 CHILDREN = {
     "demo": child_demo,
+    "quick": child_quick,
     "chi2": child_chi2,
     "compile": lambda count, profile: child_compile(int(count), profile),
     "laplace": lambda rounds, count: child_laplace(int(rounds), int(count)),
@@ -240,16 +251,19 @@ CHILDREN = {
 # ----------------------------------------------------------------------------------------------
 
 
+# Row a's measurements: the demo's parametric fit, then its quick free-form fit (`demo.fit_quick`).
+A_KINDS = ("empty cache", "warm cache", "quick free-form, empty cache", "quick free-form, warm cache")
+
+
 def row_a(options: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"empty cache": [], "warm cache": [], "scarlet2": []}
+    out: dict[str, Any] = {kind: [] for kind in (*A_KINDS, "scarlet2")}
     for _ in range(options.repeats):
-        with fresh_cache() as folder:
-            out["empty cache"].append(
-                child("demo", env={"SCARLET_LIKE_CACHE": folder}, timeout=options.timeout)
-            )
-            out["warm cache"].append(
-                child("demo", env={"SCARLET_LIKE_CACHE": folder}, timeout=options.timeout)
-            )
+        for kind, program in (("", "demo"), ("quick free-form, ", "quick")):
+            with fresh_cache() as folder:
+                for cache in ("empty cache", "warm cache"):
+                    out[kind + cache].append(
+                        child(program, env={"SCARLET_LIKE_CACHE": folder}, timeout=options.timeout)
+                    )
         if options.scarlet2_python:
             with tempfile.TemporaryDirectory() as folder:
                 model = os.path.join(folder, "model.npy")
@@ -349,7 +363,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, s
     a = results.get("a")
     if isinstance(a, dict) and "empty cache" in a:
         theirs = a["scarlet2"]
-        for kind in ("empty cache", "warm cache"):
+        for kind in [kind for kind in A_KINDS if a.get(kind)]:
             ours = a[kind]
             seconds = median([r["seconds"] for r in ours])
             chi2 = median([r["chi2_end"] for r in ours])
