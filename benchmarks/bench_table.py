@@ -14,9 +14,10 @@ compiled programs and memory do not carry into the next):
   model, compilation included): a fresh process with an empty persistent compilation cache, then a
   fresh process with that cache warm. Anchor: scarlet2 0.5.1's documented recipe on the same blend
   (`scarlet2_hsc.py`), in the interpreter given by `--scarlet2-python` (a virtual environment of its
-  own; the row is left out without it). Both models' chi^2 per unmasked pixel is computed by
-  `Observation.goodness_of_fit`'s definition on scarlet_like's observation of the blend (its mask
-  honoured).
+  own; the row is left out without it). The same for the demo's quick free-form fit
+  (`scarlet_like.demo.fit_quick`, its own timer), the model that matches scarlet2's recipe in kind.
+  Every model's chi^2 per unmasked pixel is computed by `Observation.goodness_of_fit`'s definition on
+  scarlet_like's observation of the blend (its mask honoured).
 - **b. scene gradient** (`bench_render.py --json`): `value_and_grad` of the log density of 10 Sersic
   (and 10 Gaussian) sources with the default FFT padding, against the same physics hand-written in JAX
   at the same accuracy (`handwritten.py`); interleaved rounds, medians.
