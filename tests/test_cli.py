@@ -42,7 +42,14 @@ def test_demo_fits_samples_and_writes_every_promised_file(tmp_path, capsys):
     # mass matrix is adapted, every NUTS step on this blend runs the longest trajectory (1023 leapfrog
     # steps)
     result = run(
-        steps=200, progress=False, output=tmp_path, num_warmup=1, num_samples=4, num_chains=1, freeform=False
+        steps=200,
+        progress=False,
+        output=tmp_path,
+        num_warmup=1,
+        num_samples=4,
+        num_chains=1,
+        quick=False,
+        freeform=False,
     )
     # the fit must improve a lot on the starting point, on real data (converged: 1.56 in about 600 steps)
     assert result["chi2_end"] < 2.5 < 100 < result["chi2_start"]
