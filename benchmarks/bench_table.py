@@ -14,9 +14,10 @@ compiled programs and memory do not carry into the next):
   model, compilation included): a fresh process with an empty persistent compilation cache, then a
   fresh process with that cache warm. Anchor: scarlet2 0.5.1's documented recipe on the same blend
   (`scarlet2_hsc.py`), in the interpreter given by `--scarlet2-python` (a virtual environment of its
-  own; the row is left out without it). Both models' chi^2 per unmasked pixel is computed by
-  `Observation.goodness_of_fit`'s definition on scarlet_like's observation of the blend (its mask
-  honoured).
+  own; the row is left out without it). The same for the demo's quick free-form fit
+  (`scarlet_like.demo.fit_quick`, its own timer), the model that matches scarlet2's recipe in kind.
+  Every model's chi^2 per unmasked pixel is computed by `Observation.goodness_of_fit`'s definition on
+  scarlet_like's observation of the blend (its mask honoured).
 - **b. scene gradient** (`bench_render.py --json`): `value_and_grad` of the log density of 10 Sersic
   (and 10 Gaussian) sources with the default FFT padding, against the same physics hand-written in JAX
   at the same accuracy (`handwritten.py`); interleaved rounds, medians.
@@ -132,8 +133,18 @@ def child_demo() -> dict[str, Any]:
     from scarlet_like.demo import run
 
     cpu = time.process_time()
-    summary = run(progress=False, output=None, report=False, sample=False, freeform=False)
+    summary = run(progress=False, output=None, report=False, sample=False, quick=False, freeform=False)
     return {**summary, "cpu_seconds": time.process_time() - cpu}
+
+
+def child_quick() -> dict[str, Any]:
+    """The demo's quick free-form fit (`fit_quick`): scene construction -> fitted model, its own timers."""
+    import scarlet_like as sl
+    from scarlet_like.demo import fit_quick
+
+    data = sl.datasets.hsc_cosmos()
+    result, summary = fit_quick(data, data.observation(name="HSC"), progress=False)
+    return {"chi2_end": summary["chi2"], **summary}
 
 
 def child_chi2(model_file: str) -> dict[str, Any]:
@@ -227,6 +238,7 @@ def child_memory(*case: str) -> dict[str, Any]:
 
 CHILDREN = {
     "demo": child_demo,
+    "quick": child_quick,
     "chi2": child_chi2,
     "compile": lambda count, profile: child_compile(int(count), profile),
     "laplace": lambda rounds, count: child_laplace(int(rounds), int(count)),
@@ -240,16 +252,19 @@ CHILDREN = {
 # ----------------------------------------------------------------------------------------------
 
 
+# Row a's measurements: the demo's parametric fit, then its quick free-form fit (`demo.fit_quick`).
+A_KINDS = ("empty cache", "warm cache", "quick free-form, empty cache", "quick free-form, warm cache")
+
+
 def row_a(options: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"empty cache": [], "warm cache": [], "scarlet2": []}
+    out: dict[str, Any] = {kind: [] for kind in (*A_KINDS, "scarlet2")}
     for _ in range(options.repeats):
-        with fresh_cache() as folder:
-            out["empty cache"].append(
-                child("demo", env={"SCARLET_LIKE_CACHE": folder}, timeout=options.timeout)
-            )
-            out["warm cache"].append(
-                child("demo", env={"SCARLET_LIKE_CACHE": folder}, timeout=options.timeout)
-            )
+        for kind, program in (("", "demo"), ("quick free-form, ", "quick")):
+            with fresh_cache() as folder:
+                for cache in ("empty cache", "warm cache"):
+                    out[kind + cache].append(
+                        child(program, env={"SCARLET_LIKE_CACHE": folder}, timeout=options.timeout)
+                    )
         if options.scarlet2_python:
             with tempfile.TemporaryDirectory() as folder:
                 model = os.path.join(folder, "model.npy")
@@ -349,7 +364,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str, s
     a = results.get("a")
     if isinstance(a, dict) and "empty cache" in a:
         theirs = a["scarlet2"]
-        for kind in ("empty cache", "warm cache"):
+        for kind in [kind for kind in A_KINDS if a.get(kind)]:
             ours = a[kind]
             seconds = median([r["seconds"] for r in ours])
             chi2 = median([r["chi2_end"] for r in ours])

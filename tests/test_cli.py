@@ -18,8 +18,8 @@ def test_version_flag():
 def test_demo_fits_and_writes_the_fit_files(tmp_path, capsys):
     from scarlet_like.demo import FIT_OUTPUTS, run
 
-    # the fit path alone (the free-form and sampling paths are the slow tests below)
-    result = run(steps=200, progress=False, output=tmp_path, sample=False, freeform=False)
+    # the fit path alone (the quick and free-form fits and the sampling path are the slow tests below)
+    result = run(steps=200, progress=False, output=tmp_path, sample=False, quick=False, freeform=False)
     assert result["chi2_end"] < 2.5 < 100 < result["chi2_start"]
     for name in FIT_OUTPUTS:
         path = tmp_path / name
@@ -27,6 +27,7 @@ def test_demo_fits_and_writes_the_fit_files(tmp_path, capsys):
     record = json.loads((tmp_path / "summary.json").read_text())
     assert record["sources"] == 7 and record["chi2_dof"] == pytest.approx(result["chi2_end"])
     assert "sample_seconds" not in record and not (tmp_path / "corner.png").exists()
+    assert "quick" not in record and "quick_chi2" not in result
     assert "freeform" not in record and not (tmp_path / "freeform.png").exists()
     out = capsys.readouterr().out
     assert "HSC" in out and "chi^2 per pixel" in out and "NUTS" not in out and "free-form" not in out
@@ -41,7 +42,14 @@ def test_demo_fits_samples_and_writes_every_promised_file(tmp_path, capsys):
     # mass matrix is adapted, every NUTS step on this blend runs the longest trajectory (1023 leapfrog
     # steps)
     result = run(
-        steps=200, progress=False, output=tmp_path, num_warmup=1, num_samples=4, num_chains=1, freeform=False
+        steps=200,
+        progress=False,
+        output=tmp_path,
+        num_warmup=1,
+        num_samples=4,
+        num_chains=1,
+        quick=False,
+        freeform=False,
     )
     # the fit must improve a lot on the starting point, on real data (converged: 1.56 in about 600 steps)
     assert result["chi2_end"] < 2.5 < 100 < result["chi2_start"]
@@ -108,6 +116,20 @@ def test_full_demo_samples_well(tmp_path):
     assert record["chi2_dof"] == pytest.approx(result["freeform_chi2"]) and record["sources"] >= 7
     assert result["divergences"] < 0.01 * 4 * 100
     assert result["rhat_max"] < 1.1 and result["ess_min"] > 50
+
+
+# compiles the 200-step free-form fit: about 45 s of CPU with an empty compilation cache
+@pytest.mark.slow
+def test_demo_quick_freeform_fit_is_as_good_as_scarlet2s_recipe(tmp_path, capsys):
+    from scarlet_like.demo import QUICK_STEPS, run
+
+    result = run(steps=50, progress=False, output=tmp_path, sample=False, freeform=False)
+    # scarlet2 0.5.1's quick-start recipe on this blend: 1.331 (benchmarks/scarlet2_hsc.py); measured 1.148
+    assert result["quick_chi2"] < 1.25 and result["quick_steps"] == QUICK_STEPS
+    assert 0 < result["quick_cpu_seconds"] and 0 < result["quick_seconds"]
+    record = json.loads((tmp_path / "summary.json").read_text())["quick"]
+    assert record["chi2_dof"] == pytest.approx(result["quick_chi2"]) and record["steps"] == QUICK_STEPS
+    assert "quick free-form" in capsys.readouterr().out
 
 
 def test_main_without_command_prints_help(capsys):

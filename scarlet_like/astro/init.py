@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
@@ -41,6 +42,7 @@ __all__ = [
     "freeform_scene",
     "core",
     "core_scene",
+    "linear_spectra",
     "pixel_spectrum",
     "moments",
     "detect",
@@ -1408,6 +1410,99 @@ def bulge_disk_scene(scene: Any, **options: Any) -> Any:
             else:
                 source._reboxed(source.box)
     return split
+
+
+#: `linear_spectra` never scales a spectrum channel below this fraction of its start: the spectra are
+#: positive Parameters, and a channel the least-squares solution empties is left a little light to grow
+#: back from.
+LINEAR_SPECTRA_FLOOR = 0.05
+
+
+def linear_spectra(scene: Any, observation: Observation, *, floor: float = LINEAR_SPECTRA_FLOOR) -> Any:
+    """The scene with every source's spectrum rescaled, channel by channel, to the best fit to the data
+    for the morphologies the sources have now.
+
+    ```python
+    free = sl.init.freeform_scene(sl.init.scene(obs, centers), obs, monotonic=False)
+    fitted = sl.fit(sl.init.linear_spectra(free, obs), obs, max_steps=200, chunks=8)
+    ```
+
+    With the shapes held, the model is linear in the spectra: in each channel of `observation`, the
+    scales `a_k` of the sources' images that minimise the weighted squared residual
+    `sum(weights * (data - sum_k a_k * image_k)**2)` with every `a_k >= 0` (non-negative least
+    squares, one small problem of as many unknowns as sources per channel). Starting spectra from
+    the pixels under a source's centre (as [`scarlet_like.init.scene`][] does) leave the extended
+    sources fainter than they are; rescaled, the fit starts near the data (measured on the bundled
+    HSC blend, every galaxy free-form: chi^2 per pixel 179 at the start, 47 rescaled).
+
+    **Arguments:**
+
+    - `scene`: a [`scarlet_like.Scene`][] whose sources have a free spectrum Parameter of one entry
+      per frame channel (sources whose spectrum is fixed or not such a Parameter are kept as they
+      are, their light counted as given).
+    - `observation`: the [`scarlet_like.Observation`][] fitted; frame channels it does not see keep
+      their values.
+    - `floor`: no channel is scaled below this fraction of its start (the spectra stay positive).
+
+    **Returns:**
+
+    A new scene, the same but for the spectra's values. Raises `ValueError` when no source has a
+    free spectrum to rescale, or `floor` is not in (0, 1].
+    """
+    from ..core import get_values, set_values
+    from .scene import Scene
+
+    who = "init.linear_spectra"
+    if not isinstance(scene, Scene):
+        raise TypeError(f"{who}: expected an sl.Scene, got {type(scene).__name__}")
+    if not (math.isfinite(floor) and 0 < floor <= 1):
+        raise ValueError(f"{who}: floor must be a fraction in (0, 1], got {floor!r}")
+    values = get_values(scene)
+    names = [f"sources[{index}].spectrum" for index in range(len(scene.sources))]
+    free = [index for index, name in enumerate(names) if name in values and np.ndim(values[name]) == 1]
+    if not free:
+        raise ValueError(
+            f"{who}: no source of the scene has a free spectrum Parameter (named sources[i].spectrum) to "
+            "rescale; free some with sl.free(scene, ...)"
+        )
+    data, weights, _ = _usable_pixels(observation)
+    images = np.asarray(_source_images(scene, observation), np.float64)
+    held = sum((image for index, image in enumerate(images) if index not in free), np.zeros_like(data))
+    root = np.sqrt(weights)
+    scales = np.ones((len(free), data.shape[0]))
+    for channel in range(data.shape[0]):
+        columns = np.stack([(images[index][channel] * root[channel]).ravel() for index in free], axis=1)
+        target = ((data[channel] - held[channel]) * root[channel]).ravel()
+        scales[:, channel] = _non_negative_least_squares(columns, target)
+    frame_channels = list(observation.channel_index(scene.frame))
+    updates: dict[str, ArrayLike] = {}
+    for row, index in enumerate(free):
+        spectrum = np.asarray(values[names[index]], np.float64)
+        spectrum[frame_channels] *= np.maximum(scales[row], floor)
+        updates[names[index]] = spectrum.astype(np.asarray(values[names[index]]).dtype)
+    return set_values(scene, updates)
+
+
+@eqx.filter_jit
+def _source_images(scene: Any, observation: Observation) -> Float[Array, "K C H W"]:
+    """Every source of `scene` rendered alone through `observation`, as one compiled program (rendered
+    op by op, the seven sources of the bundled HSC blend ran 171 small programs: 1.6 s of CPU with a warm
+    compilation cache, against 0.25 s compiled)."""
+    from .measure import source_image
+
+    return jnp.stack([source_image(scene, index, observation) for index in range(len(scene.sources))])
+
+
+def _non_negative_least_squares(columns: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """`argmin |columns @ a - target|` over `a >= 0` (SciPy's Lawson-Hanson solver); a column that is
+    all zero (a source no usable pixel of the channel sees) gets 1: there is nothing to fit it to."""
+    from scipy import optimize
+
+    seen = np.any(columns != 0, axis=0)
+    solution = np.ones(columns.shape[1])
+    if seen.any():
+        solution[seen] = optimize.nnls(columns[:, seen], target)[0]
+    return solution
 
 
 # --------------------------------------------------------------------------------------

@@ -526,3 +526,77 @@ def test_residual_sources_name_bad_input():
         init.add_residual_sources(fitted, [observation, "HSC"])
     with pytest.raises(ValueError, match="min_distance"):
         init.add_residual_sources(fitted, observation, min_distance=-1.0)
+
+
+# --------------------------------------------------------------------------------------
+# linear_spectra
+# --------------------------------------------------------------------------------------
+
+
+def _two_galaxies_and_a_star() -> tuple[sl.Observation, sl.Scene, np.ndarray]:
+    """Two overlapping galaxies and a star observed without noise, and a scene of the same shapes whose
+    spectra are wrong (each channel off by its own factor, the star's fixed). Returns the observation,
+    the scene and the true spectra of the galaxies."""
+    psf = sl.GaussianPSF(PSF_SIGMA)
+    frame = sl.Frame((3, HEIGHT, WIDTH))
+    truth_spectra = np.array([SPECTRUM, SPECTRUM[::-1] / 2])
+    shapes = [
+        ((18.0, 20.0), sl.SersicMorphology(1.0, 4.0, (0.2, 0.0))),
+        ((23.0, 26.0), sl.GaussianMorphology(2.0)),
+    ]
+    with sl.Scene(frame) as truth:
+        for (center, morphology), spectrum in zip(shapes, truth_spectra, strict=True):
+            sl.Source(np.float32(center), spectrum, morphology)
+        sl.PointSource(np.float32((8.0, 9.0)), SPECTRUM / 4)
+    empty = sl.Observation(np.zeros((3, HEIGHT, WIDTH)), psf=psf)
+    observation = sl.Observation(
+        np.asarray(empty.render(truth), np.float64), weights=np.ones((3, HEIGHT, WIDTH)), psf=psf
+    )
+    wrong = np.array([[0.2, 3.0, 0.5], [1.0, 0.1, 4.0]], np.float32)
+    with sl.Scene(frame) as scene:
+        for (center, morphology), spectrum, factor in zip(shapes, truth_spectra, wrong, strict=True):
+            sl.Source(
+                np.float32(center),
+                sl.Parameter(spectrum * factor, constraint=sl.constraints.positive()),
+                morphology,
+            )
+        sl.PointSource(np.float32((8.0, 9.0)), SPECTRUM / 4)
+    return observation, scene, truth_spectra
+
+
+def test_linear_spectra_recover_the_spectra_of_known_shapes():
+    observation, scene, truth_spectra = _two_galaxies_and_a_star()
+    solved = init.linear_spectra(scene, observation)
+    values = sl.get_values(solved)
+    for index, spectrum in enumerate(truth_spectra):
+        np.testing.assert_allclose(np.asarray(values[f"sources[{index}].spectrum"]), spectrum, rtol=1e-3)
+    assert float(observation.goodness_of_fit(solved)) < 1e-6 < float(observation.goodness_of_fit(scene))
+    # the shapes are as they were, and the fixed star kept its spectrum
+    assert sl.get_values(solved).keys() == sl.get_values(scene).keys()
+    np.testing.assert_array_equal(np.asarray(sl.resolve(solved.sources[2]).spectrum), SPECTRUM / 4)
+
+
+def test_linear_spectra_keep_a_floor_where_the_data_want_nothing():
+    observation, scene, _ = _two_galaxies_and_a_star()
+    # data with no light at all: every free channel falls to the floor, none to zero
+    dark = sl.Observation(np.zeros((3, HEIGHT, WIDTH)), weights=observation.weights, psf=observation.psf)
+    init.linear_spectra(scene, observation)
+    compiled = init._source_images._cached._cache_size()
+    solved = init.linear_spectra(scene, dark, floor=0.1)
+    # the sources are rendered by one compiled program, compiled once for data of the same shapes
+    assert init._source_images._cached._cache_size() == compiled
+    start = np.asarray(sl.get_values(scene)["sources[0].spectrum"])
+    np.testing.assert_allclose(
+        np.asarray(sl.get_values(solved)["sources[0].spectrum"]), 0.1 * start, rtol=1e-6
+    )
+
+
+def test_linear_spectra_name_bad_input():
+    observation, scene, _ = _two_galaxies_and_a_star()
+    with pytest.raises(TypeError, match="linear_spectra: expected an sl.Scene"):
+        init.linear_spectra(observation, observation)
+    with pytest.raises(ValueError, match="floor"):
+        init.linear_spectra(scene, observation, floor=0.0)
+    held = sl.fix(scene, lambda s: [s.sources[0].spectrum, s.sources[1].spectrum])
+    with pytest.raises(ValueError, match="no source of the scene has a free spectrum"):
+        init.linear_spectra(held, observation)
