@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--no-sample", action="store_true", help="fit only: no NUTS run, no posterior figures")
     demo.add_argument(
+        "--no-quick",
+        action="store_true",
+        help="no quick free-form fit (200 steps of free-form galaxies, a few seconds once compiled)",
+    )
+    demo.add_argument(
         "--no-freeform",
         action="store_true",
         help="parametric fit only: no free-form deblending stage (which takes about five minutes)",
@@ -78,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             output=None if args.no_plot else args.output,
             sample=not args.no_sample,
+            quick=not args.no_quick,
             freeform=not args.no_freeform,
             num_warmup=args.warmup,
             num_samples=args.draws,

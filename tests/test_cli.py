@@ -94,10 +94,11 @@ def test_demo_command_line_passes_its_options(tmp_path, monkeypatch):
 
     calls = []
     monkeypatch.setattr(demo, "run", lambda **kwargs: calls.append(kwargs))
-    main(["demo", "--no-sample", "--output", str(tmp_path), "--no-progress", "--no-freeform"])
+    main(["demo", "--no-sample", "--output", str(tmp_path), "--no-progress", "--no-freeform", "--no-quick"])
     main(["demo", "--draws", "50", "--warmup", "60", "--chains", "2", "--no-plot"])
     assert calls[0]["sample"] is False and calls[0]["output"] == str(tmp_path) and not calls[0]["progress"]
     assert calls[0]["freeform"] is False and calls[1]["freeform"] is True
+    assert calls[0]["quick"] is False and calls[1]["quick"] is True
     assert calls[1]["sample"] is True and calls[1]["output"] is None
     assert (calls[1]["num_samples"], calls[1]["num_warmup"], calls[1]["num_chains"]) == (50, 60, 2)
 
