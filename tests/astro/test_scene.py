@@ -283,29 +283,38 @@ def test_like_sources_are_computed_stacked_with_the_same_result():
     assert isinstance(back.sources, list) and isinstance(back.sources[6], sl.PointSource)
 
 
-def test_scene_gradient_program_does_not_grow_with_sources():
-    def lines(count):
-        scene, obs = sersic_scene(count)
-        density = sl.LogDensity(scene, obs, jacobian=False)
-        return len(jax.jit(jax.value_and_grad(density)).lower(density.x0).as_text().splitlines())
+def sources_per_chunk(observation):
+    """How many sources (without boxes) the renderer draws per chunk on `observation`'s grid: its
+    `CHUNK_BYTES` over one source's Fourier image (`render._accumulate`)."""
+    from scarlet_like.astro.render import CHUNK_BYTES
 
-    # beyond a chunk of sources (here 4) they are summed by a scan: one more copy of the source code,
-    # and then no growth at all
-    assert lines(12) < 2.5 * lines(4)
-    assert lines(80) == lines(12)
+    grid = observation.grid
+    return max(1, CHUNK_BYTES // (8 * len(grid.aliases) * grid.padded[0] * grid.kx.shape[1]))
+
+
+def gradient_lines(count):
+    scene, obs = sersic_scene(count)
+    density = sl.LogDensity(scene, obs, jacobian=False)
+    return len(jax.jit(jax.value_and_grad(density)).lower(density.x0).as_text().splitlines())
+
+
+def test_scene_gradient_program_does_not_grow_with_sources():
+    chunk = sources_per_chunk(sersic_scene(1)[1])
+    assert 2 <= chunk <= 20  # what the counts below assume: several chunks of several sources
+    # beyond a chunk of sources they are summed by a scan: one more copy of the source code, and then no
+    # growth at all (counts of whole chunks)
+    assert gradient_lines(3 * chunk) < 2.5 * gradient_lines(chunk)
+    assert gradient_lines(10 * chunk) == gradient_lines(3 * chunk)
 
 
 def test_sources_short_of_a_whole_chunk_add_no_second_copy_of_their_code():
-    def lines(count):
-        scene, obs = sersic_scene(count)
-        density = sl.LogDensity(scene, obs, jacobian=False)
-        return len(jax.jit(jax.value_and_grad(density)).lower(density.x0).as_text().splitlines())
-
-    # chunks of 4 sources: 13 and 15 sources fill their last chunk up with blank ones (a few lines of
-    # padding) instead of drawing the 1 or 3 left over outside the scan, which was a second copy of the
-    # sources' code: 3865 lines for 13 sources against 2673 for 12 before (1.45 times), 2706 now
-    whole = lines(12)
-    assert lines(13) < 1.1 * whole and lines(15) < 1.1 * whole
+    chunk = sources_per_chunk(sersic_scene(1)[1])
+    # one and chunk - 1 sources past whole chunks fill their last chunk up with blank ones (a few lines
+    # of padding) instead of drawing those left over outside the scan, which was a second copy of the
+    # sources' code: with chunks of 4, 3865 lines for 13 sources against 2673 for 12 before (1.45
+    # times), 2706 after
+    whole = gradient_lines(3 * chunk)
+    assert gradient_lines(3 * chunk + 1) < 1.1 * whole and gradient_lines(4 * chunk - 1) < 1.1 * whole
 
 
 # tests/core/test_identity.py vmaps stacked models and data through fit in the default suite
