@@ -17,7 +17,7 @@ from .morphology import (
 from .neural import ImageInput, galaxy_flow_prior
 from .observation import Observation, ObservationError, simulate
 from .psf import PSF, ArrayPSF, GaussianPSF, PSFError
-from .render import FourierGrid, RenderPlan, RenderUnit, box_shape, common_grid, default_margin, render_plan
+from .render import FourierGrid, RenderPlan, RenderUnit, box_shape, common_grid, render_plan
 from .scene import PointSource, Scene, SceneError, Source
 from .spectrum import PerEpochSpectrum
 
@@ -58,7 +58,6 @@ __all__ = [
     "SourceChoice",
     "box_shape",
     "common_grid",
-    "default_margin",
     "render_plan",
     "choice",
     "choose_sources",

@@ -49,12 +49,10 @@ class Observation(eqx.Module):
     - `wcs`: an astropy celestial WCS, to place this observation relative to a model frame on another
       pixel grid.
     - `name`: used in error messages and plots.
-    - `margin`: padding in pixels of the FFT grid around the image (default: the PSF's half-width or
-      24 pixels, whichever is larger, see [`default_margin`][scarlet_like.astro.default_margin];
-      then up to a fast FFT size). Light further than this beyond an edge wraps around onto the
-      opposite edge: by default at most 2.4e-3 of the peak of a Sersic n = 4, r_half = 4 px source
-      centred on an edge. Enlarge it for large, bright, high-n Sersic profiles near the edges, at the
-      cost of larger FFTs.
+    - `margin`: padding in pixels of the FFT grid around the image (default: the PSF's size or half the
+      image, whichever is larger, plus 16). Light further than this beyond an edge wraps around onto
+      the opposite edge; enlarge it for very extended sources (large, high-n Sersic profiles) near the
+      edges, at the cost of larger FFTs.
     - `boxes`: whether sources with a `box` (see [`scarlet_like.Source`][]) are each drawn in an FFT
       box of their own and added into the image: `None` (default) where that is cheaper than the
       whole frame (boxes of at most 15 % of the padded frame's area), `True` wherever a box is
@@ -186,7 +184,7 @@ class Observation(eqx.Module):
         if margin is None and extent > MAX_PSF_EXTENT:
             raise ObservationError(
                 f"Observation '{name}': the PSF is {extent} pixels wide (more than {MAX_PSF_EXTENT}), and "
-                "the FFT grid would be padded by half as much on every side; give a narrower PSF, or an "
+                "the FFT grid would be padded by as much on every side; give a narrower PSF, or an "
                 "explicit `margin`"
             )
         self.grid = FourierGrid(
@@ -276,14 +274,13 @@ class Observation(eqx.Module):
         frame = scene.frame
         self._check_time(scene)
         mapping = self.to_pixels(frame)
-        grid = self.grid.reaching(_overhang(frame, mapping, self.grid))
         shift = _shift(scene, self.name)
         if shift is None:
-            return render(scene.sources, grid, self.channel_index(frame), mapping, time=self.time)
+            return render(scene.sources, self.grid, self.channel_index(frame), mapping, time=self.time)
         matrix = np.eye(2) if mapping is None else mapping[0]
         return render(
             scene.sources,
-            grid,
+            self.grid,
             self.channel_index(frame),
             mapping,
             time=self.time,
@@ -348,9 +345,8 @@ class Observation(eqx.Module):
         frame = scene.frame
         channels = self.channel_index(frame)
         mapping = self.to_pixels(frame)
-        grid = self.grid.reaching(_overhang(frame, mapping, self.grid))
         matrix, offset = (np.eye(2), np.zeros(2)) if mapping is None else mapping
-        plan = render_plan(scene.sources, grid, matrix)
+        plan = render_plan(scene.sources, self.grid, matrix)
         leaves = jax.tree_util.tree_leaves(_epoch_arrays(self))
         key = (
             type(self),
@@ -365,7 +361,6 @@ class Observation(eqx.Module):
         )
         return _Epoch(
             self,
-            grid,
             channels,
             np.asarray(matrix, np.float64),
             np.asarray(offset, np.float64),
@@ -400,7 +395,6 @@ class _Epoch(NamedTuple):
     """An observation with what stacking it needs: channels, map onto the frame, plan, stack key."""
 
     observation: Observation
-    grid: FourierGrid  # the observation's, padded for the frame's reach beyond the image
     channel_index: tuple[int, ...]
     matrix: np.ndarray
     offset: np.ndarray
@@ -419,30 +413,6 @@ def _epoch_arrays(observation: Observation) -> tuple[Any, ...]:
         observation.time,
         observation.psf,
     )
-
-
-def _overhang(
-    frame: Frame, mapping: tuple[np.ndarray, np.ndarray] | None, grid: FourierGrid
-) -> tuple[int, int]:
-    """How far, in the grid's pixels `(rows, columns)`, the model frame reaches beyond the grid's image
-    through `mapping` (model frame to image pixels; `None`: the same pixels, no overhang)."""
-    if mapping is None:
-        return (0, 0)
-    matrix, offset = mapping
-    corners = np.array(
-        [
-            [-0.5, -0.5],
-            [-0.5, frame.width - 0.5],
-            [frame.height - 0.5, -0.5],
-            [frame.height - 0.5, frame.width - 0.5],
-        ]
-    )
-    mapped = corners @ np.asarray(matrix, np.float64).T + np.asarray(offset, np.float64)
-    low = -0.5 - mapped.min(axis=0)
-    high = mapped.max(axis=0) - (np.array([grid.height, grid.width]) - 0.5)
-    # a hundredth of a pixel of slack: a frame made from the observation maps onto it to rounding
-    reach = np.ceil(np.maximum(np.maximum(low, high), 0.0) - 0.01)
-    return (int(max(reach[0], 0)), int(max(reach[1], 0)))
 
 
 def _gaussian_log_likelihood(data: Array, weights: Array, log_normalisation: Array, model: Array) -> Array:
@@ -528,7 +498,7 @@ def _stacked_sum(epochs: Sequence[_Epoch], scene: Any, chi2: bool = False) -> Ar
     `Observation.log_likelihood_of_many`), by one program over their stacked arrays. `scene` is
     resolved."""
     first = epochs[0]
-    grids = [epoch.grid for epoch in epochs]
+    grids = [epoch.observation.grid for epoch in epochs]
     grid = common_grid(grids)
     # the PSFs' transforms as they are when the epochs share their grid; else made on the common one
     shared = grid is grids[0]
@@ -551,7 +521,7 @@ def _stacked_sum(epochs: Sequence[_Epoch], scene: Any, chi2: bool = False) -> Ar
     rows = [
         (
             _epoch_arrays(e.observation),
-            e.grid.psf_fourier if shared else None,
+            e.observation.grid.psf_fourier if shared else None,
             None if same_matrix else jnp.asarray(e.matrix, jnp.float32),
             None if same_offset else jnp.asarray(e.offset, jnp.float32),
             (jnp.zeros(2, jnp.float32) if e.shift is None else e.shift) if shifted else None,

@@ -25,25 +25,11 @@ from . import profiles
 from .psf import PSF, GaussianPSF, phasor, psf_extent
 from .spectrum import is_time_dependent
 
-__all__ = [
-    "FourierGrid",
-    "RenderPlan",
-    "box_shape",
-    "common_grid",
-    "default_margin",
-    "render",
-    "render_plan",
-]
+__all__ = ["FourierGrid", "RenderPlan", "box_shape", "common_grid", "render", "render_plan"]
 
 
 def _padded(size: int, margin: int) -> int:
-    """A size at least `size + margin`, even and with no prime factor above 7 (fast FFTs).
-
-    Odd 5- and 7-smooth sizes do not pay: on XLA:CPU the gradient of the scene of
-    `benchmarks/bench_render.py` took as long on a 125^2 grid as on a 126^2 one (120^2: 7 % less),
-    and the FFTs alone cost 14-16 ns per frequency at every such size against 19-34 ns at 116, 118
-    and 121.
-    """
+    """A size at least `size + margin`, even and with small prime factors (fast FFTs)."""
     target = size + margin
     candidate = target + (target % 2)
     while True:
@@ -56,46 +42,6 @@ def _padded(size: int, margin: int) -> int:
         candidate += 2
 
 
-#: Pixels of FFT padding the sources' own wings get by default (see `default_margin`).
-SOURCE_MARGIN = 24
-
-
-def default_margin(psf_extent: int) -> int:
-    """The FFT padding, in pixels, of an image whose PSF is `psf_extent` pixels wide (its image's
-    side, or 8 sigma of a Gaussian), when none is given.
-
-    Light of the scene that falls more than the margin beyond an edge of the image wraps around onto
-    the opposite edge. The convolved light of a source reaches as far as the PSF's half-width (exact for
-    a point source: an image PSF ends there) or as far as the source's own wings, whichever is further:
-    `max(psf_extent // 2, SOURCE_MARGIN)`. Depends on the PSF's size only, never on pixel values, so
-    that blends whose PSF images differ have grids of one shape (`sl.fit_many` stacks them).
-
-    `SOURCE_MARGIN` = 24 px, measured with the PSF of `benchmarks/bench_render.py` (41 x 41 Moffat,
-    FWHM 4 px) on a 96^2 image, against a 600 px margin, for a source centred *on* an edge (max
-    |error| over the peak of the source's image): Sersic n = 4, r_half 2 / 4 / 8 px: 6.5e-4 / 2.4e-3 /
-    7.0e-3 (n = 6, r_half 4: 2.5e-3; n = 1, r_half 4: 1.4e-4; a point source: below 1e-6), under the
-    renderer's accuracy goal of 1e-2 of the peak. In noise units, for n = 4, r_half 4 and a flux of
-    1e4 sigma (peak S/N 140): 0.34 sigma on the edge, 0.19 sigma five pixels in. The benchmark's
-    K = 10 scene (sources 16 px or more from the edges) changes by 2e-3 sigma at most. The former
-    default (the PSF's whole width or half the image, plus 16 px: 64 px here) brought the edge case to
-    9e-5 of the peak, at 1.77 times the frequencies (160^2 against 120^2, the hand-written code's
-    grid) and 1.5-2 times the scene gradient's time (`benchmarks/README.md`, row b): with this one
-    the Sersic gradient takes 0.95 times the hand-written code's on the same physics.
-
-    Where the model frame reaches beyond the image, the grid is widened by as much when the scene is
-    rendered (see [`FourierGrid.reaching`][scarlet_like.astro.FourierGrid.reaching]).
-
-    **Arguments:**
-
-    - `psf_extent`: the PSF's width in pixels.
-
-    **Returns:**
-
-    The margin in pixels, before rounding the padded size up to a fast FFT length.
-    """
-    return max(int(psf_extent) // 2, SOURCE_MARGIN)
-
-
 class FourierGrid(eqx.Module):
     """The frequency grid of a pixel grid, with its PSF transform precomputed.
 
@@ -103,9 +49,8 @@ class FourierGrid(eqx.Module):
 
     - `height`, `width`: the pixel grid.
     - `psf`: its PSF.
-    - `margin`: padding in pixels against wrap-around of light across the edges (default:
-      [`default_margin`][scarlet_like.astro.default_margin], the PSF's half-width or 24 pixels,
-      whichever is larger).
+    - `margin`: padding in pixels against wrap-around of light across the edges (default: enough for
+      the PSF and 16 pixels more).
     - `boxes`: whether sources with a `box` are drawn in boxes of their own: `None` (default) where
       that is cheaper than the whole grid, `True` wherever the box is smaller than the grid, `False`
       never.
@@ -116,7 +61,6 @@ class FourierGrid(eqx.Module):
 
     height: int = eqx.field(static=True)
     width: int = eqx.field(static=True)
-    margin: int | None = eqx.field(static=True)
     padded: tuple[int, int] = eqx.field(static=True)
     aliases: tuple[tuple[int, int], ...] = eqx.field(static=True)
     psf_extent: int = eqx.field(static=True)
@@ -133,8 +77,9 @@ class FourierGrid(eqx.Module):
         self.psf = psf
         self.boxes = boxes
         self.psf_extent = psf_extent(psf)
-        self.margin = None if margin is None else int(margin)
-        margin = default_margin(self.psf_extent) if margin is None else margin
+        if margin is None:
+            # room for the PSF, and for the wings of sources near an edge not to wrap around
+            margin = max(self.psf_extent, max(height, width) // 2) + 16
         self.padded = (_padded(self.height, margin), _padded(self.width, margin))
         ky = 2 * np.pi * np.fft.fftfreq(self.padded[0])
         kx = 2 * np.pi * np.fft.rfftfreq(self.padded[1])
@@ -160,33 +105,6 @@ class FourierGrid(eqx.Module):
         return self._replaced(
             psf=psf, psf_fourier=_psf_fourier(psf, _frequencies(self.ky, self.kx, self.aliases))
         )
-
-    def reaching(self, overhang: tuple[int, int]) -> FourierGrid:
-        """This grid, padded for light from sources up to `overhang` `(rows, columns)` pixels beyond the
-        image's edges: where the model frame reaches beyond the image (a frame of several observations),
-        its sources there must not wrap their light around onto the opposite edge.
-
-        **Arguments:**
-
-        - `overhang`: how far the model frame reaches beyond the image, in the grid's pixels.
-
-        **Returns:**
-
-        A grid padded by the default margin plus the overhang; this grid itself if that is no larger,
-        or if its margin was given explicitly (then the padding is the user's call).
-        """
-        if self.margin is not None or max(overhang) <= 0:
-            return self
-        margin = default_margin(self.psf_extent)
-        padded = (_padded(self.height, margin + overhang[0]), _padded(self.width, margin + overhang[1]))
-        if padded[0] <= self.padded[0] and padded[1] <= self.padded[1]:
-            return self
-        padded = (max(padded[0], self.padded[0]), max(padded[1], self.padded[1]))
-        ky = jnp.asarray(2 * np.pi * np.fft.fftfreq(padded[0])[:, None], dtype=jnp.float32)
-        kx = jnp.asarray(2 * np.pi * np.fft.rfftfreq(padded[1])[None, :], dtype=jnp.float32)
-        # the PSF's transform on the wider grid: a constant of the program when the PSF is one
-        with jax.ensure_compile_time_eval():
-            return self._replaced(padded=padded, ky=ky, kx=kx).with_psf(self.psf)
 
     def _replaced(self, **changes: Any) -> FourierGrid:
         """A copy with some fields changed, without running `__init__` (which needs a concrete PSF)."""

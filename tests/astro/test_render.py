@@ -502,7 +502,7 @@ def test_observation_picks_its_bands_from_the_frame(single_band_images):
             None,
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="the default FFT padding covers the PSF's half-width or 24 px: the far wings of a "
+                reason="the default FFT padding covers the PSF and half the frame: the far wings of a "
                 "large n=4 profile still wrap around onto the opposite border (border pixels > 5% off, "
                 "< 1% of the total flux)",
             ),
