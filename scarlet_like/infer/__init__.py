@@ -7,6 +7,7 @@ from .batch import fit_many
 from .evidence import Evidence, bic, evidence
 from .fit_loop import FitLoop, FitResult, FitState, default_optimizer, preconditioner, run
 from .laplace import Laplace, laplace
+from .line_search import wolfe_line_search
 from .optimize import FitWarning, Starts, fit, fit_starts, fit_warnings
 from .sample import ImproperPriorWarning, Posterior, sample
 from .simulate import sample_prior
@@ -33,4 +34,5 @@ __all__ = [
     "run",
     "sample",
     "sample_prior",
+    "wolfe_line_search",
 ]

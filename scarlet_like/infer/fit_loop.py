@@ -25,6 +25,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
 from ..core import LogDensity
 from ..core.serialization import load, read_layout, save
+from .line_search import wolfe_line_search
 from .weak_types import strong
 
 __all__ = ["FitLoop", "FitResult", "FitState", "preconditioner", "run"]
@@ -189,20 +190,32 @@ def preconditioner(density: LogDensity, x: Float[Array, " n"], key: PRNGKeyArray
     parameter by about its own uncertainty. Computed exactly (one Hessian-vector product per entry) for
     up to 256 entries, else estimated from 16 random sign probes.
     """
+    return _gradient_and_scales(density, x, key)[1]
+
+
+def _gradient_and_scales(
+    density: LogDensity, x: Float[Array, " n"], key: PRNGKeyArray | None = None
+) -> tuple[Float[Array, " n"], Float[Array, " n"]]:
+    """The gradient of the negative log density at `x`, and [`preconditioner`][scarlet_like.preconditioner]'s
+    scales there: the gradient comes with the Hessian-vector products (their primal part) at no
+    extra evaluation, and no extra copy of the gradient's code in a compiled fit."""
     loss = lambda v: -density(v)  # noqa: E731
     gradient = jax.grad(loss)
 
-    def hvp(direction: Array) -> Array:
-        return jax.jvp(gradient, (x,), (direction,))[1]
+    def hvp(direction: Array) -> tuple[Array, Array]:
+        return jax.jvp(gradient, (x,), (direction,))
 
     size = x.shape[0]
     if size <= _EXACT_DIAGONAL_LIMIT:
-        diagonal = jax.lax.map(lambda e: jnp.vdot(e, hvp(e)), jnp.eye(size, dtype=x.dtype))
+        probes = jnp.eye(size, dtype=x.dtype)
+        gradients, products = jax.lax.map(hvp, probes)
+        diagonal = jnp.sum(probes * products, axis=1)
     else:
         key = jax.random.key(0) if key is None else key
         probes = jax.random.rademacher(key, (_PROBES, size), dtype=x.dtype)
-        diagonal = jnp.mean(jax.lax.map(lambda z: z * hvp(z), probes), axis=0)
-    return scales_from_curvature(diagonal).astype(x.dtype)
+        gradients, products = jax.lax.map(hvp, probes)
+        diagonal = jnp.mean(probes * products, axis=0)
+    return gradients[0], scales_from_curvature(diagonal).astype(x.dtype)
 
 
 def scales_from_curvature(diagonal: Float[Array, " n"]) -> Float[Array, " n"]:
@@ -218,12 +231,13 @@ def scales_from_curvature(diagonal: Float[Array, " n"]) -> Float[Array, " n"]:
 
 @functools.cache
 def default_optimizer() -> optax.GradientTransformationExtraArgs:
-    """L-BFGS with optax's zoom line search, one object per process.
+    """L-BFGS with a strong-Wolfe line search ([`wolfe_line_search`][scarlet_like.infer.wolfe_line_search]),
+    one object per process.
 
     The optimizer is static in the compiled loop: a new object per fit would mean a new compilation
     per fit.
     """
-    return optax.lbfgs()
+    return optax.lbfgs(linesearch=wolfe_line_search())
 
 
 @functools.lru_cache(maxsize=32)
@@ -351,8 +365,12 @@ class FitLoop(eqx.Module):
     def restart(self, state: FitState) -> FitState:
         """Start a stretch: from the best point so far, with the curvature measured there."""
         x = state.best_x
-        scales = preconditioner(self.density, x, jax.random.fold_in(state.key, state.stretch))
+        gradient, scales = _gradient_and_scales(self.density, x, jax.random.fold_in(state.key, state.stretch))
         y = jnp.zeros_like(x)
+        opt_state = self.optimizer.init(y)
+        if _keeps_value_and_grad(opt_state):
+            # the optimizer's first step reads the loss and gradient at y = 0 from its state
+            opt_state = optax.tree_utils.tree_set(opt_state, value=state.best_loss, grad=gradient * scales)
         return state._replace(
             x=x,
             loss=state.best_loss,
@@ -361,7 +379,7 @@ class FitLoop(eqx.Module):
             reference=x,
             scales=scales,
             y=y,
-            opt_state=strong(self.optimizer.init(y)),
+            opt_state=strong(opt_state),
             calm=jnp.zeros_like(state.calm),
             stalled=jnp.zeros_like(state.stalled),
             stretch_start_loss=state.best_loss,
@@ -372,15 +390,15 @@ class FitLoop(eqx.Module):
         rtol = self.rtol
         reference, scales = state.reference, state.scales
         loss_of_y = lambda y: -self.density(reference + scales * y)  # noqa: E731
+        # An optimizer that keeps the loss and gradient at its current point (L-BFGS has them from its
+        # line search, `restart` from the curvature) is not made to evaluate the density once more per
+        # step, and no copy of the density's gradient is compiled for it here.
         if _keeps_value_and_grad(state.opt_state):
-            value_and_grad = optax.value_and_grad_from_state(loss_of_y)
+            value = optax.tree_utils.tree_get(state.opt_state, "value")
+            grad = optax.tree_utils.tree_get(state.opt_state, "grad")
         else:
-            plain = jax.value_and_grad(loss_of_y)
-            value_and_grad = lambda y, state: plain(y)  # noqa: E731
-        # The optimizer's own evaluation at the current point serves as the loss (L-BFGS has it from its
-        # line search): the density is not evaluated once more per step.
+            value, grad = jax.value_and_grad(loss_of_y)(state.y)
         with jax.numpy_dtype_promotion("standard"):  # optax mixes integer counters with floats
-            value, grad = value_and_grad(state.y, state=state.opt_state)
             updates, opt_state = self.optimizer.update(
                 grad, state.opt_state, state.y, value=value, grad=grad, value_fn=loss_of_y
             )
