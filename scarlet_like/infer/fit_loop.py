@@ -124,6 +124,8 @@ class FitState(NamedTuple):
 
     - `x`, `loss`: the point the optimizer last evaluated and its loss (negative log density).
     - `best_x`, `best_loss`: the point of lowest loss evaluated so far: what the fit returns.
+    - `best_gradient`: the gradient of the loss at `best_x` in this stretch's scaled coordinates
+      (infinite before the first stretch): what the result reports, without evaluating it again.
     - `history`: `(max_steps,)` loss after each step, NaN where no step was taken (or it failed).
     - `step`: steps taken; `stretch`: stretches started; `stretch_step`: steps in this stretch.
     - `reference`, `scales`: this stretch's coordinates, `x = reference + scales * y`.
@@ -140,6 +142,7 @@ class FitState(NamedTuple):
     loss: Array
     best_x: Array
     best_loss: Array
+    best_gradient: Array
     history: Array
     step: Array
     stretch: Array
@@ -327,6 +330,7 @@ class FitLoop(eqx.Module):
             loss=loss,
             best_x=x,
             best_loss=loss,
+            best_gradient=jnp.full_like(x, jnp.inf),
             history=jnp.full((self.max_steps,), jnp.nan, dtype=x.dtype),
             step=zero,
             stretch=zero,
@@ -367,13 +371,15 @@ class FitLoop(eqx.Module):
         x = state.best_x
         gradient, scales = _gradient_and_scales(self.density, x, jax.random.fold_in(state.key, state.stretch))
         y = jnp.zeros_like(x)
+        gradient = gradient * scales
         opt_state = self.optimizer.init(y)
         if _keeps_value_and_grad(opt_state):
             # the optimizer's first step reads the loss and gradient at y = 0 from its state
-            opt_state = optax.tree_utils.tree_set(opt_state, value=state.best_loss, grad=gradient * scales)
+            opt_state = optax.tree_utils.tree_set(opt_state, value=state.best_loss, grad=gradient)
         return state._replace(
             x=x,
             loss=state.best_loss,
+            best_gradient=gradient,
             stretch=state.stretch + 1,
             stretch_step=jnp.zeros_like(state.stretch_step),
             reference=x,
@@ -427,6 +433,7 @@ class FitLoop(eqx.Module):
             loss=jnp.where(failed, state.loss, value),
             best_x=jnp.where(improved, current, state.best_x),
             best_loss=jnp.where(improved, value, state.best_loss),
+            best_gradient=jnp.where(improved, grad, state.best_gradient),
             history=state.history.at[state.step].set(jnp.where(failed, jnp.nan, value)),
             step=state.step + 1,
             stretch_step=state.stretch_step + 1,
@@ -453,7 +460,9 @@ class FitLoop(eqx.Module):
     def result(self, state: FitState) -> FitResult:
         """The [`scarlet_like.FitResult`][] of a state: the best point, and what is known about it."""
         x = state.best_x
-        gradient = jax.grad(lambda v: -self.density(v))(x)
+        # the gradient at the best point is known from the step that reached it (or the curvature's
+        # measurement there): evaluating it again would compile another copy of the density's gradient
+        gradient = state.best_gradient
         return FitResult(
             model=self.density.model(x),
             loss=state.history,
@@ -461,7 +470,7 @@ class FitLoop(eqx.Module):
             converged=state.converged,
             nonfinite=state.nonfinite,
             x=x,
-            gradient=jnp.max(jnp.abs(jnp.where(jnp.isfinite(gradient), gradient * state.scales, jnp.inf))),
+            gradient=jnp.max(jnp.abs(jnp.where(jnp.isfinite(gradient), gradient, jnp.inf))),
             at_bounds=self.density.at_bounds(x),
             interrupted=jnp.zeros((), bool),
         )

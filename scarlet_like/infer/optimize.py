@@ -185,6 +185,7 @@ def _moved(loop: FitLoop, state: FitState) -> FitState:
         loss=fresh.loss,
         best_x=fresh.best_x,
         best_loss=fresh.best_loss,
+        best_gradient=fresh.best_gradient,
         reference=fresh.reference,
         scales=fresh.scales,
         y=fresh.y,
