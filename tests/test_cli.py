@@ -125,7 +125,7 @@ def test_demo_quick_freeform_fit_is_as_good_as_scarlet2s_recipe(tmp_path, capsys
     from scarlet_like.demo import QUICK_STEPS, run
 
     result = run(steps=50, progress=False, output=tmp_path, sample=False, freeform=False)
-    # scarlet2 0.5.1's quick-start recipe on this blend: 1.331 (benchmarks/scarlet2_hsc.py); measured 1.148
+    # scarlet2 0.5.1's quick-start recipe on this blend: 1.331 (benchmarks/scarlet2_hsc.py); measured 1.133
     assert result["quick_chi2"] < 1.25 and result["quick_steps"] == QUICK_STEPS
     assert 0 < result["quick_cpu_seconds"] and 0 < result["quick_seconds"]
     record = json.loads((tmp_path / "summary.json").read_text())["quick"]

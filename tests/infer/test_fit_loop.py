@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import scarlet_like as sl
-from scarlet_like.infer.fit_loop import _keeps_value_and_grad
+from scarlet_like.infer.fit_loop import _gradient_and_scales, _keeps_value_and_grad
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "core"))
 from core_models import light_curve  # noqa: E402
@@ -236,3 +236,26 @@ def test_a_source_pushed_off_the_frame_is_reported_and_named():
         result = sl.fit(scene, observation, max_steps=300, progress=False)
     assert "sources[0]" not in str([w.message for w in caught if "off the model frame" in str(w.message)])
     assert not SMALL_FRAME.contains(sl.get_values(result.model)["sources[1].center"])
+
+
+def stablehlo_lines(function, *args):
+    return jax.jit(function).lower(*args).as_text().count("\n")
+
+
+def test_a_stretch_measures_the_curvature_by_differences_of_the_gradient():
+    # the scales a fit uses equal those of exact Hessian-vector products to a few per cent, and the
+    # program that measures them holds the gradient's code only
+    density = sl.LogDensity(light_curve(), data(), jacobian=False)
+    x = density.x0 + 0.3
+    exact = sl.preconditioner(density, x)
+    gradient, scales = _gradient_and_scales(density, x, None, exact)
+    np.testing.assert_allclose(gradient, jax.grad(lambda v: -density(v))(x), rtol=1e-5)
+    np.testing.assert_allclose(scales, exact, rtol=0.005)
+    # from unit lengths (a fit's first stretch) too, less closely
+    np.testing.assert_allclose(_gradient_and_scales(density, x, None, jnp.ones_like(x))[1], exact, rtol=0.05)
+    loop = sl.FitLoop(density)
+    restart = stablehlo_lines(loop.restart, loop.init())
+    products = stablehlo_lines(lambda v: sl.preconditioner(density, v), x)
+    plain = stablehlo_lines(jax.grad(lambda v: -density(v)), x)
+    print(f"StableHLO lines: restart {restart}, exact products {products}, gradient {plain}")
+    assert restart < products
