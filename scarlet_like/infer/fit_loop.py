@@ -202,14 +202,22 @@ def preconditioner(density: LogDensity, x: Float[Array, " n"], key: PRNGKeyArray
     def hvp(direction: Array) -> Array:
         return jax.jvp(gradient, (x,), (direction,))[1]
 
-    size = x.shape[0]
-    if size <= _EXACT_DIAGONAL_LIMIT:
-        diagonal = jax.lax.map(lambda e: jnp.vdot(e, hvp(e)), jnp.eye(size, dtype=x.dtype))
+    probes = _probes(x, key)
+    if x.shape[0] <= _EXACT_DIAGONAL_LIMIT:
+        diagonal = jax.lax.map(lambda e: jnp.vdot(e, hvp(e)), probes)
     else:
-        key = jax.random.key(0) if key is None else key
-        probes = jax.random.rademacher(key, (_PROBES, size), dtype=x.dtype)
         diagonal = jnp.mean(jax.lax.map(lambda z: z * hvp(z), probes), axis=0)
     return scales_from_curvature(diagonal).astype(x.dtype)
+
+
+def _probes(x: Float[Array, " n"], key: PRNGKeyArray | None) -> Float[Array, "probes n"]:
+    """The directions along which the curvature is measured: every unit vector for up to 256 entries,
+    else 16 random sign vectors (seeded by `key`)."""
+    size = x.shape[0]
+    if size <= _EXACT_DIAGONAL_LIMIT:
+        return jnp.eye(size, dtype=x.dtype)
+    key = jax.random.key(0) if key is None else key
+    return jax.random.rademacher(key, (_PROBES, size), dtype=x.dtype)
 
 
 def _gradient_and_scales(
@@ -239,11 +247,7 @@ def _gradient_and_scales(
     """
     gradient = jax.grad(lambda v: -density(v))
     size = x.shape[0]
-    if size <= _EXACT_DIAGONAL_LIMIT:
-        directions = jnp.eye(size, dtype=x.dtype)
-    else:
-        key = jax.random.key(0) if key is None else key
-        directions = jax.random.rademacher(key, (_PROBES, size), dtype=x.dtype)
+    directions = _probes(x, key)
 
     def measure(carry: tuple[Array, Array]) -> tuple[Array, Array]:
         _, lengths = carry

@@ -259,3 +259,18 @@ def test_a_stretch_measures_the_curvature_by_differences_of_the_gradient():
     plain = stablehlo_lines(jax.grad(lambda v: -density(v)), x)
     print(f"StableHLO lines: restart {restart}, exact products {products}, gradient {plain}")
     assert restart < products
+
+
+def test_a_result_reports_the_gradient_at_its_best_point_mid_fit():
+    # the result takes the gradient from the step that reached the best point: it must be the gradient
+    # there, in the stretch's scaled coordinates, also far from the optimum
+    density = sl.LogDensity(light_curve(), data(), jacobian=False)
+    loop = sl.FitLoop(density, max_steps=300, stretch_steps=4)
+    step = jax.jit(loop.step)
+    state = loop.init(jax.random.key(0))
+    for _ in range(6):  # into the second stretch
+        state = step(state)
+    result = loop.result(state)
+    direct = jax.grad(lambda v: -density(v))(state.best_x) * state.scales
+    assert float(result.gradient) > 1.0
+    np.testing.assert_allclose(float(result.gradient), float(jnp.max(jnp.abs(direct))), rtol=1e-4)
