@@ -83,8 +83,8 @@ def test_a_size_collapsing_to_zero_is_reported_and_named(progress):
     with sl.Scene(frame) as star:
         sl.PointSource(jnp.array([12.0, 12.0]), jnp.array([50.0]))
     # The likelihood flattens as sigma^2 near 0, so where the fit stops depends on the noise and on
-    # rounding: noise 0.05 ended at sigma 1.9e-4 on an AMD CPU and 2.2e-4 (not reported: 1e-4 of the
-    # start is 2e-4) on an Intel one; noise 0.01 ends at 6e-5.
+    # rounding: noise 0.01 ended at sigma 6e-5 on one CPU and 4.8e-4 on another (noise 0.05 at 1.9e-4,
+    # 2.2e-4 and 6.5e-4): all well below 1e-3 of the start (2e-3), where a bound is reported.
     noise = 0.01
     clean = sl.Observation(np.zeros((1, 25, 25)), psf=psf).render(star)
     observed = clean + noise * jax.random.normal(jax.random.key(2), clean.shape)
@@ -95,7 +95,7 @@ def test_a_size_collapsing_to_zero_is_reported_and_named(progress):
         result = sl.fit(blob_scene(2.0), observation, max_steps=1000, progress=progress)
     names = np.asarray(sl.LogDensity(blob_scene(2.0), observation).names)
     assert list(names[np.asarray(result.at_bounds)]) == ["sources[0].morphology.sigma"]
-    assert float(sl.get_values(result.model)["sources[0].morphology.sigma"]) < 2e-4
+    assert float(sl.get_values(result.model)["sources[0].morphology.sigma"]) < 2e-3
     # a galaxy fitted to a galaxy does not warn
     noise = 0.05
     with sl.Scene(frame) as galaxy:
