@@ -4,7 +4,7 @@ Run from the repository root:
 
     python benchmarks/bench_fit.py                 # everything (about 20 minutes on a 2-core CPU)
     python benchmarks/bench_fit.py --quick         # 8 blends, one warm round, one cold process
-    python benchmarks/bench_fit.py --only hsc      # or --only many
+    python benchmarks/bench_fit.py --only hsc      # or --only many, --only compile
 
 What is measured (see README.md in this folder):
 
@@ -23,6 +23,11 @@ What is measured (see README.md in this folder):
    variant is timed once cold (compilation included) and then in `--rounds` interleaved warm rounds,
    so that load from other processes hits all of them alike; reported: median wall time, blends per
    second, and the ratio to the loop.
+3. **Fit compile.** In fresh processes with the persistent compilation cache off: the CPU seconds that
+   the first `sl.fit` spends beyond a second, identical one (tracing, lowering and compiling every
+   program of the fit loop), against the anchor of compiling the model's own `value_and_grad` (the
+   least any gradient-based fit must compile), on the HSC scene and on one simulated blend. The ratio
+   is the fit loop's machinery (L-BFGS, line search, curvature, bookkeeping) in units of the model.
 """
 
 from __future__ import annotations
@@ -175,6 +180,32 @@ def hsc(rounds: int, cold: int) -> dict[str, Any]:
     }
 
 
+def fit_compile(problem: str) -> dict[str, Any]:
+    """CPU seconds of the fit loop's compilation and of the model gradient's (run in a fresh process
+    with the persistent cache off, by `compile_timings`)."""
+    scene, observation = hsc_problem() if problem == "hsc" else simulated_blend(0)
+    density = sl.LogDensity(scene, observation, jacobian=False)
+    start = time.process_time()
+    jax.jit(jax.value_and_grad(density)).lower(density.x0).compile()
+    gradient = time.process_time() - start
+
+    def cpu_of_fit() -> float:
+        start = time.process_time()
+        jax.block_until_ready(sl.fit(scene, observation, max_steps=MAX_STEPS, progress=False).model)
+        return time.process_time() - start
+
+    first = cpu_of_fit()
+    second = cpu_of_fit()
+    return {"gradient": gradient, "first fit": first, "second fit": second, "fit": first - second}
+
+
+def compile_timings() -> dict[str, dict[str, Any]]:
+    return {
+        problem: worker("compile", "--problem", problem, env={"SCARLET_LIKE_CACHE": "0"})
+        for problem in ("hsc", "blend")
+    }
+
+
 def many_variants(count: int, devices: int) -> dict[str, Callable[[], Any]]:
     models, observations = simulated_blends(count)
     if devices > 1:
@@ -234,7 +265,7 @@ def worker(kind: str, *arguments: str, env: dict[str, str] | None = None) -> Any
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("hsc", "many"))
+    parser.add_argument("--only", choices=("hsc", "many", "compile"))
     parser.add_argument("--blends", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="warm rounds (median reported)")
     parser.add_argument("--cold", type=int, default=3, help="fresh processes for the cold HSC fit")
@@ -242,9 +273,13 @@ def main() -> None:
     parser.add_argument("--json", help="also write the numbers to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--problem", default="hsc", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "hsc-cold":
         print(json.dumps(hsc_cold()))
+        return
+    if args.worker == "compile":
+        print(json.dumps(fit_compile(args.problem)))
         return
     if args.worker == "many":
         print(json.dumps(many_timings(args.blends, args.rounds, args.devices)))
@@ -296,6 +331,15 @@ def main() -> None:
                 f"  {name:42} {entry['cold']:9.1f} {entry['warm']:9.1f} {entry['blends per second']:9.2f} "
                 f"{loop / entry['warm']:7.2f}x {entry['converged']:>5}/{args.blends}"
             )
+    if args.only in (None, "compile"):
+        numbers = compile_timings()
+        report["compile"] = numbers
+        print("\nfit compile, CPU seconds in a fresh process without the persistent cache")
+        print(f"  {'':28} {'gradient':>9} {'fit loop':>9} {'ratio':>6}")
+        for problem, entry in numbers.items():
+            name = "HSC scene (7 sources)" if problem == "hsc" else "simulated blend (3 sources)"
+            ratio = entry["fit"] / entry["gradient"]
+            print(f"  {name:28} {entry['gradient']:9.1f} {entry['fit']:9.1f} {ratio:6.1f}")
     print(f"\nload average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     if args.json:
         with open(args.json, "w") as file:

@@ -109,11 +109,11 @@ def fit_many(
       progress bar advance.
     - `vectorize`: how many blends a device fits side by side as one vectorised (`vmap`) computation;
       it works through its share of the batch in groups of that many, one group after the other.
-      Vectorised fits run until the slowest of the group has finished, and inside them every branch
-      of the line search is evaluated (about three density evaluations per step instead of one): this
-      pays where a single fit leaves most of the device idle, as on GPUs and TPUs with small blends.
-      Default: 1 on CPUs (one blend after the other on each device), all of a device's share
-      elsewhere.
+      Vectorised fits run until the slowest of the group has finished: this pays where a single fit
+      leaves most of the device idle, as on GPUs and TPUs with small blends. Not on a CPU, where the
+      blends' gradients side by side cost as much as one after the other or more (32 small blends:
+      1.4 times, see `benchmarks/README.md`). Default: 1 on CPUs (one blend after the other on each
+      device), all of a device's share elsewhere.
     - `devices`: the devices to shard the blends over (default `jax.local_devices()`). A batch is
       padded with copies of its last blend up to a multiple of `len(devices) * vectorize`; the copies
       are dropped from the results.
