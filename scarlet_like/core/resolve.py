@@ -8,6 +8,7 @@ something else: derived values and plates, defined above it, implement it.
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -81,11 +82,13 @@ def resolve(model: PyTree) -> PyTree:
 def resolve_with(tree: PyTree, values: Mapping[str, Any]) -> PyTree:
     """`resolve` with the shared values given (`{token: value}`), as a plate passes them to its members."""
 
-    def one(key_path: Any, node: Any) -> Any:
-        if is_parameter(node):
-            return values.get(node.token, node.value)
-        if isinstance(node, Resolvable):
-            return node.resolved(values, path_to_name(key_path))
-        return node
+    # a module-level function, not a closure: see `tree._rebuild_tree`
+    return jax.tree_util.tree_map_with_path(functools.partial(_resolve_node, values), tree, is_leaf=_is_node)
 
-    return jax.tree_util.tree_map_with_path(one, tree, is_leaf=_is_node)
+
+def _resolve_node(values: Mapping[str, Any], key_path: Any, node: Any) -> Any:
+    if is_parameter(node):
+        return values.get(node.token, node.value)
+    if isinstance(node, Resolvable):
+        return node.resolved(values, path_to_name(key_path))
+    return node

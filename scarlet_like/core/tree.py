@@ -15,6 +15,7 @@ see (`blobs[:].center`, `blobs[3].center[1]`, `sources[0:4].center`) are written
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -299,24 +300,31 @@ def _descend(tree: PyTree, path: Path, plates: tuple[PlateAxis, ...]) -> tuple[l
         else:
             plan.append((start, 0, None, leaf))
 
-    def rebuild(parameters: list[Parameter]) -> PyTree:
-        leaves = [
-            leaf if inner is None else inner(parameters[start : start + count])
-            for start, count, inner, leaf in plan
-        ]
-        return jax.tree_util.tree_unflatten(treedef, leaves)
+    return spots, functools.partial(_rebuild_tree, treedef, plan)
 
-    return spots, rebuild
+
+# The rebuilds are module-level functions bound with `functools.partial` rather than closures: the
+# test suite's type-checking hook decorates a nested function anew at each call of the function
+# around it (a walk makes one per parameter), which took about a tenth of a fit test's time.
+def _rebuild_tree(
+    treedef: Any, plan: list[tuple[int, int, Rebuild | None, Any]], parameters: list[Parameter]
+) -> PyTree:
+    leaves = [
+        leaf if inner is None else inner(parameters[start : start + count])
+        for start, count, inner, leaf in plan
+    ]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def _parameter_rebuild(rebuild_prior: Rebuild | None) -> Rebuild:
-    def rebuild(parameters: list[Parameter]) -> Parameter:
-        parameter = parameters[0]
-        if rebuild_prior is not None:
-            parameter = replace(parameter, prior=rebuild_prior(parameters[1:]))
-        return parameter
+    return functools.partial(_rebuild_parameter, rebuild_prior)
 
-    return rebuild
+
+def _rebuild_parameter(rebuild_prior: Rebuild | None, parameters: list[Parameter]) -> Parameter:
+    parameter = parameters[0]
+    if rebuild_prior is not None:
+        parameter = replace(parameter, prior=rebuild_prior(parameters[1:]))
+    return parameter
 
 
 def _descend_plate(plate: Plate, path: Path, plates: tuple[PlateAxis, ...]) -> tuple[list[Spot], Rebuild]:
