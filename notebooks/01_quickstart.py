@@ -150,9 +150,10 @@ for name in (
 #
 # The chains start at the fit. Two chains of 150 warmup steps and 60 draws are enough to see the
 # shape of the posterior (with 60 warmup steps the step size is not yet adapted, and a few
-# trajectories diverge: 2-19 of 120 draws over four seeds); for numbers you publish, run four
-# chains of several hundred draws and check the diagnostics of the sampling tutorial
-# (`06_sampling_diagnostics.py`).
+# trajectories diverge: 2-19 of 120 draws over four seeds; with 150, none on one CPU we tried, and 6
+# of 120 on another, whose fit put this galaxy's Sérsic index at its upper bound, see below); for
+# numbers you publish, run four chains of several hundred draws and check the diagnostics of the
+# sampling tutorial (`06_sampling_diagnostics.py`).
 
 # %%
 others = [name for name in values if not name.startswith("sources[1].")]
@@ -179,12 +180,14 @@ print(posterior.summary())
 # image above is for.
 #
 # A corner plot shows the joint distribution of a few of the numbers, here the Sérsic index and the
-# half-light radius, which trade off against each other. This galaxy is compact: its half-light
-# radius is about half a pixel, and its Sérsic index sits close to the lower end of its allowed
-# range (0.5, a Gaussian profile). The posterior of `n` is then squeezed against that bound, and the
-# chains mix slowly along it (the largest $\hat R$ of the table). The data say little more than
-# "compact"; a point source plus a faint extended component might describe it as well. Such a
-# posterior is the place to look before trusting a number.
+# half-light radius, which trade off against each other. This galaxy is compact, and its Sérsic
+# index sits at an end of its allowed range (0.5 to 6). Which end depends on the optimum the fit
+# reached, and a fit of seven overlapping sources is sensitive enough that float rounding, which
+# differs between CPUs, can change it: on one CPU we tried, n ended near 0.5 (a Gaussian profile,
+# half-light radius about half a pixel); on another, at 6. Either way the posterior of `n` is
+# squeezed against a bound, and the chains mix slowly along it (the largest $\hat R$ of the table).
+# The data say little more than "compact"; a point source plus a faint extended component might
+# describe it as well. Such a posterior is the place to look before trusting a number.
 
 # %%
 figure = sl.plot.corner(posterior, ["sources[1].morphology.n", "sources[1].morphology.r_half"])
@@ -203,6 +206,7 @@ figure = sl.plot.corner(posterior, ["sources[1].morphology.n", "sources[1].morph
 
 # %%
 assert float(observation.goodness_of_fit(fitted)) < 2.5
-assert int(posterior.divergences.sum()) == 0
+# a few divergent draws are the short warmup's (see above); a broken sampler diverges in most
+assert int(posterior.divergences.sum()) < 0.1 * posterior.divergences.size
 assert posterior.values["sources[1].spectrum"].shape == (2, 60, 5)
 print("checks passed")
