@@ -288,7 +288,7 @@ def _descend(tree: PyTree, path: Path, plates: tuple[PlateAxis, ...]) -> tuple[l
             if leaf.prior is not None and has_parameters(leaf.prior):
                 inner, rebuild_inner = _descend(leaf.prior, here.extend([".prior"]), own)
             spots.extend(inner)
-            plan.append((start, 1 + len(inner), _parameter_rebuild(rebuild_inner), leaf))
+            plan.append((start, 1 + len(inner), functools.partial(_rebuild_parameter, rebuild_inner), leaf))
         elif isinstance(leaf, Plate):
             inner, rebuild_inner = _descend_plate(leaf, here, plates)
             spots.extend(inner)
@@ -305,7 +305,8 @@ def _descend(tree: PyTree, path: Path, plates: tuple[PlateAxis, ...]) -> tuple[l
 
 # The rebuilds are module-level functions bound with `functools.partial` rather than closures: the
 # test suite's type-checking hook decorates a nested function anew at each call of the function
-# around it (a walk makes one per parameter), which took about a tenth of a fit test's time.
+# around it (a walk made one per parameter): test_linked_sources took 63.0 s with closures, 59.9 s
+# without (51.8 s unchecked).
 def _rebuild_tree(
     treedef: Any, plan: list[tuple[int, int, Rebuild | None, Any]], parameters: list[Parameter]
 ) -> PyTree:
@@ -314,10 +315,6 @@ def _rebuild_tree(
         for start, count, inner, leaf in plan
     ]
     return jax.tree_util.tree_unflatten(treedef, leaves)
-
-
-def _parameter_rebuild(rebuild_prior: Rebuild | None) -> Rebuild:
-    return functools.partial(_rebuild_parameter, rebuild_prior)
 
 
 def _rebuild_parameter(rebuild_prior: Rebuild | None, parameters: list[Parameter]) -> Parameter:
