@@ -101,12 +101,15 @@ print("\n".join(sl.tree(scene).splitlines()[:22]))
 # The first stretch of the progress bar includes compiling the model: later fits of scenes built the
 # same way reuse the compiled code.
 #
-# We allow at most 400 steps, enough for this blend. In your own work leave `max_steps` at its
-# default (2000): the fit stops by itself when it has converged. A fit that
-# stops early, or leaves a parameter on the edge of its allowed range, says so with a `FitWarning`.
+# The fit stops by itself when it has converged (at most `max_steps`, 2000 by default). A parameter
+# that runs into the edge of its allowed range early on (a Sérsic index at 6) cannot come back by
+# itself, so a fit that converges with some there goes on once with them back at their starting
+# values and keeps the better of the two optima; on this blend that takes a few hundred more steps.
+# A fit that stops early, or still leaves a parameter on the edge of its range, says so with a
+# `FitWarning`.
 
 # %%
-result = sl.fit(scene, observation, max_steps=400)
+result = sl.fit(scene, observation)
 fitted = result.model
 print(
     f"chi^2 per pixel: {float(observation.goodness_of_fit(scene)):.1f} at the start, "
@@ -150,8 +153,8 @@ for name in (
 #
 # The chains start at the fit. Two chains of 150 warmup steps and 60 draws are enough to see the
 # shape of the posterior (with 60 warmup steps the step size is not yet adapted, and a few
-# trajectories diverge: 2-19 of 120 draws over four seeds; with 150, none on one CPU we tried, and 6
-# of 120 on another, whose fit put this galaxy's Sérsic index at its upper bound, see below); for
+# trajectories diverge: 2-19 of 120 draws over four seeds; with 150, none where the fit put this
+# galaxy's Sérsic index near 0.5, and 6 of 120 where an earlier fit had left it at 6, see below); for
 # numbers you publish, run four chains of several hundred draws and check the diagnostics of the
 # sampling tutorial (`06_sampling_diagnostics.py`).
 
@@ -181,11 +184,12 @@ print(posterior.summary())
 #
 # A corner plot shows the joint distribution of a few of the numbers, here the Sérsic index and the
 # half-light radius, which trade off against each other. This galaxy is compact, and its Sérsic
-# index sits at an end of its allowed range (0.5 to 6). Which end depends on the optimum the fit
-# reached, and a fit of seven overlapping sources is sensitive enough that float rounding, which
-# differs between CPUs, can change it: on one CPU we tried, n ended near 0.5 (a Gaussian profile,
-# half-light radius about half a pixel); on another, at 6. Either way the posterior of `n` is
-# squeezed against a bound, and the chains mix slowly along it (the largest $\hat R$ of the table).
+# index sits near the low end of its allowed range (0.5 to 6): a Gaussian profile, half-light radius
+# about 0.4 pixel. A fit of seven overlapping sources has several optima close together, and which
+# one it reaches can depend on float rounding, which differs between CPUs; before `sl.fit` released
+# parameters trapped at a bound, one CPU we tried ended with this index at 6, a worse optimum
+# (χ² 1.68). Either way the posterior of `n` is squeezed against a bound, where the chains mix
+# slowly (look at the effective sample sizes of the table).
 # The data say little more than "compact"; a point source plus a faint extended component might
 # describe it as well. Such a posterior is the place to look before trusting a number.
 

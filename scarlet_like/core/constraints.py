@@ -414,6 +414,24 @@ class Constraint(abc.ABC):
         """
         return jnp.zeros(np.shape(unconstrained), bool)
 
+    def flat_at_bound(self, unconstrained: NumbersLike) -> jax.Array:
+        """Which unconstrained entries sit where the map has flattened out against a bound, so that
+        a gradient through it vanishes (in float32, at a Sersic index of 6 from an interval's
+        logistic map, exactly): a fit cannot bring them back, whatever the rest of the model does.
+
+        **Arguments:**
+
+        - `unconstrained`: where a fit stands.
+
+        **Returns:**
+
+        A boolean array of the unconstrained shape: the two-sided bounds of
+        [`at_bound`][scarlet_like.constraints.Constraint.at_bound] (an interval's ends, a disk's
+        rim). A one-sided bound's map (`exp`) keeps the gradient in proportion to the distance, and
+        the fit's curvature scaling undoes that: such bounds are not flat. The base class: all False.
+        """
+        return jnp.zeros(np.shape(unconstrained), bool)
+
 
 class _NumpyroBacked(Constraint):
     """A constraint whose maps are those of a numpyro transform, built on demand.
@@ -512,19 +530,25 @@ class _Elementwise(_NumpyroBacked):
         lower, upper = self._bounds()
         value = self.forward(unconstrained)
         dtype, shape = value.dtype, value.shape
-        near = jnp.zeros(value.shape, bool)
         if lower is not None and upper is not None:
-            width = upper.to_jax(dtype, shape) - lower.to_jax(dtype, shape)
-            near = (value - lower.to_jax(dtype, shape) < _TWO_SIDED * width) | (
-                upper.to_jax(dtype, shape) - value < _TWO_SIDED * width
-            )
-        elif lower is not None:
+            return self.flat_at_bound(unconstrained)
+        if lower is not None:
             origin = self.forward(start) - lower.to_jax(dtype, shape)
-            near = value - lower.to_jax(dtype, shape) < _ONE_SIDED * origin
-        elif upper is not None:
+            return value - lower.to_jax(dtype, shape) < _ONE_SIDED * origin
+        if upper is not None:
             origin = upper.to_jax(dtype, shape) - self.forward(start)
-            near = upper.to_jax(dtype, shape) - value < _ONE_SIDED * origin
-        return near
+            return upper.to_jax(dtype, shape) - value < _ONE_SIDED * origin
+        return jnp.zeros(value.shape, bool)
+
+    def flat_at_bound(self, unconstrained: NumbersLike) -> jax.Array:
+        lower, upper = self._bounds()
+        value = self.forward(unconstrained)
+        dtype, shape = value.dtype, value.shape
+        if lower is None or upper is None:
+            return jnp.zeros(value.shape, bool)
+        low, high = lower.to_jax(dtype, shape), upper.to_jax(dtype, shape)
+        width = high - low
+        return (value - low < _TWO_SIDED * width) | (high - value < _TWO_SIDED * width)
 
     def check(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
@@ -698,6 +722,9 @@ class UnitDisk(_NumpyroBacked):
         return jnp.all(jnp.isfinite(constrained)) & jnp.all(unit_disk_support(self._scaled(constrained)))
 
     def at_bound(self, unconstrained: NumbersLike, start: NumbersLike) -> jax.Array:
+        return self.flat_at_bound(unconstrained)
+
+    def flat_at_bound(self, unconstrained: NumbersLike) -> jax.Array:
         radius = jnp.linalg.norm(self._scaled(self.forward(unconstrained)), axis=-1, keepdims=True)
         return jnp.broadcast_to(radius > 1.0 - _TWO_SIDED, np.shape(unconstrained))
 

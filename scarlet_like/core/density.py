@@ -175,7 +175,18 @@ class LogDensity(eqx.Module):
         """Which entries of `x` have run to a bound of their parameter's constraint, measured from
         `x0` (see [`scarlet_like.constraints.Constraint.at_bound`][]): one flag per entry. Entries
         whose prior expects values at a bound (`Prior.expects_values_at_bound`) are never flagged."""
-        free, start = self.unravel.free(x), self.unravel.free(self.x0)
+        start = self.unravel.free(self.x0)
+        return self._flags(x, lambda constraint, name, value: constraint.at_bound(value, start[name]))
+
+    def flat_at_bounds(self, x: Float[Array, " n"]) -> Bool[Array, " n"]:
+        """Which entries of `x` sit where their constraint's map has flattened against a bound (see
+        [`scarlet_like.constraints.Constraint.flat_at_bound`][]), so that no gradient brings them
+        back: one flag per entry, never for entries whose prior expects values at a bound."""
+        return self._flags(x, lambda constraint, name, value: constraint.flat_at_bound(value))
+
+    def _flags(self, x: Float[Array, " n"], flag: Any) -> Bool[Array, " n"]:
+        """`flag(constraint, name, unconstrained value)` of each free parameter, flattened as `x`."""
+        free = self.unravel.free(x)
         constraints = self._constraints()
         expected = {
             group.name
@@ -185,7 +196,7 @@ class LogDensity(eqx.Module):
         flags = [
             jnp.zeros(free[name].size, bool)
             if name in expected
-            else constraints[name].at_bound(free[name], start[name]).reshape(-1)
+            else flag(constraints[name], name, free[name]).reshape(-1)
             for name in self.unravel.names
         ]
         return jnp.concatenate(flags) if flags else jnp.zeros((0,), bool)

@@ -125,6 +125,51 @@ def test_bounds_of_intervals_and_the_unit_disk():
         positive.at_bound(positive.inverse(jnp.array([1e-5, 0.01])), start), [True, False]
     )
     assert interval.bounded and disk.bounded and not positive.bounded and not sl.constraints.real().bounded
+    # the two-sided bounds are where the maps flatten out; a positive value's exp map does not
+    np.testing.assert_array_equal(
+        interval.flat_at_bound(interval.inverse(values)), [True, False, False, True]
+    )
+    np.testing.assert_array_equal(disk.flat_at_bound(disk.inverse(g)), [[False] * 2, [True] * 2])
+    assert not jnp.any(positive.flat_at_bound(positive.inverse(jnp.array([1e-30, 2.0]))))
+
+
+def trapped_model_and_likelihood():
+    """`b` in (0, 1) is pulled hard towards 1 while `a` is near its start and towards 0.3 once `a` has
+    moved: the fit's first steps overshoot `b` into its lower bound, where its logistic map is flat."""
+    model = {
+        "a": sl.Parameter(jnp.array(0.0)),
+        "b": sl.Parameter(jnp.array(0.5), constraint=sl.constraints.interval(0.0, 1.0)),
+    }
+
+    def log_likelihood(values, xp=jnp):
+        a, b = values["a"], values["b"]
+        return -(1e9 * xp.exp(-5 * a) * (b - 1) ** 2 + 10 * (b - 0.3) ** 2 + (a - 3) ** 2)
+
+    return model, log_likelihood
+
+
+def test_entries_trapped_at_a_flat_bound_are_released_and_the_fit_reaches_the_optimum():
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    model, log_likelihood = trapped_model_and_likelihood()
+    loop = sl.FitLoop(sl.LogDensity(model, log_likelihood, jacobian=False), max_steps=500)
+    state = sl.infer.run(loop.restart, loop.advance, loop.can_step, loop.stretch_over, loop.init(), 500)
+    # the first run converged with b at its bound (u far below -100): b was sent back to its start once
+    np.testing.assert_array_equal(state.released, [False, True])
+    assert float(state.kept_loss) > float(state.best_loss) + 1.0
+    result = sl.fit(model, log_likelihood, progress=False)
+    assert bool(result.converged) and not np.any(np.asarray(result.at_bounds))
+    # the optimum, in float64 from many starts
+    negative = lambda p: -log_likelihood({"a": p[0], "b": p[1]}, xp=np)  # noqa: E731
+    optimum = min(
+        (
+            scipy_optimize.minimize(negative, [a, b], bounds=[(-5, 10), (0, 1)], method="L-BFGS-B")
+            for a in np.linspace(0, 6, 7)
+            for b in (0.1, 0.5, 0.9)
+        ),
+        key=lambda found: found.fun,
+    )
+    values = sl.get_values(result.model)
+    np.testing.assert_allclose([values["['a']"], values["['b']"]], optimum.x, atol=1e-3)
 
 
 @pytest.mark.parametrize("progress", [False, True])
@@ -248,15 +293,19 @@ def test_a_stretch_measures_the_curvature_by_differences_of_the_gradient():
     density = sl.LogDensity(light_curve(), data(), jacobian=False)
     x = density.x0 + 0.3
     exact = sl.preconditioner(density, x)
-    gradient, scales = _gradient_and_scales(density, x, None, exact)
+    value, gradient, scales = _gradient_and_scales(density, x, None, exact)
+    np.testing.assert_allclose(value, -density(x), rtol=1e-6)
     np.testing.assert_allclose(gradient, jax.grad(lambda v: -density(v))(x), rtol=1e-5)
     np.testing.assert_allclose(scales, exact, rtol=0.005)
     # from unit lengths (a fit's first stretch) too, less closely
-    np.testing.assert_allclose(_gradient_and_scales(density, x, None, jnp.ones_like(x))[1], exact, rtol=0.05)
+    np.testing.assert_allclose(_gradient_and_scales(density, x, None, jnp.ones_like(x))[2], exact, rtol=0.05)
+    # the program of a stretch's start, on a scene (where the model's code, not the loop's, is most of it)
+    scene = blob_scene(1.0)
+    density = sl.LogDensity(scene, observed_galaxy_at([12.0, 12.0]), jacobian=False)
     loop = sl.FitLoop(density)
     restart = stablehlo_lines(loop.restart, loop.init())
-    products = stablehlo_lines(lambda v: sl.preconditioner(density, v), x)
-    plain = stablehlo_lines(jax.grad(lambda v: -density(v)), x)
+    products = stablehlo_lines(lambda v: sl.preconditioner(density, v), density.x0)
+    plain = stablehlo_lines(jax.grad(lambda v: -density(v)), density.x0)
     print(f"StableHLO lines: restart {restart}, exact products {products}, gradient {plain}")
     assert restart < products
 
