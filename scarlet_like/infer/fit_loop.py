@@ -141,7 +141,8 @@ class FitState(NamedTuple):
     - `done`, `converged`, `nonfinite`: finished; by convergence; the entries that turned non-finite.
     - `key`: for the preconditioner's random probes on large models.
     - `start_x`: where the fit started: where entries trapped at a bound go back to.
-    - `released`: the entries sent back to their start once already (each is, at most once).
+    - `released`: the entries sent back to their start once already (each is, at most once), and
+      those at a bound from the start.
     - `release`: the entries the next stretch sends back to their start, starting a new run (see
       [`FitLoop.advance`][scarlet_like.FitLoop.advance]).
     - `kept_x`, `kept_loss`, `kept_gradient`: the converged optimum of the runs before this one
@@ -412,7 +413,8 @@ class FitLoop(eqx.Module):
             nonfinite=jnp.zeros(x.shape, bool),
             key=key,
             start_x=x,
-            released=jnp.zeros(x.shape, bool),
+            # an entry at a bound from the start has nowhere to go back to
+            released=self.density.flat_at_bounds(x),
             release=jnp.zeros(x.shape, bool),
             kept_x=x,
             kept_loss=jnp.asarray(jnp.inf, loss.dtype),
@@ -526,11 +528,7 @@ class FitLoop(eqx.Module):
         # whichever optimum is lower. On the bundled HSC blend (one Sersic profile per galaxy, AMD EPYC)
         # `sl.fit` went from chi^2 1.682 in 397 steps, three Sersic indices and two ellipticities at
         # bounds, to 1.601 in 965. One-sided bounds are no such trap: see `Constraint.flat_at_bound`.
-        trapped = (
-            self.density.flat_at_bounds(best_x)
-            & ~self.density.flat_at_bounds(state.start_x)
-            & ~state.released
-        )
+        trapped = self.density.flat_at_bounds(best_x) & ~state.released
         release = (
             converged_now
             & jnp.any(trapped)
