@@ -66,10 +66,11 @@ def test_sampling_page():
 def test_fitting_page():
     ns = run_page("fitting.md")
     sl, obs = ns["sl"], ns["obs"]
-    # the HSC fit of the first block: chi^2 per pixel "about 1.56" on the page; the path is chaotic
-    # (float rounding differs by CPU) and other CPUs end at 1.53-1.69
-    first_fit = sl.fit(ns["scene"], obs, max_steps=1000, progress=False)
-    assert float(obs.goodness_of_fit(first_fit.model)) < 1.75
+    # the HSC fit of the first block: chi^2 per pixel "about 1.6" on the page. The path is chaotic
+    # (float rounding differs by CPU): before fits released entries trapped at bounds, CPUs ended at
+    # 1.53-1.69; with the release, 1.601 on an AMD EPYC (1.682 there without)
+    first_fit = sl.fit(ns["scene"], obs, progress=False)
+    assert float(obs.goodness_of_fit(first_fit.model)) < 1.65
     # the loop stepped by hand is a fit: it runs within its steps and ends below its start
     by_hand = ns["by_hand"]
     assert 0 < int(by_hand.steps) <= 200
