@@ -31,7 +31,7 @@ __all__ = ["FitWarning", "Starts", "fit", "fit_starts", "fit_warnings"]
 
 # A converged fit whose chi^2 per data value is above this is reported: the model (or the optimum it
 # found) does not describe the data. Real blends fitted well give 1.0 to 1.7 (the bundled HSC blend:
-# 1.2 with bulge + disk sources chosen by BIC, 1.56 with one Sersic profile each).
+# 1.2 with bulge + disk sources chosen by BIC, 1.56-1.60 with one Sersic profile each).
 _CHI2_FAR_ABOVE = 2.0
 
 
