@@ -66,7 +66,9 @@ def observation(psf: sl.PSF, boxes, margin=None, size=SIZE) -> sl.Observation:
     return sl.Observation(np.zeros((2, size, size)), psf=psf, channels="gr", boxes=boxes, margin=margin)
 
 
-@pytest.mark.parametrize("psf_kind", ["gaussian", pytest.param("moffat", marks=pytest.mark.slow)])
+# slow tier: test_gradients_in_boxes_equal_those_on_the_whole_frame checks boxes against the whole frame
+@pytest.mark.slow
+@pytest.mark.parametrize("psf_kind", ["gaussian", "moffat"])
 def test_boxes_equal_the_whole_frame(psf_kind):
     psf = psf_of(psf_kind)
     boxed = observation(psf, boxes=True)

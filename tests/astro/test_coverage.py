@@ -174,6 +174,7 @@ def test_bad_coverage_is_named(unchecked):
             sl.Frame.from_observations(observation("one", (10, 10), 0.2), coverage="overlap")
 
 
+@pytest.mark.slow
 def test_default_channel_names_are_positions_within_one_camera_only():
     def unnamed(name, channels=1, shape=(20, 24), **placement):
         wcs = placement.pop("wcs", None)

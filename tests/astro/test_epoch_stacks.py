@@ -221,6 +221,7 @@ def test_jitted_density_over_three_and_eight_epochs_compiles_one_render(caplog):
         np.testing.assert_allclose(value, value_at(alone, alone.x0), rtol=2e-6)
 
 
+@pytest.mark.slow
 def test_many_epochs_go_in_chunks_of_equal_size(monkeypatch):
     """Past `EPOCH_CHUNK_BYTES`, the stack is evaluated in equal chunks (the last filled up with epochs
     of weight zero): the same value, one render in the program."""

@@ -256,6 +256,7 @@ def test_hsc_blend_free_form_sources_keep_to_their_own_light():
     assert np.all(np.linalg.norm(centers - data.centers, axis=1) <= 4.0 + 1e-3)
 
 
+@pytest.mark.slow
 def test_docs_example_runs(docs_section):
     # tests/test_docs.py does not run docs/astro.md (its examples include long fits): run this section's
     header = "import scarlet_like as sl\ndata = sl.datasets.hsc_cosmos()\nobs = data.observation()\n"

@@ -200,7 +200,7 @@ def check(case):
     TRIED["finite"] += 1
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(inputs())
 def test_fuzzed_scene_errors_name_the_culprit_or_density_is_finite(case):
     check(case)

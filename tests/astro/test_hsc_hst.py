@@ -65,6 +65,7 @@ def test_the_dataset(data):
     assert "scarlet" in data.attribution
 
 
+@pytest.mark.slow
 def test_a_point_source_lands_on_the_same_sky_in_both(data, observations):
     """Through the real WCSs, a point source renders where the sky position is, on both grids."""
     hst, hsc = observations

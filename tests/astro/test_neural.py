@@ -137,6 +137,7 @@ def test_trained_flow_round_trips_through_save_and_load(tmp_path):
     np.testing.assert_allclose(again.log_prob(image), original.log_prob(image), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_train_prior_command_writes_a_loadable_flow(tmp_path, capsys):
     output = tmp_path / "tiny.eqx"
     args = ["train-prior", "--output", str(output), "--images", "64", "--steps", "2", "--batch", "16"]
@@ -146,6 +147,7 @@ def test_train_prior_command_writes_a_loadable_flow(tmp_path, capsys):
     assert config.side == 7 and np.isfinite(float(flow.log_prob(jnp.zeros(49))))
 
 
+@pytest.mark.slow
 def test_docs_example_runs(docs_section):
     header = (
         "import scarlet_like as sl\ndata = sl.datasets.hsc_cosmos()\nobs = data.observation()\n"

@@ -340,6 +340,7 @@ def _derivatives_with_n_or_k_held_fixed(ky, kx, batched: bool) -> list:
     return [derivative(f)(x) for f in (by_size, by_index) for derivative in (jax.grad, jax.hessian)]
 
 
+@pytest.mark.slow
 def test_scalar_n_path_with_n_or_k_held_fixed():
     """The JVP rule skips the n derivative when n has no tangent (and the k one when only n moves)."""
     ky, kx = _frequencies_across_the_table(9)
@@ -352,6 +353,7 @@ def test_scalar_n_path_with_n_or_k_held_fixed():
         )
 
 
+@pytest.mark.slow
 def test_sersic_spline_jvp_matches_finite_differences():
     """The custom JVP of the per-source spline, and the second derivatives through it (float64)."""
     rng = np.random.default_rng(10)

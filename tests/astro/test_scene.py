@@ -307,6 +307,7 @@ def test_scene_gradient_program_does_not_grow_with_sources():
     assert gradient_lines(10 * chunk) == gradient_lines(3 * chunk)
 
 
+@pytest.mark.slow
 def test_sources_short_of_a_whole_chunk_add_no_second_copy_of_their_code():
     chunk = sources_per_chunk(sersic_scene(1)[1])
     # one and chunk - 1 sources past whole chunks fill their last chunk up with blank ones (a few lines

@@ -122,6 +122,7 @@ def test_a_shift_moves_what_the_observation_sees():
     np.testing.assert_allclose(night.render(truth({"n": shift}, large, box=16)), expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_stacked_nights_with_shifts_give_their_own_sum(nights):
     class OneByOne(eqx.Module):
         observations: tuple
@@ -144,6 +145,7 @@ def test_stacked_nights_with_shifts_give_their_own_sum(nights):
     assert ffts(stacked, x) == 2 and ffts(alone, x) == 4
 
 
+@pytest.mark.slow
 def test_fitting_shifted_nights_again_compiles_the_fit_once(caplog):
     """A second fit on new data of the same shapes runs in the program compiled for the first."""
     frame = sl.Frame((1, 15, 15), channels=("r",))
@@ -296,6 +298,7 @@ def test_a_prior_in_arcsec_becomes_one_in_the_frames_pixels():
     assert scene.rebox().shifts["hst"].token == shift.token
 
 
+@pytest.mark.slow
 def test_docs_example_runs(docs_section):
     header = (
         "import jax\nimport jax.numpy as jnp\nimport numpyro.distributions as nd\nimport scarlet_like as sl\n"

@@ -254,6 +254,7 @@ def test_posterior_sky_uncertainty_agrees_with_laplace():
     assert from_draws.center.separation(from_laplace.center) < 0.5 * from_laplace.dec
 
 
+@pytest.mark.slow
 def test_docs_example_runs(docs_section):
     # docs/astro.md, "Positions on the sky" (tests/test_docs.py does not run that page)
     header = (

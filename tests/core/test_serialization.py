@@ -235,6 +235,7 @@ def test_a_model_saved_by_one_process_loads_in_another(tmp_path):
     assert _with_hash_seed(1, "load", path) == "[0.5, 1.5] [2.0] 1"
 
 
+@pytest.mark.slow
 def test_a_model_pickled_by_one_process_unpickles_in_another(tmp_path):
     # how Dask and multiprocessing ship a model to a worker; a pickled treedef unflattens numpyro's
     # fields in the unpickling process's order, which swapped loc and scale (and the aux fields)

@@ -203,6 +203,7 @@ def test_sharded_over_four_devices_equals_fits_one_at_a_time(sharded_run, one_by
             np.testing.assert_array_equal(sharded, np.asarray(value), err_msg=name)
 
 
+@pytest.mark.slow
 def test_vectorised_groups_of_any_model():
     """Any model, not only scenes; 5 blends fitted side by side in groups of 3 (`vmap`), the last group
     padded."""

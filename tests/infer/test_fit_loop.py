@@ -74,7 +74,7 @@ def blob_scene(sigma):
     return scene
 
 
-@pytest.mark.parametrize("progress", [True, False])
+@pytest.mark.parametrize("progress", [pytest.param(True, marks=pytest.mark.slow), False])
 def test_a_size_collapsing_to_zero_is_reported_and_named(progress):
     # the data hold a star (a PSF); a Gaussian galaxy fitted to it shrinks towards sigma = 0: the
     # optimizer converges there in unconstrained space, and the result says the size is at its bound
@@ -172,7 +172,7 @@ def test_entries_trapped_at_a_flat_bound_are_released_and_the_fit_reaches_the_op
     np.testing.assert_allclose([values["['a']"], values["['b']"]], optimum.x, atol=1e-3)
 
 
-@pytest.mark.parametrize("progress", [False, True])
+@pytest.mark.parametrize("progress", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_running_out_of_steps_far_from_the_optimum_warns_and_a_missing_source_shows_in_chi2(progress):
     psf = sl.GaussianPSF(1.2)
     frame = sl.Frame((1, 25, 25), psf=sl.GaussianPSF(0.7))

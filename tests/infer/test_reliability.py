@@ -204,6 +204,7 @@ def test_sample_interrupted_during_warmup_raises_again(monkeypatch):
         sample_light_curve(num_warmup=20, num_chains=2, progress=False)
 
 
+@pytest.mark.slow
 def test_interrupted_posterior_keeps_its_flag_when_saved(tmp_path, monkeypatch):
     interrupt_after(monkeypatch, SAMPLER, "_advance", calls=3)
     with pytest.warns(RuntimeWarning, match="interrupted"):
@@ -266,6 +267,7 @@ def test_laplace_interrupted_while_fitting_the_mode_raises_again(monkeypatch):
             sl.laplace(adapting, Data(simulated()))
 
 
+@pytest.mark.slow
 def test_fit_starts_interrupted_returns_the_best_of_the_starts_fitted(monkeypatch):
     # with a bar on a CPU, the starts are fitted one per compiled call: interrupted after two
     interrupt_after(monkeypatch, "scarlet_like.infer.batch", "_fit_batch", calls=2)
