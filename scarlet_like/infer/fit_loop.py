@@ -474,7 +474,8 @@ class FitLoop(eqx.Module):
             stretch=state.stretch + 1,
             stretch_step=jnp.zeros_like(state.stretch_step),
             reference=x,
-            scales=scales,
+            # (a start given up keeps the scales before it: the next stretch measures from them)
+            scales=jnp.where(given_up, state.scales, scales),
             y=y,
             opt_state=strong(opt_state),
             calm=jnp.zeros_like(state.calm),

@@ -172,6 +172,24 @@ def test_entries_trapped_at_a_flat_bound_are_released_and_the_fit_reaches_the_op
     np.testing.assert_allclose([values["['a']"], values["['b']"]], optimum.x, atol=1e-3)
 
 
+def test_a_released_start_where_the_density_is_not_finite_is_given_up():
+    # the same trap, with the log density NaN where b is back at its start once a has moved: the fit
+    # gives that start up and returns the optimum it had, converged, with nothing flagged non-finite
+    model, trapped = trapped_model_and_likelihood()
+
+    def log_likelihood(values):
+        hole = (jnp.abs(values["b"] - 0.5) < 0.05) & (values["a"] > 2.0)
+        return jnp.where(hole, jnp.nan, trapped(values))
+
+    loop = sl.FitLoop(sl.LogDensity(model, log_likelihood, jacobian=False), max_steps=500)
+    state = sl.infer.run(loop.restart, loop.advance, loop.can_step, loop.stretch_over, loop.init(), 500)
+    assert bool(state.released[1]) and np.all(np.isfinite(np.asarray(state.scales)))
+    result = loop.result(state)
+    assert bool(result.converged) and not np.any(np.asarray(result.nonfinite))
+    assert np.isfinite(float(log_likelihood(sl.resolve(result.model))))
+    np.testing.assert_array_equal(result.at_bounds, [False, True])
+
+
 @pytest.mark.parametrize("progress", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_running_out_of_steps_far_from_the_optimum_warns_and_a_missing_source_shows_in_chi2(progress):
     psf = sl.GaussianPSF(1.2)
