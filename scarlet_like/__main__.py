@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog=_demo_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("--steps", type=int, default=1000, help="the most optimizer steps (default 1000)")
+    demo.add_argument("--steps", type=int, default=2000, help="the most optimizer steps (default 2000)")
     demo.add_argument(
         "--output",
         default="scarlet_like-demo",

@@ -253,7 +253,7 @@ def shown_galaxy(scene: sl.Scene, held: list[str]) -> tuple[int, list[str]]:
 
 
 def run(
-    steps: int = 1000,
+    steps: int = 2000,
     progress: bool = True,
     output: str | Path | None = "scarlet_like-demo",
     report: bool = True,
