@@ -528,10 +528,10 @@ class _Elementwise(_NumpyroBacked):
 
     def at_bound(self, unconstrained: NumbersLike, start: NumbersLike) -> jax.Array:
         lower, upper = self._bounds()
-        value = self.forward(unconstrained)
-        dtype, shape = value.dtype, value.shape
         if lower is not None and upper is not None:
             return self.flat_at_bound(unconstrained)
+        value = self.forward(unconstrained)
+        dtype, shape = value.dtype, value.shape
         if lower is not None:
             origin = self.forward(start) - lower.to_jax(dtype, shape)
             return value - lower.to_jax(dtype, shape) < _ONE_SIDED * origin
