@@ -539,11 +539,10 @@ def _frame_position(frame: Frame, position: Any, who: str) -> np.ndarray:
 
 
 def _is_sky_coordinate(value: Any) -> bool:
-    try:
-        from astropy.coordinates import SkyCoord
-    except ImportError:  # pragma: no cover - astropy is a dependency
-        return False
-    return isinstance(value, SkyCoord)
+    # Importing astropy.coordinates takes about a second of CPU; a process that has not imported it
+    # holds no SkyCoord, and a plain position should not pay for the import.
+    coordinates = sys.modules.get("astropy.coordinates")
+    return coordinates is not None and isinstance(value, coordinates.SkyCoord)
 
 
 def _sky_jacobian(frame: Frame, center: np.ndarray) -> np.ndarray:

@@ -275,17 +275,18 @@ class Observation(eqx.Module):
         self._check_time(scene)
         mapping = self.to_pixels(frame)
         shift = _shift(scene, self.name)
-        if shift is None:
-            return render(scene.sources, self.grid, self.channel_index(frame), mapping, time=self.time)
         matrix = np.eye(2) if mapping is None else mapping[0]
-        return render(
-            scene.sources,
-            self.grid,
-            self.channel_index(frame),
-            mapping,
-            time=self.time,
-            translation=_moved(matrix, shift),
-        )
+        translation = None if shift is None else _moved(matrix, shift)
+        channels = tuple(int(c) for c in self.channel_index(frame))
+        if _concrete((scene.sources, self.grid, self.time, translation)):
+            # Outside any transformation: one compiled program per scene structure, not op by op. Op by
+            # op, a render dispatched some 35 small programs, each traced and lowered again in every
+            # fresh process (and looked up in the persistent cache by its lowered text).
+            plan = render_plan(scene.sources, self.grid, matrix)
+            return _compiled_render(
+                scene.sources, self.grid, channels, mapping, self.time, plan=plan, translation=translation
+            )
+        return render(scene.sources, self.grid, channels, mapping, time=self.time, translation=translation)
 
     def log_likelihood(self, scene: Any) -> Float[Array, ""]:
         """Gaussian log-likelihood of the data given the scene (masked pixels excluded)."""
@@ -422,6 +423,14 @@ def _gaussian_log_likelihood(data: Array, weights: Array, log_normalisation: Arr
 
 def _sum(values: Sequence[Array]) -> Array:
     return sum(values[1:], start=values[0])
+
+
+def _concrete(tree: Any) -> bool:
+    """Whether no leaf of `tree` is being traced (the call is not inside a transformation)."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+_compiled_render = eqx.filter_jit(render)
 
 
 def _shift(scene: Any, name: str) -> Array | None:

@@ -1,5 +1,8 @@
 """sl.simulate: mock data from a scene, a PSF and a noise level, with no observation to start from."""
 
+import logging
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,6 +38,23 @@ def test_simulated_data_are_the_rendered_scene_plus_noise_of_the_asked_sigma():
     # and a key gives its own noise, the same each time
     again = sl.simulate(scene, jax.random.key(0), psf=psf, noise=jnp.array([0.5, 2.0]))
     np.testing.assert_array_equal(obs.data, again.data)
+
+
+def test_a_render_outside_jit_is_one_program_compiled_once_per_scene_structure(caplog):
+    scene = sl.resolve(truth(channels=("g", "r", "i")))  # three channels: shapes no other test renders
+    obs = sl.Observation(np.zeros((3, 40, 36)), psf=sl.GaussianPSF(1.1), channels=("g", "r", "i"))
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        image = obs.render(scene)
+    compiled = [r.getMessage().split()[1] for r in caplog.records if "Compiling" in r.getMessage()]
+    assert compiled == ["jit(render)"], compiled
+    # the same image as the render traced inside the user's jit
+    traced = eqx.filter_jit(lambda obs, scene: obs.render(scene))(obs, scene)
+    np.testing.assert_allclose(image, traced, rtol=1e-6, atol=1e-6 * float(jnp.max(image)))
+    moved = eqx.tree_at(lambda s: s.sources[0].center, scene, jnp.array([18.0, 15.0]))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        obs.render(moved)
+    assert [r for r in caplog.records if "Compiling" in r.getMessage()] == []
 
 
 def test_masked_pixels_are_ignored_and_carry_no_data():

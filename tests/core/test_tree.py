@@ -1,3 +1,5 @@
+import logging
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -85,6 +87,32 @@ def test_unravel_is_traced_once():
     for shift in range(5):
         total(x + 0.01 * shift)
     assert len(traces) == 1
+
+
+def test_ravel_and_unravel_outside_jit_run_one_program_each_with_the_traced_values(caplog):
+    # shapes no other test uses: every program this model needs is new to the process
+    model = Pair(
+        first=sl.Parameter(jnp.full((7, 3), 2.0), constraint=sl.constraints.positive()),
+        second=Pair(
+            first=sl.Parameter(jnp.linspace(0.6, 5.0, 11), constraint=sl.constraints.interval(0.5, 6.0)),
+            second=sl.Parameter(jnp.full((5, 2), 0.1), constraint=sl.constraints.unit_disk()),
+        ),
+    )
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        x, unravel = sl.ravel(model)
+    moved = x + 0.25
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        back = unravel(moved)
+    compiled = [r.getMessage().split()[1] for r in caplog.records if "Compiling" in r.getMessage()]
+    # one program for the inverse maps and one for the forward maps, not a few per parameter
+    assert compiled == ["jit(_compiled_maps)"] * 2, compiled
+    traced_x = jax.jit(lambda model: sl.ravel(model)[0])(model)
+    np.testing.assert_array_equal(x, traced_x)
+    traced_back = jax.jit(unravel)(moved)
+    for eager, traced in zip(
+        jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(traced_back), strict=True
+    ):
+        np.testing.assert_array_equal(eager, traced)
 
 
 def test_get_and_set_values_round_trip():
