@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from ..core.tree import resolve
+from ..core.tree import any_traced, resolve
 from .frame import Frame, FrameError, _pixel_scale
 from .psf import PSF, psf_extent
 from .render import FourierGrid, RenderPlan, common_grid, render, render_plan
@@ -278,7 +278,7 @@ class Observation(eqx.Module):
         matrix = np.eye(2) if mapping is None else mapping[0]
         translation = None if shift is None else _moved(matrix, shift)
         channels = tuple(int(c) for c in self.channel_index(frame))
-        if _concrete((scene.sources, self.grid, self.time, translation)):
+        if not any_traced((scene.sources, self.grid, self.time, translation)):
             # Outside any transformation: one compiled program per scene structure, not op by op. Op by
             # op, a render dispatched some 35 small programs, each traced and lowered again in every
             # fresh process (and looked up in the persistent cache by its lowered text).
@@ -423,11 +423,6 @@ def _gaussian_log_likelihood(data: Array, weights: Array, log_normalisation: Arr
 
 def _sum(values: Sequence[Array]) -> Array:
     return sum(values[1:], start=values[0])
-
-
-def _concrete(tree: Any) -> bool:
-    """Whether no leaf of `tree` is being traced (the call is not inside a transformation)."""
-    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 _compiled_render = eqx.filter_jit(render)

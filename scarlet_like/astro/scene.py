@@ -22,7 +22,7 @@ from ..core.derived import DerivedError
 from ..core.module import Module, keep_parameters
 from ..core.parameter import Parameter, ParameterError, converting, deferred_checks, is_parameter
 from ..core.resolve import Resolvable, resolve
-from ..core.tree import walk
+from ..core.tree import any_traced, walk
 from .frame import Frame, FrameError, _frame_position, _sky_parameter_input
 from .morphology import Morphology, PointMorphology, _as_parameter
 from .render import render
@@ -111,7 +111,7 @@ def _current_value(node: Any, who: str, place: str) -> np.ndarray | None:
             f"{who}: {place} cannot be computed from the current values of its inputs ({error}); give "
             "its inputs starting values its function accepts"
         ) from error
-    if value is None or any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(value)):
+    if value is None or any_traced(value):
         return None
     return np.asarray(value)
 
@@ -231,7 +231,7 @@ def _automatic_box(morphology: Morphology, frame: Frame, who: str = "source") ->
             f"{who}: box='auto' sizes the box from the morphology's current extent, which cannot be "
             f"computed ({error}); give the box explicitly (box=<pixels>, or box=None for the whole frame)"
         ) from error
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(values)):
+    if any_traced(values):
         return None  # created under a transformation: no concrete size to go by
     radius = values.extent(BOX_LEVEL)
     if radius is None or not math.isfinite(radius):

@@ -535,6 +535,12 @@ def combine(free: dict[str, Array], rest: PyTree) -> PyTree:
     return tree.replaced({index: {"value": value} for (index, _), value in zip(missing, values, strict=True)})
 
 
+def any_traced(tree: Any) -> bool:
+    """Whether any leaf of `tree` is a JAX tracer: the call is inside a transformation (`jit`, `grad`,
+    `vmap`), where values are not known and nothing may be compiled or checked on the side."""
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
+
+
 def _mapped(direction: str, constraints: tuple[Any, ...], values: tuple[Any, ...]) -> tuple[Array, ...]:
     """Each value through its constraint's `forward` or `inverse` map.
 
@@ -542,7 +548,7 @@ def _mapped(direction: str, constraints: tuple[Any, ...], values: tuple[Any, ...
     they dispatched about 60 small programs per `sl.fit` of the HSC demo blend, each traced, lowered
     and looked up in the persistent cache again by every fresh process.
     """
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(values)):
+    if any_traced(values):
         return tuple(getattr(c, direction)(v) for c, v in zip(constraints, values, strict=True))
     return _compiled_maps(direction, constraints, tuple(jax.device_put(value) for value in values))
 
@@ -625,7 +631,7 @@ def ravel(model: PyTree) -> tuple[Float[Array, " n"], Unravel]:
     """
     free_values, rest = partition(model)
     leaves = list(free_values.values())
-    if leaves and not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+    if leaves and not any_traced(leaves):
         dtype = jnp.result_type(*leaves)
         x = jax.device_put(np.concatenate([np.ravel(leaf).astype(dtype) for leaf in leaves]))
     elif leaves:

@@ -22,6 +22,8 @@ from typing import Any
 
 import jax
 
+from ..core.tree import any_traced
+
 __all__ = ["memory_maps", "release_if_near_limit", "NEAR_LIMIT"]
 
 #: Share of the process's mapping limit past which the compiled code is released.
@@ -59,7 +61,7 @@ def release_if_near_limit(caller: str, arguments: Any = None, near_limit: float 
     Whether the caches were cleared (with a `RuntimeWarning` saying so: the next calls of fits seen
     before compile again).
     """
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(arguments)):
+    if any_traced(arguments):
         return False
     counts = memory_maps()
     if counts is None:

@@ -14,7 +14,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..core import LogDensity, canonical_tokens, get_values, rename_tokens, resolve
-from ..core.tree import tokens
+from ..core.tree import any_traced, tokens
 from .compiled_code import release_if_near_limit
 from .fit_loop import (
     STRETCH_STEPS,
@@ -134,9 +134,7 @@ def fit(
     require_free_parameters(density, "fit", model)
     release_if_near_limit("fit", density)
     key = jax.random.key(0) if key is None else key
-    if not progress and any(
-        isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((density, key))
-    ):
+    if not progress and any_traced((density, key)):
         # inside the caller's jit or vmap: the fit is part of their computation
         return _fit_all(FitLoop(density, **loop_options), key)
     # compile for the canonical structure: a model rebuilt the same way reuses the compiled loop

@@ -63,6 +63,7 @@ from ..core import (
     walk,
 )
 from ..core.serialization import UNRECORDED, package_version, written_by
+from ..core.tree import any_traced
 from .compiled_code import release_if_near_limit
 from .fit_loop import FitResult, preconditioner, require_free_parameters, scales_from_curvature
 from .laplace import Laplace, _gaussian_draws
@@ -791,9 +792,7 @@ def sample(
     # Under `jit` (where even the key just split is a tracer) or `vmap`, nothing can be looked at on the
     # host: the whole run is one scan, a pure function of its inputs, with no progress bar, and the start
     # is not checked (a start where the density is not finite gives NaN draws).
-    traced = any(
-        isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves((density, positions, key))
-    )
+    traced = any_traced((density, positions, key))
     dtype = positions.dtype
     chains = _placeholder(num_chains, density.size, dtype, num_samples, dense)
     start = _Start(positions, jitter, np.asarray(True), metric)
