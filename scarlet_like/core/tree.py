@@ -548,6 +548,8 @@ def _mapped(direction: str, constraints: tuple[Any, ...], values: tuple[Any, ...
     they dispatched about 60 small programs per `sl.fit` of the HSC demo blend, each traced, lowered
     and looked up in the persistent cache again by every fresh process.
     """
+    if not values:
+        return ()
     if any_traced(values):
         return tuple(getattr(c, direction)(v) for c, v in zip(constraints, values, strict=True))
     return _compiled_maps(direction, constraints, tuple(jax.device_put(value) for value in values))
