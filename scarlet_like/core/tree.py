@@ -557,7 +557,7 @@ def _mapped(direction: str, constraints: tuple[Any, ...], values: tuple[Any, ...
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _compiled_maps(
-    direction: str, constraints: tuple[Any, ...], values: tuple[Array, ...]
+    direction: str, constraints: tuple[Any, ...], values: tuple[Any, ...]
 ) -> tuple[Array, ...]:
     return tuple(getattr(c, direction)(v) for c, v in zip(constraints, values, strict=True))
 
@@ -633,12 +633,12 @@ def ravel(model: PyTree) -> tuple[Float[Array, " n"], Unravel]:
     """
     free_values, rest = partition(model)
     leaves = list(free_values.values())
-    if leaves and not any_traced(leaves):
+    if leaves:
         dtype = jnp.result_type(*leaves)
-        x = jax.device_put(np.concatenate([np.ravel(leaf).astype(dtype) for leaf in leaves]))
-    elif leaves:
-        dtype = jnp.result_type(*leaves)
-        x = jnp.concatenate([jnp.ravel(leaf).astype(dtype) for leaf in leaves])
+        if any_traced(leaves):
+            x = jnp.concatenate([jnp.ravel(leaf).astype(dtype) for leaf in leaves])
+        else:  # joined on the host: no small program dispatched per entry
+            x = jax.device_put(np.concatenate([np.ravel(leaf).astype(dtype) for leaf in leaves]))
     else:
         x = jnp.zeros((0,), dtype=jnp.asarray(0.0).dtype)
     unravel = Unravel(
