@@ -78,6 +78,25 @@ class _Structure(NamedTuple):
     treedef: Any
     order: tuple[int, ...]
 
+    def __fingerprint__(self) -> Any:
+        """What the structure means, the same in every process: the distribution's classes and its
+        fields by name, each data field the index of its argument. (`treedef` and `order` follow the
+        `set` order of numpyro's field names, which changes from one process to the next; a key for
+        stored programs built from them would never match again.)"""
+        return _described(jax.tree_util.tree_unflatten(self.treedef, list(self.order)))
+
+
+def _described(obj: Any) -> Any:
+    """`obj` with every numpyro distribution in it as `(class, ((field name, value), ...))`, fields
+    sorted by name; other values as they are."""
+    if _is_numpyro_distribution(obj):
+        kind = type(obj)
+        names = sorted(set(kind.gather_pytree_data_fields()) | set(kind.gather_pytree_aux_fields()))
+        return kind, tuple((name, _described(obj.__dict__.get(name))) for name in names)
+    if isinstance(obj, tuple | list):
+        return type(obj)(_described(item) for item in obj)
+    return obj
+
 
 def _split(distribution: Any) -> tuple[list[Any], _Structure] | None:
     """Leaves and structure of a distribution, or None if it cannot be split into array leaves.
@@ -106,10 +125,12 @@ def _is_numpyro_distribution(obj: Any) -> bool:
 
 
 def _named_leaves(obj: Any, prefix: str) -> list[tuple[str, Any]]:
-    """`(name, leaf)` for the leaves of `obj`, numpyro distributions' fields named by their own names."""
+    """`(name, leaf)` for the leaves of `obj` in the order `jax.tree_util.tree_flatten` gives them,
+    numpyro distributions' fields named by their own names."""
     if _is_numpyro_distribution(obj):
         named = []
-        for field in sorted(type(obj).gather_pytree_data_fields()):
+        # numpyro flattens its fields in this order (that of a `set`, fixed within a process)
+        for field in type(obj).gather_pytree_data_fields():
             named += _named_leaves(obj.__dict__.get(field), f"{prefix}.{field}")
         return named
     flat, _ = jax.tree_util.tree_flatten_with_path(
@@ -124,20 +145,20 @@ def _named_leaves(obj: Any, prefix: str) -> list[tuple[str, Any]]:
 
 def _canonical_order(distribution: Any, leaves: list[Any]) -> list[int]:
     """Indices of `leaves` (in flattening order) sorted by the leaves' names; the flattening order
-    itself where the names cannot be matched to the leaves."""
+    itself where the names cannot be matched to the leaves.
+
+    Names go with leaves by position, not by identity: two fields holding one object (a prior's
+    `loc` given twice) would otherwise take each other's names in the order of the `set`, and the
+    structure, the same model, would differ from one process to the next."""
     try:
         named = _named_leaves(distribution, "")
     except Exception:  # noqa: BLE001 - an unusual distribution keeps the order it flattens to
         return list(range(len(leaves)))
-    names_of: dict[int, list[str]] = {}
-    for name, leaf in named:
-        names_of.setdefault(id(leaf), []).append(name)
-    names = []
-    for leaf in leaves:
-        candidates = names_of.get(id(leaf))
-        if not candidates:
-            return list(range(len(leaves)))
-        names.append(candidates.pop(0))
+    names = [name for name, _ in named]
+    if len(named) != len(leaves) or any(
+        leaf is not mine for (_, leaf), mine in zip(named, leaves, strict=True)
+    ):
+        return list(range(len(leaves)))
     if len(set(names)) != len(names):
         return list(range(len(leaves)))
     return sorted(range(len(leaves)), key=names.__getitem__)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
+from .._programs import stored_jit
 from ..core import LogDensity, canonical_tokens, get_values, rename_tokens, resolve
 from ..core.tree import any_traced, tokens
 from .compiled_code import release_if_near_limit
@@ -265,12 +266,13 @@ def _fit_all(loop: FitLoop, key: PRNGKeyArray, starts: Array | None = None) -> F
     return _result(loop, state, batched)
 
 
-_compiled_fit_all = eqx.filter_jit(_fit_all)
-_fit_init = eqx.filter_jit(_init)
-_fit_result = eqx.filter_jit(_result)
+# Kept on disk between processes (`_programs.py`): a fresh process neither traces nor lowers them again
+_compiled_fit_all = stored_jit(_fit_all)
+_fit_init = stored_jit(_init)
+_fit_result = stored_jit(_result)
 
 
-@eqx.filter_jit
+@stored_jit
 def _fit_segment(loop: FitLoop, state: FitState, until: Array, batched: bool) -> FitState:
     return run(*_methods(loop, batched), state, until)
 
