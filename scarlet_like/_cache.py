@@ -6,7 +6,8 @@ scene to fitted model, 2.0 s of it when the programs are already compiled). JAX 
 programs on disk, keyed by a hash of the program itself, of the compiler options, of the JAX version
 and of the device; importing scarlet_like turns that on in a per-user folder unless told otherwise.
 A changed model is a changed program and so a different key: it is compiled anew, never given
-another model's program.
+another model's program. The fit's own programs are kept in the same folder, exported so that a
+fresh process need not trace them either (`_programs.py`).
 
 - `SCARLET_LIKE_CACHE=0` (or `off`, `false`, `no`) before the import: leave JAX's setting alone.
 - `SCARLET_LIKE_CACHE=/some/folder`: use that folder.

@@ -217,3 +217,20 @@ def test_inside_a_transformation_the_call_is_traced_as_part_of_it(tmp_path, monk
     assert np.allclose(jax.grad(stored)(0.3), 2.0 * np.cos(0.3))
     assert np.allclose(jax.vmap(stored)(jnp.arange(3.0)), 2.0 * np.sin(np.arange(3.0)))
     assert not (tmp_path / "programs").exists()
+
+
+def test_shapes_are_stored_and_read_back_without_tracing(tmp_path, monkeypatch):
+    monkeypatch.setattr(_programs, "compilation_cache_folder", lambda: tmp_path)
+    scene = canonical_tokens(_scene(sl.constraints.positive()))[0]
+    expected = eqx.filter_eval_shape(_step, scene, 2.0)
+    assert eqx.tree_equal(_programs.stored_eval_shape(_step, scene, 2.0), expected)
+    assert len(list((tmp_path / "programs").glob("*.shapes"))) == 1
+
+    def never(*args):
+        raise AssertionError("traced again")
+
+    monkeypatch.setattr(_programs.eqx, "filter_eval_shape", never)
+    assert eqx.tree_equal(_programs.stored_eval_shape(_step, scene, 2.0), expected)
+    # another structure is traced
+    with pytest.raises(AssertionError, match="traced again"):
+        _programs.stored_eval_shape(_step, scene, 3)

@@ -9,9 +9,10 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PyTree
 
+from .._programs import stored_eval_shape
 from .layout import stacked_lists, unstacked_lists
 from .resolve import resolve
-from .tree import Unravel, entry_names, has_parameters, ravel, walk
+from .tree import Unravel, canonical_tokens, entry_names, has_parameters, ravel, walk
 
 __all__ = ["LogDensity", "Likelihood"]
 
@@ -121,7 +122,8 @@ class LogDensity(eqx.Module):
         self.likelihood = Likelihood(likelihood)
         self.names = entry_names(model)
         self.jacobian = bool(jacobian)
-        out = eqx.filter_eval_shape(_log_likelihood_at, self, self.x0)
+        # on numbered identities: the same check for a model built again the same way, in any process
+        out = stored_eval_shape(_log_likelihood_at, canonical_tokens(self)[0], self.x0)
         if out.shape != ():
             raise ValueError(f"the likelihood must return a scalar, got shape {out.shape}")
 

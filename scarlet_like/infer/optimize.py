@@ -599,7 +599,7 @@ def _named_values(model: PyTree) -> dict[str, str]:
     return out
 
 
-@eqx.filter_jit
+@stored_jit
 def _chi2_total(observations: tuple[Any, ...], model: PyTree) -> Array:
     """The observations' summed chi^2, compiled: those of a class with a `chi2_of_many(terms, model)`
     classmethod (observations of one shape, stacked) at once, the others one by one. Eagerly, one
