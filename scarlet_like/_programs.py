@@ -99,11 +99,15 @@ def stored_jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     keys: dict[Any, str | None] = {}
 
     @functools.wraps(fn)
-    def call(*args: Any) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
         folder = compilation_cache_folder()
-        if folder is None or _traced_or_spread(args):
-            return jitted(*args)
-        dynamic, static = eqx.partition(args, eqx.is_array)
+        if folder is None or _traced_or_spread((args, kwargs)):
+            return jitted(*args, **kwargs)
+        from .core.tree import canonical_tokens
+
+        # Parameters' identities are random per process: the key is of the numbered ones
+        arguments, restore = canonical_tokens((args, kwargs))
+        dynamic, static = eqx.partition(arguments, eqx.is_array)
         leaves, layout = jax.tree_util.tree_flatten(dynamic)
         static_leaves, static_layout = jax.tree_util.tree_flatten(static)
         structure = (layout, static_layout, tuple(static_leaves), tuple(_abstract(leaf) for leaf in leaves))
@@ -116,16 +120,16 @@ def stored_jit(fn: Callable[..., Any]) -> Callable[..., Any]:
         except TypeError:  # an unhashable static value: fingerprinted at every call
             key = _key_or_none(fn, static, layout, leaves)
         if key is None:
-            return jitted(*args)
+            return jitted(*args, **kwargs)
         if key not in programs:
             programs[key] = _read(folder, key, fn.__name__) or _export(
                 folder, key, fn, static, layout, leaves
             )
         program = programs[key]
         if program is None:
-            return jitted(*args)
+            return jitted(*args, **kwargs)
         run, out_layout, out_static = program
-        return eqx.combine(jax.tree_util.tree_unflatten(out_layout, run(*leaves)), out_static)
+        return restore(eqx.combine(jax.tree_util.tree_unflatten(out_layout, run(*leaves)), out_static))
 
     return call
 
@@ -141,7 +145,7 @@ def stored_eval_shape(fn: Callable[..., Any], *args: Any) -> Any:
     folder = compilation_cache_folder()
     if folder is None or _traced_or_spread(args):
         return eqx.filter_eval_shape(fn, *args)
-    dynamic, static = eqx.partition(args, eqx.is_array)
+    dynamic, static = eqx.partition((args, {}), eqx.is_array)
     leaves, layout = jax.tree_util.tree_flatten(dynamic)
     key = _key_or_none(fn, static, layout, leaves)
     if key is None:
@@ -206,7 +210,8 @@ def _export(
     out_parts: list[Any] = []
 
     def flat(*arrays: Any) -> list[Any]:
-        out = fn(*eqx.combine(jax.tree_util.tree_unflatten(layout, arrays), static))
+        args, kwargs = eqx.combine(jax.tree_util.tree_unflatten(layout, arrays), static)
+        out = fn(*args, **kwargs)
         out_dynamic, out_static = eqx.partition(out, eqx.is_array)
         out_leaves, out_layout = jax.tree_util.tree_flatten(out_dynamic)
         out_parts[:] = [out_layout, out_static]

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
+from .._programs import stored_jit
 from ..core.constraints import NumbersLike
 from ..core.parameter import Parameter
 from ..core.resolve import Resolvable, resolve
@@ -1184,7 +1185,6 @@ def add_residual_sources(
     A new scene: the scene's sources, in order, then the new ones, brightest residual peak first.
     The scene itself when there is no new peak.
     """
-    import equinox as eqx
 
     from ..core import resolve
     from .scene import Scene, _rebuilding
@@ -1483,7 +1483,7 @@ def linear_spectra(scene: Any, observation: Observation, *, floor: float = LINEA
     return set_values(scene, updates)
 
 
-@eqx.filter_jit
+@stored_jit
 def _source_images(scene: Any, observation: Observation) -> Float[Array, "K C H W"]:
     """Every source of `scene` rendered alone through `observation`, as one compiled program (rendered
     op by op, the seven sources of the bundled HSC blend ran 171 small programs: 1.6 s of CPU with a warm

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
+from .._programs import stored_jit
 from ..core.tree import any_traced, resolve
 from .frame import Frame, FrameError, _pixel_scale
 from .psf import PSF, psf_extent
@@ -425,7 +426,7 @@ def _sum(values: Sequence[Array]) -> Array:
     return sum(values[1:], start=values[0])
 
 
-_compiled_render = eqx.filter_jit(render)
+_compiled_render = stored_jit(render)
 
 
 def _shift(scene: Any, name: str) -> Array | None:

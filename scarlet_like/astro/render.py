@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._programs import stored_jit
 from ..core.plate import Plate, Stacked
 from . import profiles
 from .psf import PSF, GaussianPSF, phasor, psf_extent
@@ -261,7 +262,7 @@ def _psf_fourier(psf: PSF, frequencies: _Frequencies) -> Array:
     return jnp.stack(transforms)
 
 
-@eqx.filter_jit
+@stored_jit
 def _grid_psf_fourier(psf: PSF, ky: Array, kx: Array, aliases: tuple[tuple[int, int], ...]) -> Array:
     """`_psf_fourier` on a grid's own frequencies, compiled once per kind and shape of PSF: op by op,
     it took 22 ms of every observation made (a third of `sl.init.scene`'s time per blend of a catalog,
