@@ -78,19 +78,21 @@ class _Unknown(Exception):
     """An object whose value cannot be fingerprinted: the call is compiled as usual."""
 
 
-def stored_jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+def stored_jit(fn: Callable[..., Any], *, inline: bool = False) -> Callable[..., Any]:
     """`eqx.filter_jit(fn)`, with the exported program kept on disk between processes.
 
     **Arguments:**
 
     - `fn`: a function of pytrees, as for `eqx.filter_jit`; its array leaves are traced, every other
       leaf is static.
+    - `inline`: inside a transformation, call `fn` itself rather than a compiled `fn` (for helpers of
+      the model's own code, which run eagerly only while a model is built).
 
     **Returns:**
 
     A function with the same signature and results as `eqx.filter_jit(fn)`.
     """
-    jitted = eqx.filter_jit(fn)
+    jitted = fn if inline else eqx.filter_jit(fn)
     # compiled programs of this process by key; `None` marks a structure that is compiled as usual
     programs: dict[str, Any] = {}
     # keys of this process by the call's structure, compared as `jit` compares it (static values by
@@ -102,7 +104,7 @@ def stored_jit(fn: Callable[..., Any]) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         folder = compilation_cache_folder()
         if folder is None or _traced_or_spread((args, kwargs)):
-            return jitted(*args, **kwargs)
+            return jitted(*args, **kwargs)  # (with `inline`, outside a trace too: op by op as before)
         from .core.tree import canonical_tokens
 
         # Parameters' identities are random per process: the key is of the numbered ones

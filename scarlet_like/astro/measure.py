@@ -16,6 +16,7 @@ along x).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
+from .._programs import stored_jit
 from ..core.constraints import float_array
 from ..core.layout import unstacked_lists
 from ..core.tree import resolve
@@ -76,6 +78,9 @@ class Moments(NamedTuple):
     ellipticity: Float[Array, "2"]
 
 
+# run eagerly while models are built (PSF transforms, measured shapes): one stored program, not a
+# dozen small ones each lowered again by every fresh process
+@functools.partial(stored_jit, inline=True)
 def reduced_shear(covariance: Float[ArrayLike, "*batch 2 2"]) -> Float[Array, "*batch 2"]:
     """The reduced shear `(g1, g2)` of a second-moment matrix in `(y, x)` order.
 

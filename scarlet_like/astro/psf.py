@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import equinox as eqx
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from .._programs import stored_jit
 from ..core.constraints import NumbersLike
 
 __all__ = ["PSF", "ArrayPSF", "GaussianPSF", "PSFError"]
@@ -20,6 +22,9 @@ def phasor(angle: Array) -> Array:
     return jax.lax.complex(jnp.cos(angle), -jnp.sin(angle))
 
 
+# run eagerly while models are built (PSF transforms, measured shapes): one stored program, not a
+# dozen small ones each lowered again by every fresh process
+@functools.partial(stored_jit, inline=True)
 def image_fourier(images: Float[Array, "*stack h w"], ky: Array, kx: Array) -> Array:
     """The transform of pixel images at angular frequencies `(ky, kx)`, by a direct sum over pixels.
 
