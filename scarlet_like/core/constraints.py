@@ -97,6 +97,14 @@ def float_array(value: NumbersLike, *, strong: bool = False) -> Array:
 
     The floating array.
     """
+    if strong and not isinstance(value, jax.Array | jax.core.Tracer):
+        # numbers and NumPy arrays converted on the host: op by op, `jnp` would compile (and every
+        # fresh process lower) two or three small programs per Parameter made
+        host = np.asarray(value)
+        if host.dtype.kind in "biu":
+            return jax.device_put(host.astype(jnp.result_type(float)))
+        if host.dtype.kind in "fc":
+            return jax.device_put(host.astype(jax.dtypes.canonicalize_dtype(host.dtype)))
     array = value if isinstance(value, jax.core.Tracer) else jnp.asarray(value)
     if not jnp.issubdtype(array.dtype, jnp.inexact):
         return array.astype(jnp.result_type(float))
