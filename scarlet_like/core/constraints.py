@@ -196,6 +196,22 @@ def _require_vector_shape(
         )
 
 
+def _inside_on_host(values: np.ndarray, lower: _Bound | None, upper: _Bound | None) -> bool:
+    """Whether every value is finite and strictly within the bounds, compared as XLA on CPU compares
+    them op by op: subnormal numbers flushed to zero (1e-45 > 0 is False there)."""
+
+    def flushed(array: np.ndarray) -> np.ndarray:
+        return np.where(np.abs(array) < jnp.finfo(array.dtype).tiny, np.zeros_like(array), array)
+
+    values = flushed(values)
+    inside = np.isfinite(values)
+    if lower is not None:
+        inside &= values > flushed(lower.to_numpy().astype(values.dtype))
+    if upper is not None:
+        inside &= values < flushed(upper.to_numpy().astype(values.dtype))
+    return bool(np.all(inside))
+
+
 def _lowest_above(bound: jax.Array) -> jax.Array:
     """The smallest float of the same dtype strictly above `bound` that is not subnormal."""
     tiny = jnp.asarray(jnp.finfo(bound.dtype).tiny, dtype=bound.dtype)
@@ -561,8 +577,12 @@ class _Elementwise(_NumpyroBacked):
     def check(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
         self._validate(constrained.shape)
-        inside = jnp.isfinite(constrained)
         lower, upper = self._bounds()
+        if not isinstance(constrained, jax.core.Tracer) and jnp.issubdtype(constrained.dtype, jnp.floating):
+            # A Parameter's start value, checked on the host: op by op, `jnp` compiled four or five
+            # small programs per Parameter made, each lowered again by every fresh process.
+            return jnp.asarray(_inside_on_host(np.asarray(constrained), lower, upper))
+        inside = jnp.isfinite(constrained)
         if lower is not None:
             inside = inside & (constrained > lower.to_jax(constrained.dtype, constrained.shape))
         if upper is not None:
