@@ -32,6 +32,7 @@ import enum
 import functools
 import hashlib
 import importlib.metadata
+import inspect
 import json
 import operator
 import os
@@ -39,6 +40,7 @@ import pathlib
 import pickle
 import sys
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -221,7 +223,10 @@ def _export(
 
     flat.__name__ = flat.__qualname__ = fn.__name__
     try:
-        exported = export.export(jax.jit(flat))(*[_abstract(leaf) for leaf in leaves])
+        # (quietly: JAX would log this lowering as a compile; the program's compile is logged when it
+        # first runs, once per structure as without stored programs)
+        with jax.log_compiles(False):
+            exported = export.export(jax.jit(flat))(*[_abstract(leaf) for leaf in leaves])
         run = _runner(exported, fn.__name__)
     except Exception:  # noqa: BLE001 - host callbacks, say: compiled as usual
         return None
@@ -428,6 +433,11 @@ class _Fingerprint:
             self.put("builtin", known, _name(value))
         elif isinstance(value, types.CodeType):
             self._code(value)
+        elif isinstance(value, weakref.ref):
+            self.put("weakref")  # a cache's entry (typecheckers' wrappers keep some), not a value used
+        elif isinstance(value, inspect.Signature):
+            # (set by typecheckers' wrappers, e.g. jaxtyping's); the defaults are the function's own
+            self.put("signature", *(f"{p.name}:{p.kind.name}" for p in value.parameters.values()))
         elif type(value).__name__ in _ACCESSORS:
             # a NamedTuple's or a slot's field accessor: what it reads is in the class's field names
             self.put(type(value).__name__, getattr(value, "__name__", ""), getattr(value, "__doc__", ""))
