@@ -485,15 +485,19 @@ class _Fingerprint:
             ):
                 self._module(other)
 
+    def _home(self, module_name: str | None) -> None:
+        """The source files of the user's module that defines a class or function, if it has any."""
+        module = sys.modules.get(module_name or "")
+        if module is not None and getattr(module, "__file__", None):
+            self._module(module)
+
     def _class(self, cls: type) -> None:
         known = _library(cls.__module__)
         self.put("class", cls.__module__, cls.__qualname__)
         if known is not None:
             self.put(known)
             return
-        module = sys.modules.get(cls.__module__)
-        if module is not None and getattr(module, "__file__", None):
-            self._module(module)
+        self._home(cls.__module__)
         for base in cls.__bases__:
             self.add(base)
         for name, attribute in vars(cls).items():
@@ -513,9 +517,7 @@ class _Fingerprint:
         if known is not None:
             self.put(known)
             return
-        module = sys.modules.get(function.__module__)
-        if module is not None and getattr(module, "__file__", None):
-            self._module(module)
+        self._home(function.__module__)
         # the globals it reads, by value: a constant changed in a notebook changes the program
         names = sorted(_global_names(function.__code__))
         for name in names:
