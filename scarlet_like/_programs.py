@@ -202,7 +202,33 @@ def _runner(exported: Any, name: str) -> Callable[..., Any]:
 
     # the name JAX logs and the compilation cache files it under: the function's own
     run.__name__ = run.__qualname__ = name
-    return jax.jit(run)
+    jitted = jax.jit(run)
+
+    def run_as_jit(*leaves: Any) -> Any:
+        outputs = jitted(*leaves)
+        if any(getattr(leaf, "committed", False) for leaf in leaves):
+            return outputs
+        return [_uncommitted(output) for output in outputs]
+
+    return run_as_jit
+
+
+def _uncommitted(output: Any) -> Any:
+    """`output` as `jit` would have returned it from uncommitted arguments: not committed to its device.
+
+    JAX commits every result of a program that calls an exported one (it counts the exported results'
+    memory space as a transfer). A committed array and an uncommitted one are different arguments to
+    `jit`, so a program called first with a stored program's result and then with its own (a sampler's
+    chains, chunk after chunk) was compiled twice: 24 s more for the quickstart's `sl.sample` with an
+    empty cache. Same buffer, no copy.
+    """
+    from jax._src.array import ArrayImpl  # the one constructor that takes `committed`
+
+    if not isinstance(output, jax.Array) or not output.committed or len(output.sharding.device_set) != 1:
+        return output
+    if jax.dtypes.issubdtype(output.dtype, jax.dtypes.prng_key):  # a typed key: its array of key data
+        return type(output)(output._impl, _uncommitted(output._base_array))  # type: ignore[attr-defined]
+    return ArrayImpl(output.aval, output.sharding, output._arrays, committed=False)  # type: ignore[attr-defined]
 
 
 def _export(

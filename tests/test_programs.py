@@ -234,3 +234,20 @@ def test_shapes_are_stored_and_read_back_without_tracing(tmp_path, monkeypatch):
     # another structure is traced
     with pytest.raises(AssertionError, match="traced again"):
         _programs.stored_eval_shape(_step, scene, 3)
+
+
+def test_results_are_committed_to_a_device_only_when_jit_would_commit_them(tmp_path, monkeypatch):
+    # JAX commits every result of a program calling an exported one; `jit` commits its results only
+    # when an argument was committed, and compiles a committed argument as another program
+    monkeypatch.setattr(_programs, "compilation_cache_folder", lambda: tmp_path)
+
+    def step(x, key):
+        return x * 2.0, jax.random.split(key)
+
+    stored = _programs.stored_jit(step)
+    for x in (jnp.ones(3), jax.device_put(jnp.ones(3), jax.devices()[0])):
+        expected = jax.tree_util.tree_leaves(jax.jit(step)(x, jax.random.key(0)))
+        results = jax.tree_util.tree_leaves(stored(x, jax.random.key(0)))
+        assert list((tmp_path / "programs").iterdir())  # the stored path was taken
+        assert [r.committed for r in results] == [e.committed for e in expected] == [x.committed] * 2
+        assert all(eqx.tree_equal(r, e) for r, e in zip(results, expected, strict=True))

@@ -180,6 +180,27 @@ def test_a_first_call_compiles_one_program_of_the_sampler(caplog):
     assert np.isfinite(np.asarray(posterior.samples)).all()
 
 
+def test_sampling_a_fitted_model_compiles_one_program_of_the_sampler(caplog):
+    # `sl.fit`'s programs are stored ones (`scarlet_like/_programs.py`): their results must be arrays
+    # as `jit` returns them (not committed to a device), or the first stretch, run with the fitted
+    # model's arrays, and the next ones, run with the sampler's own, are two programs (24 s more for
+    # the quickstart's `sl.sample`)
+    fitted = sl.fit(polynomial(), Data(simulated(4)), max_steps=20, progress=False).model
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        posterior = sl.sample(
+            fitted,
+            Data(simulated(4)),
+            key=jax.random.key(8),
+            num_warmup=20,
+            num_samples=23,
+            chunks=3,
+            progress=False,
+        )
+    compiles = [r.getMessage().split()[1] for r in caplog.records if r.getMessage().startswith("Compiling")]
+    assert compiles.count("jit(_advance)") == 1, compiles
+    assert np.isfinite(np.asarray(posterior.samples)).all()
+
+
 def test_starts_where_asked(linear):
     data, _ = linear
     mean, covariance = analytic_posterior(data)
