@@ -1,4 +1,4 @@
-"""The fit's compiled programs kept on disk, so that a fresh process neither traces nor lowers them.
+"""Compiled programs (the fit's, the sampler's) kept on disk: a fresh process neither traces nor lowers them.
 
 JAX's persistent compilation cache (`_cache.py`) saves XLA's compile, but a fresh process must still
 trace the program (run the model's Python under JAX) and lower it to StableHLO before the cache can

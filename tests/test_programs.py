@@ -18,9 +18,11 @@ import scarlet_like as sl
 from scarlet_like import _programs
 from scarlet_like.core.tree import canonical_tokens
 
-# A fit in a fresh process: prints the fitted entries' bits and how often the fit segment was traced.
+# A fit and a short NUTS run in a fresh process: prints the fitted entries' bits, how often the fit
+# loop was traced, the draws' bits and how often the sampler was traced.
 _FIT = """
 import sys
+import jax
 import numpy as np
 import numpyro.distributions as nd
 import scarlet_like as sl
@@ -48,8 +50,17 @@ with sl.Scene(frame) as start:
         sl.Parameter(np.array([40.0, 40.0], np.float32), constraint=positive),
         sl.GaussianMorphology(sl.Parameter(np.float32(float(sys.argv[1])), constraint=positive)),
     )
+sampling = sys.modules["scarlet_like.infer.sample"]
+def counted_chains(*args, _run=sampling._run_chains, **kwargs):
+    traced.append("chains")
+    return _run(*args, **kwargs)
+sampling._run_chains = counted_chains
 result = sl.fit(start, observation, max_steps=60, progress=True)
-print(np.asarray(result.x).tobytes().hex(), traced.count("advance"), traced.count("init"))
+key = jax.random.key(1)
+posterior = sl.sample(result.model, observation, num_warmup=20, num_samples=5, key=key, progress=False)
+draws = np.asarray(posterior.samples).tobytes().hex()
+fit = np.asarray(result.x).tobytes().hex()
+print(fit, traced.count("advance"), traced.count("init"), draws, traced.count("chains"))
 """
 
 
@@ -57,14 +68,16 @@ def _fit_in_a_fresh_process(cache, start="1.5", seed="0"):
     env = {**os.environ, "SCARLET_LIKE_CACHE": str(cache), "JAX_PLATFORMS": "cpu", "PYTHONHASHSEED": seed}
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     command = [sys.executable, "-c", _FIT, start]
-    bits, segments, inits = subprocess.run(
+    bits, segments, inits, draws, samplers = subprocess.run(
         command, env=env, capture_output=True, text=True, check=True
     ).stdout.split()
-    return bits, int(segments), int(inits)
+    return bits, int(segments), int(inits), draws, int(samplers)
 
 
 @pytest.mark.slow
-def test_a_fresh_process_runs_the_stored_fit_without_tracing_it_and_gets_the_same_bits(tmp_path):
+def test_a_fresh_process_runs_the_stored_fit_and_sampler_without_tracing_them_and_gets_the_same_bits(
+    tmp_path,
+):
     without = _fit_in_a_fresh_process("0")  # no cache at all: eqx.filter_jit as before
     first = _fit_in_a_fresh_process(tmp_path / "cache", seed="1")
     assert first[1] >= 1 and first[2] == 1  # traced, to export
@@ -73,6 +86,9 @@ def test_a_fresh_process_runs_the_stored_fit_without_tracing_it_and_gets_the_sam
     again = _fit_in_a_fresh_process(tmp_path / "cache", seed="2")
     assert again[1] == 0 and again[2] == 0
     assert first[0] == again[0] == without[0]
+    # the sampler's program too (`sl.sample` after the fit), with the same draws
+    assert first[4] == 1 and again[4] == 0
+    assert first[3] == again[3] == without[3]
     # other start values, the same structure: the same programs
     moved = _fit_in_a_fresh_process(tmp_path / "cache", start="2.5", seed="3")
     assert moved[1] == 0 and moved[0] != first[0]

@@ -50,6 +50,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, Bool, Float, Int, Key, PRNGKeyArray, PyTree, UInt32
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
+from .._programs import stored_jit
 from ..core import (
     LogDensity,
     Unravel,
@@ -346,7 +347,7 @@ class _Start(NamedTuple):
     metric: Float[Array, "chain n"] | Float[Array, "chain n n"] | None = None
 
 
-@eqx.filter_jit
+@stored_jit
 def _advance(
     density: LogDensity,
     chains: _Chains,
