@@ -183,8 +183,10 @@ class LogDensity(eqx.Module):
     def flat_at_bounds(self, x: Float[Array, " n"]) -> Bool[Array, " n"]:
         """Which entries of `x` sit where their constraint's map has flattened against a bound (see
         [`scarlet_like.constraints.Constraint.flat_at_bound`][]), so that no gradient brings them
-        back: one flag per entry, never for entries whose prior expects values at a bound."""
-        return self._flags(x, lambda constraint, name, value: constraint.flat_at_bound(value))
+        back: one flag per entry, never for entries whose prior expects values at a bound. One-sided
+        bounds are measured from `x0`."""
+        start = self.unravel.free(self.x0)
+        return self._flags(x, lambda constraint, name, value: constraint.flat_at_bound(value, start[name]))
 
     def _flags(self, x: Float[Array, " n"], flag: Any) -> Bool[Array, " n"]:
         """`flag(constraint, name, unconstrained value)` of each free parameter, flattened as `x`."""

@@ -131,6 +131,15 @@ def test_bounds_of_intervals_and_the_unit_disk():
     )
     np.testing.assert_array_equal(disk.flat_at_bound(disk.inverse(g)), [[False] * 2, [True] * 2])
     assert not jnp.any(positive.flat_at_bound(positive.inverse(jnp.array([1e-30, 2.0]))))
+    # measured from the start, a one-sided bound traps an entry that has vanished (1e-6 of its start)
+    np.testing.assert_array_equal(
+        positive.flat_at_bound(positive.inverse(jnp.array([1e-25, 1e-5])), start), [True, False]
+    )
+    below = sl.constraints.less_than(1.0)
+    np.testing.assert_array_equal(
+        below.flat_at_bound(below.inverse(jnp.array([1.0 - 1e-7, 0.9])), below.inverse(jnp.zeros(2))),
+        [True, False],
+    )
 
 
 def trapped_model_and_likelihood():
@@ -170,6 +179,38 @@ def test_entries_trapped_at_a_flat_bound_are_released_and_the_fit_reaches_the_op
     )
     values = sl.get_values(result.model)
     np.testing.assert_allclose([values["['a']"], values["['b']"]], optimum.x, atol=1e-3)
+
+
+def test_an_entry_vanished_at_a_one_sided_bound_is_released_and_the_fit_reaches_the_optimum():
+    # `f` > 0 is pushed to 0 with an infinite slope while `a` is near its start: it goes to 1e-17,
+    # where nothing brings it back (a galaxy's fluxes in the HSC demo went to 1e-25 this way)
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    model = {
+        "a": sl.Parameter(jnp.array(0.0)),
+        "f": sl.Parameter(jnp.array(1.0), constraint=sl.constraints.positive()),
+    }
+
+    def log_likelihood(values, xp=jnp):
+        a, f = values["a"], values["f"]
+        return -(1e9 * xp.exp(-5 * a) * xp.sqrt(f) + 10 * (f - 2) ** 2 + (a - 3) ** 2)
+
+    loop = sl.FitLoop(sl.LogDensity(model, log_likelihood, jacobian=False), max_steps=500)
+    state = sl.infer.run(loop.restart, loop.advance, loop.can_step, loop.stretch_over, loop.init(), 500)
+    np.testing.assert_array_equal(state.released, [False, True])
+    np.testing.assert_allclose(float(state.kept_loss), 40.0, rtol=1e-3)  # the trap: f = 0, a = 3
+    result = sl.fit(model, log_likelihood, progress=False)
+    assert bool(result.converged)
+    negative = lambda p: -log_likelihood({"a": p[0], "f": p[1]}, xp=np)  # noqa: E731
+    optimum = min(
+        (
+            scipy_optimize.minimize(negative, [a, f], bounds=[(-5, 10), (0, 10)], method="L-BFGS-B")
+            for a in np.linspace(0, 8, 9)
+            for f in (0.5, 1.0, 2.0)
+        ),
+        key=lambda found: found.fun,
+    )
+    values = sl.get_values(result.model)
+    np.testing.assert_allclose([values["['a']"], values["['f']"]], optimum.x, atol=1e-2)
 
 
 def test_a_released_start_where_the_density_is_not_finite_is_given_up():
