@@ -196,9 +196,19 @@ def _traced_or_spread(args: Any) -> bool:
     return False
 
 
-def _runner(exported: Any, name: str) -> Callable[..., Any]:
+def _runner(exported: Any, name: str, weak: tuple[bool, ...]) -> Callable[..., Any]:
+    from jax.extend.core.primitives import convert_element_type_p
+
     def run(*leaves: Any) -> Any:
-        return exported.call(*leaves)
+        # A serialized program forgets which results were weakly typed (a Python number's type, which
+        # gives way to the other operand's in arithmetic): read back, `jnp.stack` of two Python floats
+        # came back a strong float32. Marked again here, inside the program, at no cost.
+        return [
+            convert_element_type_p.bind(output, new_dtype=output.dtype, weak_type=True, sharding=None)
+            if weakly
+            else output
+            for output, weakly in zip(exported.call(*leaves), weak, strict=True)
+        ]
 
     # the name JAX logs and the compilation cache files it under: the function's own
     run.__name__ = run.__qualname__ = name
@@ -253,12 +263,13 @@ def _export(
         # first runs, once per structure as without stored programs)
         with jax.log_compiles(False):
             exported = export.export(jax.jit(flat))(*[_abstract(leaf) for leaf in leaves])
-        run = _runner(exported, fn.__name__)
+        weak = tuple(bool(aval.weak_type) for aval in exported.out_avals)
+        run = _runner(exported, fn.__name__, weak)
     except Exception:  # noqa: BLE001 - host callbacks, say: compiled as usual
         return None
     out_layout, out_static = out_parts
     try:
-        payload = pickle.dumps((bytes(exported.serialize()), out_layout, out_static))
+        payload = pickle.dumps((bytes(exported.serialize()), out_layout, out_static, weak))
         stored = _same_after_pickling(payload, out_layout, out_static)
     except Exception:  # noqa: BLE001 - an output that cannot be pickled
         stored = False
@@ -270,7 +281,7 @@ def _export(
 
 
 def _same_after_pickling(payload: bytes, out_layout: Any, out_static: Any) -> bool:
-    _, layout, static = pickle.loads(payload)
+    _, layout, static, _ = pickle.loads(payload)
     leaves, structure = jax.tree_util.tree_flatten(static)
     mine, my_structure = jax.tree_util.tree_flatten(out_static)
     # (PyTreeDef compares by node types and node data; its stubs leave `==` out)
@@ -281,11 +292,13 @@ def _read(folder: pathlib.Path, key: str, name: str) -> tuple[Any, Any, Any] | N
     from jax import export
 
     try:
-        serialized, out_layout, out_static = pickle.loads((folder / "programs" / f"{key}.bin").read_bytes())
+        serialized, out_layout, out_static, weak = pickle.loads(
+            (folder / "programs" / f"{key}.bin").read_bytes()
+        )
         exported = export.deserialize(bytearray(serialized))
     except Exception:  # noqa: BLE001 - missing, truncated or unreadable: export it again
         return None
-    return _runner(exported, name), out_layout, out_static
+    return _runner(exported, name, weak), out_layout, out_static
 
 
 def _abstract(leaf: Any) -> jax.ShapeDtypeStruct:

@@ -267,3 +267,19 @@ def test_results_are_committed_to_a_device_only_when_jit_would_commit_them(tmp_p
         assert list((tmp_path / "programs").iterdir())  # the stored path was taken
         assert [r.committed for r in results] == [e.committed for e in expected] == [x.committed] * 2
         assert all(eqx.tree_equal(r, e) for r, e in zip(results, expected, strict=True))
+
+
+def _stacked(groups):
+    return [jnp.stack(group) for group in groups]
+
+
+def test_weakly_typed_results_stay_weakly_typed_when_read_back(tmp_path, monkeypatch):
+    # a serialized program forgets its results' weak types: Python numbers stacked came back float32
+    monkeypatch.setattr(_programs, "compilation_cache_folder", lambda: tmp_path)
+    groups = [[jnp.asarray(1.0), jnp.asarray(2.0)], [jnp.ones(2), jnp.zeros(2)]]
+    expected = [result.weak_type for result in jax.jit(_stacked)(groups)]
+    assert expected == [True, False]
+    assert [result.weak_type for result in _programs.stored_jit(_stacked)(groups)] == expected
+    assert len(list((tmp_path / "programs").iterdir())) == 1
+    # a fresh wrapper (as in a new process) reads the file back
+    assert [result.weak_type for result in _programs.stored_jit(_stacked)(groups)] == expected
