@@ -27,7 +27,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Real
 
 from .._programs import stored_jit
-from ..core.constraints import NumbersLike
+from ..core.constraints import NumbersLike, float32_array
 from ..core.parameter import Parameter
 from ..core.resolve import Resolvable, resolve
 from .frame import Frame
@@ -120,7 +120,7 @@ def _effective_psf(psf: PSF, channels: int) -> np.ndarray:
     ky = ky[None] + aliases[:, 0, None, None]
     kx = kx[None] + aliases[:, 1, None, None]
     transform = np.asarray(
-        psf.fourier(jnp.asarray(ky, dtype=jnp.float32), jnp.asarray(kx, dtype=jnp.float32)),
+        psf.fourier(float32_array(ky), float32_array(kx)),
         dtype=np.complex128,
     )  # (C, aliases, size, size)
     if not psf.includes_pixel:
@@ -311,7 +311,7 @@ def pixel_spectrum(
     channel_floors = np.array(
         [np.nanmin(floors[name]) if np.isfinite(floors[name]).any() else np.nan for name in order]
     )
-    return jnp.asarray(_floored(combined, channel_floors), dtype=jnp.float32)
+    return float32_array(_floored(combined, channel_floors))
 
 
 # --------------------------------------------------------------------------------------
@@ -643,7 +643,7 @@ def moments(
     fluxes = _floored(fluxes, FLUX_FLOOR * noise / np.max(psf_images, axis=(-2, -1)))
 
     sigma = float(np.linalg.det(intrinsic) ** 0.25)
-    as_float = lambda value: jnp.asarray(value, dtype=jnp.float32)
+    as_float = float32_array
     return Moments(
         flux=as_float(fluxes),
         centroid=as_float(centroid),
@@ -714,7 +714,7 @@ def detect(
     detection, detection_usable, weight_sum, _ = _detection_image(data, usable, _pixel_noise(weights, usable))
     smoothed = _smooth(detection, detection_usable, sigma)
     if not detection_usable.any():
-        return jnp.zeros((0, 2), dtype=jnp.float32)
+        return float32_array(np.zeros((0, 2)))
     level, noise = _smoothed_noise(smoothed, detection_usable, weight_sum, sigma)
     # local maxima over the 3x3 neighbourhood (edges padded so that they never win)
     padded = np.pad(smoothed, 1, constant_values=-np.inf)
@@ -734,7 +734,7 @@ def detect(
                 position[axis] += float(np.clip(0.5 * (before - after) / curvature, -0.5, 0.5))
         if all(np.hypot(*(position - other)) >= separation for other in kept):
             kept.append(position)
-    return jnp.asarray(np.reshape(kept, (-1, 2)), dtype=jnp.float32)
+    return float32_array(np.reshape(kept, (-1, 2)))
 
 
 # How many times the detection image's background level and noise are measured again without the
@@ -837,7 +837,7 @@ def _point_source_parameters(
         "center": Parameter(
             center,
             constraint=None if math.isinf(reach) else constraints.disk(center, reach),
-            prior=nd.Normal(jnp.asarray(center), center_sd).to_event(1),
+            prior=nd.Normal(float32_array(center), center_sd, validate_args=False).to_event(1),
         ),
         "spectrum": Parameter(np.asarray(spectrum, dtype=np.float32), constraint=constraints.positive()),
     }
@@ -883,21 +883,21 @@ def sersic_morphology(r_half: float, ellipticity: NumbersLike = (0.0, 0.0), n: f
     if size > MAX_SHEAR:
         shear = shear * (MAX_SHEAR / size)
     n_prior = nd.TransformedDistribution(
-        nd.Beta(jnp.asarray(2.0), jnp.asarray(2.0)), nd.transforms.AffineTransform(low, high - low)
+        nd.Beta(float32_array(2.0), float32_array(2.0), validate_args=False),
+        nd.transforms.AffineTransform(low, high - low),
+        validate_args=False,
     )
     return SersicMorphology(
-        n=Parameter(
-            jnp.asarray(n_start, jnp.float32), constraint=constraints.interval(low, high), prior=n_prior
-        ),
+        n=Parameter(float32_array(n_start), constraint=constraints.interval(low, high), prior=n_prior),
         r_half=Parameter(
-            jnp.asarray(r_start, jnp.float32),
+            float32_array(r_start),
             constraint=constraints.positive(),
-            prior=nd.LogNormal(jnp.asarray(math.log(r_start), jnp.float32), 1.0),
+            prior=nd.LogNormal(float32_array(math.log(r_start)), 1.0, validate_args=False),
         ),
         ellipticity=Parameter(
-            jnp.asarray(shear),
+            float32_array(shear),
             constraint=constraints.unit_disk(),
-            prior=nd.Normal(jnp.zeros(2), 0.4).to_event(1),
+            prior=nd.Normal(float32_array(np.zeros(2)), 0.4, validate_args=False).to_event(1),
         ),
     )
 
@@ -1551,8 +1551,8 @@ def _profile_transform(parts: tuple[tuple[Array, Any, Array], ...], size: int) -
     from . import profiles
     from .psf import phasor
 
-    ky = jnp.asarray(2 * np.pi * np.fft.fftfreq(size)[:, None], jnp.float32)
-    kx = jnp.asarray(2 * np.pi * np.fft.rfftfreq(size)[None, :], jnp.float32)
+    ky = float32_array(2 * np.pi * np.fft.fftfreq(size)[:, None])
+    kx = float32_array(2 * np.pi * np.fft.rfftfreq(size)[None, :])
     terms = []
     for weight, morphology, offset in parts:
         shift = phasor(ky * offset[0] + kx * offset[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -13,6 +14,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from .._programs import stored_jit
+from ..core.constraints import float32_array
 from ..core.tree import any_traced, resolve
 from .frame import Frame, FrameError, _pixel_scale
 from .psf import PSF, psf_extent
@@ -171,10 +173,10 @@ class Observation(eqx.Module):
         self.psf = psf
         self.wcs = wcs
         final_weights = np.where(used, weights, 0.0)
-        self.data = jnp.asarray(np.where(used, data, 0.0), dtype=jnp.float32)
-        self.weights = jnp.asarray(final_weights, dtype=jnp.float32)
+        self.data = float32_array(np.where(used, data, 0.0))
+        self.weights = float32_array(final_weights)
         positive = final_weights[final_weights > 0]
-        self.log_normalisation = jnp.asarray(0.5 * np.sum(np.log(positive / (2 * np.pi))), dtype=jnp.float32)
+        self.log_normalisation = float32_array(0.5 * np.sum(np.log(positive / (2 * np.pi))))
         if margin is not None and (int(margin) != margin or margin < 0):
             raise ObservationError(
                 f"Observation '{name}': margin must be a non-negative integer, got {margin!r}"
@@ -378,8 +380,7 @@ class Observation(eqx.Module):
 
     def goodness_of_fit(self, scene: Any) -> Float[Array, ""]:
         """Chi-square per unmasked pixel value (1 for a model as good as the noise allows)."""
-        chi2 = self.chi2(scene)
-        return chi2 / jnp.sum(self.weights > 0).astype(chi2.dtype)
+        return _goodness_of_fit(self, scene)
 
     def simulate(self, scene: Any, key: PRNGKeyArray) -> Float[Array, "C H W"]:
         """Mock data: the rendered scene plus Gaussian noise of this observation's variance.
@@ -427,6 +428,12 @@ def _sum(values: Sequence[Array]) -> Array:
 
 
 _compiled_render = stored_jit(render)
+
+
+@functools.partial(stored_jit, inline=True)  # one program, not eight op by op (and the render's own)
+def _goodness_of_fit(observation: Observation, scene: Any) -> Float[Array, ""]:
+    chi2 = observation.chi2(scene)
+    return chi2 / jnp.sum(observation.weights > 0).astype(chi2.dtype)
 
 
 def _shift(scene: Any, name: str) -> Array | None:

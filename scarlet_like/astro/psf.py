@@ -12,7 +12,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._programs import stored_jit
-from ..core.constraints import NumbersLike
+from ..core.constraints import NumbersLike, float32_array
 
 __all__ = ["PSF", "ArrayPSF", "GaussianPSF", "PSFError"]
 
@@ -122,7 +122,7 @@ class ArrayPSF(PSF):
                 f"ArrayPSF: the images of channel(s) {bad} sum to {totals[bad].tolist()}: "
                 "a PSF must have positive total to be normalised"
             )
-        self.images = jnp.asarray(array / totals[:, None, None], dtype=jnp.float32)
+        self.images = float32_array(array / totals[:, None, None])
         self.includes_pixel = True
 
     @property
@@ -156,7 +156,7 @@ class GaussianPSF(PSF):
             raise PSFError(f"GaussianPSF: sigma must be positive and finite (in float32), got {sigma!r}")
         if channels is not None and array.size == 1:
             array = np.repeat(array, channels)
-        self.sigma = jnp.asarray(array, dtype=jnp.float32)
+        self.sigma = float32_array(array)
         self.includes_pixel = False
 
     @property

@@ -21,6 +21,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._programs import stored_jit
+from ..core.constraints import float32_array
 from ..core.plate import Plate, Stacked
 from . import profiles
 from .psf import PSF, GaussianPSF, phasor, psf_extent
@@ -84,8 +85,8 @@ class FourierGrid(eqx.Module):
         self.padded = (_padded(self.height, margin), _padded(self.width, margin))
         ky = 2 * np.pi * np.fft.fftfreq(self.padded[0])
         kx = 2 * np.pi * np.fft.rfftfreq(self.padded[1])
-        self.ky = jnp.asarray(ky[:, None], dtype=jnp.float32)
-        self.kx = jnp.asarray(kx[None, :], dtype=jnp.float32)
+        self.ky = float32_array(ky[:, None])
+        self.kx = float32_array(kx[None, :])
         if psf.includes_pixel:
             self.aliases = ((0, 0),)
         else:

@@ -80,6 +80,13 @@ __all__ = [
 NumbersLike = ArrayLike | list[Any] | tuple[Any, ...]
 
 
+def float32_array(value: NumbersLike) -> Array:
+    """A host value (a number, a NumPy array) as a float32 JAX array, converted on the host: `jnp.asarray`
+    of a host value compiles a small program of its own per shape (JAX's `stage`), and a scene's start
+    made that way was dozens of programs, read back and lowered again by every fresh process."""
+    return jax.device_put(np.asarray(value, np.float32))
+
+
 def float_array(value: NumbersLike, *, strong: bool = False) -> Array:
     """`value` as a floating JAX array: the one conversion to floats of the package.
 
@@ -105,6 +112,11 @@ def float_array(value: NumbersLike, *, strong: bool = False) -> Array:
             return jax.device_put(host.astype(jnp.result_type(float)))
         if host.dtype.kind in "fc":
             return jax.device_put(host.astype(jax.dtypes.canonicalize_dtype(host.dtype)))
+    if strong and isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+        if jnp.issubdtype(value.dtype, jnp.inexact) and not value.weak_type:
+            return value  # already what is asked: no copy
+        if not value.committed:  # (on the host too: a small program per shape otherwise)
+            return float_array(np.asarray(value), strong=True)
     array = value if isinstance(value, jax.core.Tracer) else jnp.asarray(value)
     if not jnp.issubdtype(array.dtype, jnp.inexact):
         return array.astype(jnp.result_type(float))
@@ -595,7 +607,8 @@ class _Elementwise(_NumpyroBacked):
         if not isinstance(constrained, jax.core.Tracer) and jnp.issubdtype(constrained.dtype, jnp.floating):
             # A Parameter's start value, checked on the host: op by op, `jnp` compiled four or five
             # small programs per Parameter made, each lowered again by every fresh process.
-            return jnp.asarray(_inside_on_host(np.asarray(constrained), lower, upper))
+            # (`jnp.asarray` would stage the result into a small program of its own; `device_put` does not)
+            return jax.device_put(np.asarray(_inside_on_host(np.asarray(constrained), lower, upper)))
         inside = jnp.isfinite(constrained)
         if lower is not None:
             inside = inside & (constrained > lower.to_jax(constrained.dtype, constrained.shape))
@@ -758,9 +771,19 @@ class UnitDisk(_NumpyroBacked):
         """Where `constrained` lies in the unit disk: itself here; a `Disk` shifts and scales."""
         return float_array(constrained)
 
+    def _scaled_on_host(self, constrained: np.ndarray) -> np.ndarray:
+        return constrained
+
     def check(self, constrained: NumbersLike) -> jax.Array:
         constrained = float_array(constrained)
         self.unconstrained_shape(constrained.shape)
+        if not isinstance(constrained, jax.core.Tracer):
+            # a start value, checked on the host as `_Elementwise.check` does (five small programs
+            # op by op, per ellipticity made)
+            host = np.asarray(constrained)
+            scaled = self._scaled_on_host(host)
+            inside = np.all(np.isfinite(host)) & np.all(np.sum(scaled * scaled, axis=-1) < 1)
+            return jax.device_put(np.asarray(inside))
         return jnp.all(jnp.isfinite(constrained)) & jnp.all(unit_disk_support(self._scaled(constrained)))
 
     def at_bound(self, unconstrained: NumbersLike, start: NumbersLike) -> jax.Array:
@@ -836,6 +859,11 @@ class Disk(UnitDisk):
         constrained = float_array(constrained)
         offset = constrained - self.center.to_jax(constrained.dtype, constrained.shape)
         return offset / self.radius.to_jax(constrained.dtype, constrained.shape[:-1])[..., None]
+
+    def _scaled_on_host(self, constrained: np.ndarray) -> np.ndarray:
+        dtype = constrained.dtype
+        offset = constrained - self.center.to_numpy().astype(dtype)
+        return offset / self.radius.to_numpy().astype(dtype)[..., None]
 
     def __repr__(self) -> str:
         return f"disk({self.center!r}, {self.radius!r})"

@@ -11,7 +11,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Int, PyTree
 
 from .parameter import is_parameter, replace
@@ -65,7 +65,8 @@ class Plate(Resolvable):
         self.shared = frozenset(shared)
         self.labels = labels
         self.identities = identities
-        self.index = jnp.arange(self.size, dtype=jnp.int32) if index is None else index
+        # (on the host: `jnp.arange` is a small program of its own, compiled once per plate size)
+        self.index = jax.device_put(np.arange(self.size, dtype=np.int32)) if index is None else index
 
     def stacked(self, depth: int = 0) -> bool:
         """Whether the members carry the plate's axis; `False` inside a `vmap` over the plate.

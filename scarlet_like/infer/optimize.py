@@ -22,7 +22,6 @@ from .fit_loop import (
     FitLoop,
     FitResult,
     FitState,
-    lowest_is_kept,
     require_free_parameters,
     run,
 )
@@ -176,7 +175,11 @@ def _adapted(loop: FitLoop, state: FitState, adapt: Any, likelihood: Any) -> tup
     """The loop and state after `adapt` of the model at the best point: the same ones if it kept the
     model, else a loop for the new model and a state that starts a fresh stretch at the same values."""
     # the lowest point of the fit's runs: a run started from released bounds is given up if it is higher
-    current = loop.density.model(jnp.where(lowest_is_kept(state), state.kept_x, state.best_x))
+    # (`lowest_is_kept`, on the host: between stretches, small eager programs are each lowered again by
+    # every fresh process)
+    kept = np.asarray(state.kept_loss) < np.asarray(state.best_loss)
+    lowest = np.where(kept[..., None], np.asarray(state.kept_x), np.asarray(state.best_x))
+    current = loop.density.model(jax.device_put(lowest))
     changed = adapt(current)
     if changed is current:
         return loop, state
@@ -273,8 +276,10 @@ _fit_result = stored_jit(_result)
 
 
 @stored_jit
-def _fit_segment(loop: FitLoop, state: FitState, until: Array, batched: bool) -> FitState:
-    return run(*_methods(loop, batched), state, until)
+def _fit_segment(loop: FitLoop, state: FitState, until: Array, batched: bool) -> tuple[FitState, Array]:
+    """The fit's steps up to step `until`, and whether every fit is then over."""
+    state = run(*_methods(loop, batched), state, until)
+    return state, jnp.all(loop.finished(state))
 
 
 def _fit_in_segments(
@@ -297,17 +302,22 @@ def _fit_in_segments(
     with progress_bar(loop.max_steps, "fit", "step", disable=not progress) as bar:
         try:
             while True:
-                before = int(jnp.max(state.step))
-                until = jnp.asarray(min(before + loop.stretch_steps, loop.max_steps), jnp.int32)
+                # (what the host reads between stretches is read with NumPy: as `jnp` operations each
+                # would be a small program of its own, lowered again by every fresh process)
+                before = int(np.max(np.asarray(state.step)))
+                until = jax.device_put(np.int32(min(before + loop.stretch_steps, loop.max_steps)))
                 # `state` and `loop` are only ever replaced whole: an interrupt leaves a consistent pair
-                state = _fit_segment(loop, state, until, batched)
-                bar.update(int(jnp.max(state.step)) - before)
-                bar.set_postfix(loss=f"{float(jnp.min(jnp.minimum(state.best_loss, state.kept_loss))):.6g}")
+                state, finished = _fit_segment(loop, state, until, batched)
+                bar.update(int(np.max(np.asarray(state.step))) - before)
+                lowest = np.minimum(np.asarray(state.best_loss), np.asarray(state.kept_loss))
+                bar.set_postfix(loss=f"{float(np.min(lowest)):.6g}")
                 if adapt is not None:
                     # also after the last step: a fit that converged with a source cut by its box goes on
                     # with the larger box while steps remain
-                    loop, state = _adapted(loop, state, adapt, likelihood)
-                if bool(jnp.all(loop.finished(state))):
+                    adapted_loop, state = _adapted(loop, state, adapt, likelihood)
+                    if adapted_loop is not loop:
+                        loop, finished = adapted_loop, jnp.all(adapted_loop.finished(state))
+                if bool(finished):
                     break
         except KeyboardInterrupt:
             interrupted = True
@@ -488,7 +498,7 @@ def fit_warnings(result: FitResult, density: LogDensity, likelihood: Any = None)
             f"fit was interrupted (KeyboardInterrupt) after {steps} steps; returning the best model so "
             "far, not converged (FitResult.interrupted is True)"
         )
-    elif bool(np.any(result.nonfinite)):
+    elif bool(np.any(np.asarray(result.nonfinite))):
         bad = [name for name, flag in zip(names, np.asarray(result.nonfinite), strict=True) if flag]
         messages.append(
             f"fit stopped at step {steps}: non-finite gradient or value for {', '.join(bad)}; "
@@ -500,7 +510,7 @@ def fit_warnings(result: FitResult, density: LogDensity, likelihood: Any = None)
             f"uncertainty, is {float(result.gradient):.3g}; raise max_steps, or start closer to the "
             "optimum (sl.init.scene, sl.fit_starts)"
         )
-    if bool(np.any(result.at_bounds)):
+    if bool(np.any(np.asarray(result.at_bounds))):
         at = [name for name, flag in zip(names, np.asarray(result.at_bounds), strict=True) if flag]
         model_values = _named_values(result.model)
         shown = ", ".join(f"{name} = {model_values.get(name, '?')}" for name in at)
