@@ -1,5 +1,7 @@
 """Plates: stacked sub-models evaluated with vmap, and a population model fitted through them."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,6 +45,28 @@ def test_stack_unstack_round_trip():
     for a, b in zip(members, back, strict=True):
         assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
         for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_stack_and_unstack_outside_jit_run_one_program_each_and_inside_jit_are_traced(caplog):
+    # seven members: shapes no other test stacks, so every program is new to the process
+    members = blobs(7, offset=0.5)
+    with caplog.at_level(logging.WARNING), jax.log_compiles():
+        plate = sl.stack(members)
+        back = sl.unstack(plate)
+    compiled = [r.getMessage().split()[1] for r in caplog.records if r.getMessage().startswith("Compiling")]
+    # one program for all the arrays each way, not two or three per array (besides, unless an earlier
+    # test made one, JAX's `stage` of a Python float: each Blob's `flux` is made an array as before)
+    stacking = sorted(name for name in compiled if name != "jit(stage)")
+    assert stacking == ["jit(_split_arrays)", "jit(_stack_groups)"], compiled
+    traced_plate = jax.jit(sl.stack)(members)
+    traced_back = jax.jit(sl.unstack)(plate)
+    for eager, traced in ((plate, traced_plate), (back, traced_back)):
+        for x, y in zip(jax.tree_util.tree_leaves(eager), jax.tree_util.tree_leaves(traced), strict=True):
+            np.testing.assert_array_equal(x, y)
+            assert x.dtype == y.dtype and x.weak_type == y.weak_type
+    for member, again in zip(members, back, strict=True):
+        for x, y in zip(jax.tree_util.tree_leaves(member), jax.tree_util.tree_leaves(again), strict=True):
             np.testing.assert_array_equal(x, y)
 
 
