@@ -37,7 +37,7 @@ def build_scene(data: sl.datasets.Blend, observation: sl.Observation) -> sl.Scen
 
 
 # Steps of the quick free-form fit, in stretches of 25 (fresh curvature and L-BFGS memory at the start of
-# each). Measured on the bundled blend, from `quick_scene`: chi^2 per pixel 1.133 after 200 steps (2.0 s
+# each). Measured on the bundled blend, from `quick_scene`: chi^2 per pixel 1.13-1.15 after 200 steps (2.0 s
 # of CPU, compiled); in stretches of 100 steps the same fit is at 1.52 after 200 and reaches 1.3 only
 # after about 400 (the per-pixel curvature changes fast while the light moves between pixels).
 QUICK_STEPS = 200
