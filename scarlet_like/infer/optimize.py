@@ -314,9 +314,10 @@ def _fit_in_segments(
                 if adapt is not None:
                     # also after the last step: a fit that converged with a source cut by its box goes on
                     # with the larger box while steps remain
-                    adapted_loop, state = _adapted(loop, state, adapt, likelihood)
-                    if adapted_loop is not loop:
-                        loop, finished = adapted_loop, jnp.all(adapted_loop.finished(state))
+                    adapted = _adapted(loop, state, adapt, likelihood)
+                    if adapted[0] is not loop:  # a new model: "finished" is asked of its loop
+                        finished = jnp.all(adapted[0].finished(adapted[1]))
+                    loop, state = adapted
                 if bool(finished):
                     break
         except KeyboardInterrupt:
