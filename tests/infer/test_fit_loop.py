@@ -157,8 +157,22 @@ def trapped_model_and_likelihood():
     return model, log_likelihood
 
 
-def test_entries_trapped_at_a_flat_bound_are_released_and_the_fit_reaches_the_optimum():
+def _lowest_optimum(log_likelihood, name, a_starts, other_starts, other_bounds):
+    """The optimum of `{"a": ., name: .}` in float64, the lowest of scipy's L-BFGS-B from a grid of
+    starts (`a` within (-5, 10))."""
     scipy_optimize = pytest.importorskip("scipy.optimize")
+    negative = lambda p: -log_likelihood({"a": p[0], name: p[1]}, xp=np)  # noqa: E731
+    return min(
+        (
+            scipy_optimize.minimize(negative, [a, other], bounds=[(-5, 10), other_bounds], method="L-BFGS-B")
+            for a in a_starts
+            for other in other_starts
+        ),
+        key=lambda found: found.fun,
+    )
+
+
+def test_entries_trapped_at_a_flat_bound_are_released_and_the_fit_reaches_the_optimum():
     model, log_likelihood = trapped_model_and_likelihood()
     loop = sl.FitLoop(sl.LogDensity(model, log_likelihood, jacobian=False), max_steps=500)
     state = sl.infer.run(loop.restart, loop.advance, loop.can_step, loop.stretch_over, loop.init(), 500)
@@ -168,15 +182,7 @@ def test_entries_trapped_at_a_flat_bound_are_released_and_the_fit_reaches_the_op
     result = sl.fit(model, log_likelihood, progress=False)
     assert bool(result.converged) and not np.any(np.asarray(result.at_bounds))
     # the optimum, in float64 from many starts
-    negative = lambda p: -log_likelihood({"a": p[0], "b": p[1]}, xp=np)  # noqa: E731
-    optimum = min(
-        (
-            scipy_optimize.minimize(negative, [a, b], bounds=[(-5, 10), (0, 1)], method="L-BFGS-B")
-            for a in np.linspace(0, 6, 7)
-            for b in (0.1, 0.5, 0.9)
-        ),
-        key=lambda found: found.fun,
-    )
+    optimum = _lowest_optimum(log_likelihood, "b", np.linspace(0, 6, 7), (0.1, 0.5, 0.9), (0, 1))
     values = sl.get_values(result.model)
     np.testing.assert_allclose([values["['a']"], values["['b']"]], optimum.x, atol=1e-3)
 
@@ -184,7 +190,6 @@ def test_entries_trapped_at_a_flat_bound_are_released_and_the_fit_reaches_the_op
 def test_an_entry_vanished_at_a_one_sided_bound_is_released_and_the_fit_reaches_the_optimum():
     # `f` > 0 is pushed to 0 with an infinite slope while `a` is near its start: it goes to 1e-17,
     # where nothing brings it back (a galaxy's fluxes in the HSC demo went to 1e-25 this way)
-    scipy_optimize = pytest.importorskip("scipy.optimize")
     model = {
         "a": sl.Parameter(jnp.array(0.0)),
         "f": sl.Parameter(jnp.array(1.0), constraint=sl.constraints.positive()),
@@ -200,15 +205,7 @@ def test_an_entry_vanished_at_a_one_sided_bound_is_released_and_the_fit_reaches_
     np.testing.assert_allclose(float(state.kept_loss), 40.0, rtol=1e-3)  # the trap: f = 0, a = 3
     result = sl.fit(model, log_likelihood, progress=False)
     assert bool(result.converged)
-    negative = lambda p: -log_likelihood({"a": p[0], "f": p[1]}, xp=np)  # noqa: E731
-    optimum = min(
-        (
-            scipy_optimize.minimize(negative, [a, f], bounds=[(-5, 10), (0, 10)], method="L-BFGS-B")
-            for a in np.linspace(0, 8, 9)
-            for f in (0.5, 1.0, 2.0)
-        ),
-        key=lambda found: found.fun,
-    )
+    optimum = _lowest_optimum(log_likelihood, "f", np.linspace(0, 8, 9), (0.5, 1.0, 2.0), (0, 10))
     values = sl.get_values(result.model)
     np.testing.assert_allclose([values["['a']"], values["['f']"]], optimum.x, atol=1e-2)
 
