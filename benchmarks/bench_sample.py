@@ -3,9 +3,10 @@ NUTS on the same density.
 
 Run from the repository root:
 
-    python benchmarks/bench_sample.py                  # both models, 2 warm rounds (~1 h on 2 busy cores)
+    python benchmarks/bench_sample.py                  # schools and scene, 2 warm rounds (~1 h, 2 busy cores)
     python benchmarks/bench_sample.py --quick          # half the steps, one warm round
     python benchmarks/bench_sample.py --only schools   # 3-4 min
+    python benchmarks/bench_sample.py --only hsc --cold-only --samplers dense,numpyro   # ~25 min
     python benchmarks/bench_sample.py --only scene --rounds 1 --samplers sequential,dense,laplace,numpyro
                                                        # ~30 min at load average 6-8 on 2 cores
 
@@ -55,6 +56,10 @@ Models:
 2. **small scene**: two elliptical Gaussian galaxies on 16x16 pixels in 2 bands, Gaussian PSF
    (14 free entries: centres with Normal priors, positive spectra, sizes with log-normal priors,
    ellipticities in the unit disk), on simulated data; chains start at the MAP fit.
+3. **the HSC blend** of `python -m scarlet_like demo` (`--only hsc`): its fitted parametric scene,
+   the parameters the fit leaves at a bound held fixed (69 free entries), on the real data; chains
+   start at draws of the Laplace approximation at the fit (see `starts`). 100 warmup steps and 400
+   draws per chain: numpyro's run takes many minutes here.
 """
 
 from __future__ import annotations
@@ -160,21 +165,42 @@ def small_scene() -> tuple[Any, Any]:
     return sl.fit(scene, observation, progress=False).model, observation
 
 
-MODELS: dict[str, Callable[[], tuple[Any, Any]]] = {"schools": eight_schools, "scene": small_scene}
+def hsc_scene() -> tuple[Any, Any]:
+    """The demo's model of the bundled HSC blend, fitted, with the parameters the fit leaves at a bound
+    held fixed: what `python -m scarlet_like demo` samples."""
+    from scarlet_like import demo
+
+    data = sl.datasets.hsc_cosmos()
+    observation = data.observation(name="HSC")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fit's notes on bounds and priors, which the demo prints
+        result = sl.fit(demo.build_scene(data, observation), observation, progress=False)
+        held = demo.at_bound_parameters(result, observation)
+    return (sl.fix(result.model, held) if held else result.model), observation
+
+
+MODELS: dict[str, Callable[[], tuple[Any, Any]]] = {
+    "schools": eight_schools,
+    "scene": small_scene,
+    "hsc": hsc_scene,
+}
 # (warmup steps, draws) per chain: the scene's gradient costs ~100x more than the schools'. 1000 draws
 # of the scene rather than 400: with 400, min bulk ESS was 380-460 for the dense mass matrix and R-hat
 # up to 1.019 (1.029 for numpyro), too few draws to tell whether R-hat <= 1.01.
-STEPS = {"schools": (500, 1000), "scene": (200, 1000)}
+STEPS = {"schools": (500, 1000), "scene": (200, 1000), "hsc": (100, 400)}
+# Run without `--only`: the HSC blend's numpyro runs take half an hour per call, so it is asked for by name
+DEFAULT_MODELS = ("schools", "scene")
 # Warmup steps of the `laplace` sampler: fewer than 20 adapt the step size alone (`sl.sample`), keeping
 # the Laplace covariance as the mass matrix. Measured on the scene (2 runs each, 400 draws): 19 steps
 # gave min bulk ESS 517-701 for 18 500-22 200 gradient evaluations; 50 steps (a slow window replacing
 # the covariance by an estimate from 38 draws) 427-461 for 19 500-21 400.
 LAPLACE_WARMUP = 19
 # The models whose chains start at the posterior mode, where a Laplace approximation makes sense
-HAS_MODE = {"scene"}
+HAS_MODE = {"scene", "hsc"}
 LABELS = {
     "schools": "eight schools, non-centred (10 entries)",
     "scene": "small scene: 2 Gaussian galaxies, 2 bands, 16x16 px (14 entries)",
+    "hsc": "the demo's HSC blend: 7 sources, 5 bands, 58x48 px (69 entries)",
 }
 
 # ----------------------------------------------------------------------------------------------
@@ -185,8 +211,18 @@ LABELS = {
 Run = Callable[[jax.Array, jax.Array, Any], dict]
 
 
-def starts(density: sl.LogDensity, seed: int = 0) -> jax.Array:
-    """One start per chain, a little apart around the model's values (the same for every sampler)."""
+def starts(name: str, model: Any, likelihood: Any, seed: int = 0) -> jax.Array:
+    """One start per chain, a little apart around the model's values (the same for every sampler).
+
+    On the HSC blend, draws of the Laplace approximation at the fit instead: its data pin some entries
+    down far more tightly (the Laplace standard deviations of the unconstrained entries run from 5.5e-4,
+    a bright galaxy's log-flux, median 0.025), and a step of 0.1 in every entry starts the chains 3e4 to
+    2e5 below the mode's log density (Laplace draws: about 30 below). From such starts our first run had
+    not finished its 500 steps per chain after 14 minutes; from the fit, 200 steps took 2."""
+    density = sl.LogDensity(model, likelihood)
+    if name == "hsc":
+        approximation = sl.laplace(model, likelihood, fit=False)
+        return approximation.sample(jax.random.key(seed), CHAINS, flat=True).astype(density.x0.dtype)
     noise = np.random.default_rng(seed).normal(0.0, 0.1, (CHAINS, density.size))
     return jnp.asarray(np.asarray(density.x0) + noise, density.x0.dtype)
 
@@ -306,28 +342,45 @@ def cold(name: str, sampler: str, warmup: int, draws: int) -> dict:
 
 def cold_child(name: str, sampler: str, warmup: int, draws: int) -> None:
     model, likelihood = MODELS[name]()
-    init = starts(sl.LogDensity(model, likelihood))
+    init = starts(name, model, likelihood)
     run = SAMPLERS[sampler][0](warmup, draws)
     print(json.dumps(timed(run, jax.random.key(0), init, problem_for(sampler, model, likelihood))))
 
 
 def compare(
-    name: str, samplers: tuple[str, ...], warmup: int, draws: int, rounds: int, cold_rounds: int
+    name: str,
+    samplers: tuple[str, ...],
+    warmup: int,
+    draws: int,
+    rounds: int,
+    cold_rounds: int,
+    cold_only: bool = False,
 ) -> dict[str, Any]:
     """Per sampler: first calls in fresh processes (compilation included), warm runs as a user calls them
-    again, and warm runs of the whole run under `jax.jit` (compiled once: the sampler's own speed)."""
-    out: dict[str, Any] = {sampler: {"cold": []} for sampler in samplers}
+    again, and warm runs of the whole run under `jax.jit` (compiled once: the sampler's own speed); only
+    the first calls with `cold_only`."""
+    out: dict[str, Any] = {sampler: {"cold": [], "warm": [], "jit warm": []} for sampler in samplers}
     for _ in range(cold_rounds):
         for sampler in samplers:
             out[sampler]["cold"].append(cold(name, sampler, warmup, draws))
+    if not cold_only:
+        in_process(out, name, samplers, warmup, draws, rounds)
+    for entry in out.values():
+        entry["summary"] = summarise(entry)
+    return out
+
+
+def in_process(
+    out: dict[str, Any], name: str, samplers: tuple[str, ...], warmup: int, draws: int, rounds: int
+) -> None:
+    """The warm and jit runs of `compare`, in this process."""
     model, likelihood = MODELS[name]()
-    init = starts(sl.LogDensity(model, likelihood))
+    init = starts(name, model, likelihood)
     plain = {sampler: SAMPLERS[sampler][0](warmup, draws) for sampler in samplers}
     problems = {sampler: problem_for(sampler, model, likelihood) for sampler in samplers}
     jitted = {}
     for sampler, run in plain.items():
         timed(run, jax.random.key(0), init, problems[sampler])  # the first call in this process
-        out[sampler]["warm"], out[sampler]["jit warm"] = [], []
         if SAMPLERS[sampler][2]:
             begin = time.perf_counter()
             jitted[sampler] = compiled(run, jax.random.key(0), init, problems[sampler])
@@ -338,23 +391,25 @@ def compare(
             out[sampler]["warm"].append(timed(plain[sampler], key, init, problems[sampler]))
             if sampler in jitted:
                 out[sampler]["jit warm"].append(timed(jitted[sampler], key, init, problems[sampler]))
-    for entry in out.values():
-        summary: dict[str, float] = {"jit compile seconds": entry.get("jit compile seconds", np.nan)}
-        for kind in ("cold", "warm", "jit warm"):
-            runs = entry[kind] or [{"seconds": np.nan, "ess": np.nan}]
-            summary[f"{kind} seconds"] = statistics.median(r["seconds"] for r in runs)
-            summary[f"ESS/s {kind}"] = statistics.median(r["ess"] / r["seconds"] for r in runs)
-        # the statistics of the draws, over every run made (cold, warm, jit: each a new key)
-        runs = entry["cold"] + entry["warm"] + entry["jit warm"]
-        summary["min bulk ESS"] = statistics.median(r["ess"] for r in runs)
-        summary["max R-hat"] = max(r["r_hat"] for r in runs)
-        summary["gradients"] = statistics.median(r["gradients"] for r in runs)
-        summary["ESS per 1000 gradients"] = statistics.median(1e3 * r["ess"] / r["gradients"] for r in runs)
-        timing = entry["jit warm"] or entry["warm"]
-        summary["us per gradient"] = statistics.median(1e6 * r["seconds"] / r["gradients"] for r in timing)
-        summary["divergences"] = statistics.median(r["divergences"] for r in runs)
-        entry["summary"] = summary
-    return out
+
+
+def summarise(entry: dict[str, Any]) -> dict[str, float]:
+    """The numbers reported for one sampler, from its runs."""
+    summary: dict[str, float] = {"jit compile seconds": entry.get("jit compile seconds", np.nan)}
+    for kind in ("cold", "warm", "jit warm"):
+        runs = entry[kind] or [{"seconds": np.nan, "ess": np.nan}]
+        summary[f"{kind} seconds"] = statistics.median(r["seconds"] for r in runs)
+        summary[f"ESS/s {kind}"] = statistics.median(r["ess"] / r["seconds"] for r in runs)
+    # the statistics of the draws, over every run made (cold, warm, jit: each a new key)
+    runs = entry["cold"] + entry["warm"] + entry["jit warm"]
+    summary["min bulk ESS"] = statistics.median(r["ess"] for r in runs)
+    summary["max R-hat"] = max(r["r_hat"] for r in runs)
+    summary["gradients"] = statistics.median(r["gradients"] for r in runs)
+    summary["ESS per 1000 gradients"] = statistics.median(1e3 * r["ess"] / r["gradients"] for r in runs)
+    timing = entry["jit warm"] or entry["warm"] or entry["cold"]
+    summary["us per gradient"] = statistics.median(1e6 * r["seconds"] / r["gradients"] for r in timing)
+    summary["divergences"] = statistics.median(r["divergences"] for r in runs)
+    return summary
 
 
 # ----------------------------------------------------------------------------------------------
@@ -388,6 +443,9 @@ def main() -> None:
     parser.add_argument(
         "--samplers", default=",".join(DEFAULT_SAMPLERS), help=f"any of {', '.join(SAMPLERS)}"
     )
+    parser.add_argument(
+        "--cold-only", action="store_true", help="first calls in fresh processes only (no warm, no jit)"
+    )
     parser.add_argument("--json", help="also write the numbers to this file")
     parser.add_argument("--steps", help=argparse.SUPPRESS)  # "warmup,draws", for the cold children
     parser.add_argument("--cold-child", choices=tuple(SAMPLERS), help=argparse.SUPPRESS)
@@ -408,10 +466,10 @@ def main() -> None:
     print(f"load average at the start: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print(f"{CHAINS} chains, median of {args.rounds} warm rounds and {args.cold_rounds} cold processes")
     report: dict[str, Any] = {"date": f"{started:%Y-%m-%d}", "commit": commit(), "machine": machine()}
-    for name in (args.only,) if args.only else tuple(MODELS):
+    for name in (args.only,) if args.only else DEFAULT_MODELS:
         warmup, draws = (steps // 2 if args.quick else steps for steps in STEPS[name])
         these = tuple(sampler for sampler in samplers if sampler != "laplace" or name in HAS_MODE)
-        numbers = compare(name, these, warmup, draws, args.rounds, args.cold_rounds)
+        numbers = compare(name, these, warmup, draws, args.rounds, args.cold_rounds, args.cold_only)
         report[name] = numbers
         print(f"\n{LABELS[name]}: {CHAINS} chains x ({warmup} warmup steps + {draws} draws)")
         if "laplace" in these:

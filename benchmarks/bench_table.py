@@ -29,8 +29,8 @@ compiled programs and memory do not carry into the next):
   counted with `jax.log_compiles` (persistent cache off).
 - **e. NUTS** (`bench_sample.cold`): the first call of `sl.sample` with its defaults and of numpyro's
   NUTS on the same `LogDensity`, each in a fresh process with an empty compilation cache; min bulk ESS
-  per second and the largest split R-hat, eight schools (`--repeats` processes each, median) and the
-  small scene (one each; left out with `--quick`).
+  per second and the largest split R-hat, eight schools (`--repeats` processes each, median), the
+  small scene and the demo's HSC blend (one each; left out with `--quick`).
 - **f. peak memory** (`bench_memory.run_case`): the demo's fit, and the gradient of 30, 100 and 300
   Sersic sources on 512 x 512 pixels (300 left out with `--quick`); what XLA says the gradient program
   needs is the measure of "linear in sources" (the peak of a process is mostly compilation).
@@ -308,8 +308,9 @@ def row_d(options: argparse.Namespace) -> dict[str, Any]:
 
 
 def row_e(options: argparse.Namespace) -> dict[str, Any]:
-    steps = {"schools": (500, 1000), "scene": (200, 1000)}  # bench_sample.STEPS, without importing it
-    models = ("schools",) if options.quick else ("schools", "scene")
+    # bench_sample.STEPS, without importing it
+    steps = {"schools": (500, 1000), "scene": (200, 1000), "hsc": (100, 400)}
+    models = ("schools",) if options.quick else ("schools", "scene", "hsc")
     out: dict[str, Any] = {}
     for model in models:
         warmup, draws = steps[model]

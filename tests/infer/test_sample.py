@@ -637,6 +637,23 @@ def test_dense_mass_matrices_are_made_safely_positive_definite():
     np.testing.assert_allclose(_well_conditioned(broken, jnp.diag(scales**2)), jnp.diag(scales**2), rtol=1e-5)
 
 
+@pytest.mark.parametrize("entries, dense", [(100, True), (101, False)])
+def test_automatic_mass_matrix_is_dense_up_to_a_hundred_entries(entries, dense):
+    # the demo's blend (69 entries) mixes 16x faster per second with a dense matrix than a diagonal one
+    model = Vector(sl.Parameter(jnp.zeros(entries), prior=nd.Normal(0.0, 1.0)))
+    posterior = sl.sample(
+        model,
+        lambda model: 0.0,
+        num_warmup=0,
+        num_samples=2,
+        num_chains=1,
+        key=jax.random.key(0),
+        progress=False,
+    )
+    expected = (1, entries, entries) if dense else (1, entries)
+    assert posterior.inverse_mass_matrix.shape == expected
+
+
 def test_mass_matrix_is_checked(unchecked):
     with unchecked(), pytest.raises(ValueError, match="mass_matrix"):
         sl.sample(polynomial(), Data(simulated(1)), key=jax.random.key(0), mass_matrix="full")
