@@ -219,10 +219,10 @@ def starts(name: str, model: Any, likelihood: Any, seed: int = 0) -> jax.Array:
     a bright galaxy's log-flux, median 0.025), and a step of 0.1 in every entry starts the chains 3e4 to
     2e5 below the mode's log density (Laplace draws: about 30 below). From such starts our first run had
     not finished its 500 steps per chain after 14 minutes; from the fit, 200 steps took 2."""
-    density = sl.LogDensity(model, likelihood)
     if name == "hsc":
         approximation = sl.laplace(model, likelihood, fit=False)
-        return approximation.sample(jax.random.key(seed), CHAINS, flat=True).astype(density.x0.dtype)
+        return approximation.sample(jax.random.key(seed), CHAINS, flat=True).astype(approximation.x.dtype)
+    density = sl.LogDensity(model, likelihood)
     noise = np.random.default_rng(seed).normal(0.0, 0.1, (CHAINS, density.size))
     return jnp.asarray(np.asarray(density.x0) + noise, density.x0.dtype)
 
