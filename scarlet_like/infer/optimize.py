@@ -546,16 +546,38 @@ def fit_warnings(result: FitResult, density: LogDensity, likelihood: Any = None)
 
 
 def _far_from_normal_priors(model: PyTree) -> list[str]:
-    """`"name = value (prior centre c, z sd)"` for each free parameter with a Normal prior (or one made
-    of Normals by `to_event`) whose value lies more than `_FAR_FROM_PRIOR` prior standard deviations
-    from the prior's centre in some element. Other priors have no single centre and width to compare
-    with, and are left out."""
+    """`"name = value (prior centre c, z sd)"` for each parameter of `far_from_normal_priors(model)`."""
+    return [
+        f"{name} = {np.round(value, 3).tolist()} (prior centre {np.round(centre, 3).tolist()}, "
+        f"{distance:.3g} sd)"
+        for name, (value, centre, distance) in far_from_normal_priors(model).items()
+    ]
+
+
+def far_from_normal_priors(
+    model: PyTree, limit: float = _FAR_FROM_PRIOR
+) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """The free parameters with a Normal prior (or one made of Normals by `to_event`) whose value lies
+    more than `limit` prior standard deviations from the prior's centre in some element: a source's
+    centre the data pulled onto a neighbour's light, say.
+
+    **Arguments:**
+
+    - `model`: a model with free Parameters, e.g. a fit's `result.model`.
+    - `limit`: how many prior standard deviations count as far (default 5).
+
+    **Returns:**
+
+    `{name: (value, centre, distance)}`, names as [`scarlet_like.get_values`][] gives them, the
+    distance the largest over the elements, in prior standard deviations. Other priors have no single
+    centre and width to compare with, and are left out.
+    """
     import numpyro.distributions as nd
 
     from ..core.priors import NumpyroPrior
     from ..core.tree import parameters
 
-    found = []
+    found = {}
     for name, parameter in parameters(model, free_only=True).items():
         if not isinstance(parameter.prior, NumpyroPrior):
             continue
@@ -570,11 +592,8 @@ def _far_from_normal_priors(model: PyTree) -> list[str]:
             distance = np.abs(value - centre) / np.asarray(distribution.scale, np.float64)
         except ValueError:  # a prior batched differently from its value (a plate's): not compared
             continue
-        if np.all(np.isfinite(distance)) and float(np.max(distance, initial=0.0)) > _FAR_FROM_PRIOR:
-            found.append(
-                f"{name} = {np.round(value, 3).tolist()} (prior centre {np.round(centre, 3).tolist()}, "
-                f"{float(np.max(distance)):.3g} sd)"
-            )
+        if np.all(np.isfinite(distance)) and float(np.max(distance, initial=0.0)) > limit:
+            found[name] = (value, centre, float(np.max(distance)))
     return found
 
 
