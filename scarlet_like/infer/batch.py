@@ -15,6 +15,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, PyTree
 
+from .._programs import filter_jit
 from ..core import LogDensity, Plate, PlateError, canonical_tokens, stack, unstack, walk
 from .compiled_code import release_if_near_limit
 from .fit_loop import FitLoop, FitResult, require_free_parameters, run
@@ -252,7 +253,7 @@ def _positive(name: str, value: Any) -> int:
     return number
 
 
-@eqx.filter_jit
+@filter_jit
 def _fit_batch(
     models: Plate,
     data: PyTree,
