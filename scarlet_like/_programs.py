@@ -50,7 +50,7 @@ import numpy as np
 
 from ._cache import compilation_cache_folder
 
-__all__ = ["compiler_options", "filter_jit", "stored_eval_shape", "stored_jit"]
+__all__ = ["stored_eval_shape", "stored_jit"]
 
 # Packages whose code is identified by their installed version rather than read: the ones a fit's
 # program is traced through. Other installed packages go by their version too, the user's code by its files.
@@ -76,77 +76,6 @@ _PLAIN = (type(None), bool, int, float, complex, str, bytes, type(Ellipsis))
 _CONFIG_IGNORED = ("log_compiles", "compilation_cache", "persistent_cache", "explain_cache_misses", "logging")
 
 
-# XLA:CPU's options for scarlet_like's programs. Its newer fusion emitters (on by default in jaxlib 0.10)
-# take longer to compile what the older ones compile to code that runs as fast or faster. Measured on a
-# quiet 2-core AMD EPYC, jax 0.10.2, the same program each way: the HSC demo blend's gradient compiled in
-# 2.8 s against 3.55 s and ran in 3.4 against 3.8 ms; the 10 Sersic sources of
-# `benchmarks/bench_render.py`, 1.19 against 1.88 s of compile, 7.9 ms per gradient either way; the first
-# `sl.sample` of eight schools, 4.6 against 6.3 s (its one program: 2.8 against 4.5 s of compile).
-_CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_use_fusion_emitters": False}
-
-
-@functools.cache
-def compiler_options() -> dict[str, Any] | None:
-    """The options XLA compiles scarlet_like's programs with, or `None` for XLA's defaults.
-
-    On CPUs, the fusion emitters that compile faster (see `_CPU_COMPILER_OPTIONS`); on other devices,
-    XLA's defaults. An option the user set in `XLA_FLAGS` is theirs: it is not overridden. A jaxlib that
-    does not know an option (a later one may drop it) gets its defaults, with no error. Asked at the
-    first program's compile, not at the import: finding the default device starts JAX's backends.
-    """
-    if jax.default_backend() != "cpu":
-        return None
-    flags = os.environ.get("XLA_FLAGS", "")
-    options = {name: value for name, value in _CPU_COMPILER_OPTIONS.items() if name not in flags}
-    if not options:
-        return None
-    try:  # (quietly: a test counting the programs a call compiles does not see this one)
-        with jax.log_compiles(False):
-            jax.jit(operator.neg, compiler_options=options).lower(np.float32(0.0)).compile()
-    except Exception:  # noqa: BLE001 - "No such compile option": this jaxlib compiles as it would anyway
-        return None
-    return options
-
-
-def filter_jit(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`eqx.filter_jit(fn)`, compiled with scarlet_like's `compiler_options()` (chosen at the first call).
-
-    **Arguments:**
-
-    - `fn`: a function of pytrees; its array leaves are traced, every other leaf is static.
-
-    **Returns:**
-
-    A function with the same signature and results as `eqx.filter_jit(fn)`.
-    """
-
-    def make(options: dict[str, Any] | None) -> Callable[..., Any]:
-        # (passed on to `jax.jit`; Equinox's signature does not name them)
-        jit_options: dict[str, Any] = {"compiler_options": options}
-        return eqx.filter_jit(fn, **jit_options)
-
-    return functools.wraps(fn)(_with_compiler_options(make))
-
-
-def _with_compiler_options(make: Callable[[dict[str, Any] | None], Callable[..., Any]]) -> Callable[..., Any]:
-    """The compiled function `make(options)` returns for `compiler_options()`, called; inside another
-    transformation (`jit`, `grad`, `vmap`), `make(None)`'s: the program becomes part of the outer one,
-    compiled with that one's options (JAX refuses options of its own there)."""
-    compiled = functools.cache(lambda options: make(None if options is None else dict(options)))
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        options = compiler_options()
-        chosen = None if options is None else tuple(sorted(options.items()))
-        try:
-            return compiled(chosen)(*args, **kwargs)
-        except ValueError as error:
-            if chosen is None or "compiler_options" not in str(error):
-                raise
-            return compiled(None)(*args, **kwargs)
-
-    return call
-
-
 class _Unknown(Exception):
     """An object whose value cannot be fingerprinted: the call is compiled as usual."""
 
@@ -165,7 +94,7 @@ def stored_jit(fn: Callable[..., Any], *, inline: bool = False) -> Callable[...,
 
     A function with the same signature and results as `eqx.filter_jit(fn)`.
     """
-    jitted = fn if inline else filter_jit(fn)
+    jitted = fn if inline else eqx.filter_jit(fn)
     # compiled programs of this process by key; `None` marks a structure that is compiled as usual
     programs: dict[str, Any] = {}
     # keys of this process by the call's structure, compared as `jit` compares it (static values by
@@ -283,7 +212,7 @@ def _runner(exported: Any, name: str, weak: tuple[bool, ...]) -> Callable[..., A
 
     # the name JAX logs and the compilation cache files it under: the function's own
     run.__name__ = run.__qualname__ = name
-    jitted = _with_compiler_options(lambda options: jax.jit(run, compiler_options=options))
+    jitted = jax.jit(run)
 
     def run_as_jit(*leaves: Any) -> Any:
         outputs = jitted(*leaves)

@@ -235,6 +235,22 @@ def test_inside_a_transformation_the_call_is_traced_as_part_of_it(tmp_path, monk
     assert not (tmp_path / "programs").exists()
 
 
+def test_a_stored_program_called_inside_another_program_with_no_traced_argument_becomes_part_of_it(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(_programs, "compilation_cache_folder", lambda: tmp_path)
+    scene = _scene(sl.constraints.positive())
+
+    def light(scene):
+        return jnp.sum(jnp.exp(scene.sources[0].spectrum.value * 0.3))
+
+    expected = jax.jit(light)(scene)
+    stored = _programs.stored_jit(light)
+    np.testing.assert_allclose(stored(scene), expected, rtol=1e-6)
+    # the scene is a constant of the outer program: the stored one is called with concrete arrays
+    np.testing.assert_allclose(jax.jit(lambda: stored(scene))(), expected, rtol=1e-6)
+
+
 def test_shapes_are_stored_and_read_back_without_tracing(tmp_path, monkeypatch):
     monkeypatch.setattr(_programs, "compilation_cache_folder", lambda: tmp_path)
     scene = canonical_tokens(_scene(sl.constraints.positive()))[0]
@@ -283,37 +299,3 @@ def test_weakly_typed_results_stay_weakly_typed_when_read_back(tmp_path, monkeyp
     assert len(list((tmp_path / "programs").iterdir())) == 1
     # a fresh wrapper (as in a new process) reads the file back
     assert [result.weak_type for result in _programs.stored_jit(_stacked)(groups)] == expected
-
-
-def test_on_a_cpu_programs_get_the_fusion_emitters_that_compile_faster(monkeypatch):
-    choose = _programs.compiler_options.__wrapped__  # uncached: each case asks again
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
-    assert jax.default_backend() == "cpu"
-    assert choose() == {"xla_cpu_use_fusion_emitters": False}
-    # the user's own choice in XLA_FLAGS is left alone
-    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_fusion_emitters=true")
-    assert choose() is None
-    # a jaxlib that does not know the option compiles with its defaults instead of failing
-    monkeypatch.delenv("XLA_FLAGS")
-    monkeypatch.setattr(_programs, "_CPU_COMPILER_OPTIONS", {"xla_cpu_no_such_option": False})
-    assert choose() is None
-
-
-@pytest.mark.parametrize("stored", [False, True])
-def test_the_package_options_reach_the_compiler_and_change_no_result(stored, tmp_path, monkeypatch):
-    folder = tmp_path if stored else None
-    monkeypatch.setattr(_programs, "compilation_cache_folder", lambda: folder)
-    wrap = _programs.stored_jit if stored else _programs.filter_jit
-    scene = _scene(sl.constraints.positive())
-
-    def light(scene, factor):
-        return jnp.sum(jnp.exp(scene.sources[0].spectrum.value * factor))
-
-    expected = jax.jit(light, static_argnums=1)(scene, 0.3)
-    np.testing.assert_allclose(wrap(light)(scene, 0.3), expected, rtol=1e-6)
-    # inside another program (here with no traced argument), part of that one, compiled with its options
-    np.testing.assert_allclose(jax.jit(lambda: wrap(light)(scene, 0.3))(), expected, rtol=1e-6)
-    # an option XLA does not know fails the compile: the options are passed to it
-    monkeypatch.setattr(_programs, "compiler_options", lambda: {"xla_cpu_no_such_option": False})
-    with pytest.raises(Exception, match="No such compile option"):
-        wrap(light)(scene, 0.7)

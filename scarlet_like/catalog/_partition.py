@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._programs import filter_jit
 from ._blends import Blend
 from ._field import FieldImage
 
@@ -403,7 +402,7 @@ def marginal_flux_errors(fitted: Sequence[tuple[Any, list[Any]]], batch: int) ->
     return out
 
 
-@filter_jit
+@eqx.filter_jit
 def _marginal_flux_std(models: Any, data: Any, static: Any) -> jax.Array:
     """`(B, K, C)`: `_blend_flux_std` of each blend of a padded batch (a Plate of models, the stacked
     arrays of their observations and what the observations share)."""
@@ -461,7 +460,7 @@ def _flux_errors(scene: Any, observations: list[Any]) -> np.ndarray:
     return np.sqrt(np.where(variance > 0, variance, np.nan))
 
 
-@filter_jit
+@eqx.filter_jit
 def _flux_covariance(scene: Any, observations: list[Any], spectra: jax.Array) -> jax.Array:
     def render(values: jax.Array) -> list[jax.Array]:
         replaced = eqx.tree_at(

@@ -15,7 +15,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, PyTree
 
-from .._programs import filter_jit
 from ..core import LogDensity, Plate, PlateError, canonical_tokens, stack, unstack, walk
 from .compiled_code import release_if_near_limit
 from .fit_loop import FitLoop, FitResult, require_free_parameters, run
@@ -253,7 +252,7 @@ def _positive(name: str, value: Any) -> int:
     return number
 
 
-@filter_jit
+@eqx.filter_jit
 def _fit_batch(
     models: Plate,
     data: PyTree,

@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from .._programs import filter_jit
 from ..core import LogDensity, Unravel, canonical_tokens, walk
 from .compiled_code import release_if_near_limit
 from .fit_loop import require_free_parameters
@@ -83,12 +82,12 @@ def _gaussian_draws(mean: Array, covariance: Array, key: PRNGKeyArray, n: int) -
     return mean[None, :] + normal @ root.T
 
 
-@filter_jit
+@eqx.filter_jit
 def _hessian(density: LogDensity) -> Array:
     return jax.hessian(density)(density.x0)
 
 
-@filter_jit
+@eqx.filter_jit
 def _constrained_std(unravel: Unravel, x: Array, covariance: Array) -> dict[str, Array]:
     """Delta method, one parameter at a time: `J Σ J^T` with `J` the Jacobian of its constraint."""
     constraints = {

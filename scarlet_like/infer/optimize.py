@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from .._programs import filter_jit, stored_jit
+from .._programs import stored_jit
 from ..core import LogDensity, canonical_tokens, get_values, rename_tokens, resolve
 from ..core.tree import any_traced, tokens
 from .compiled_code import release_if_near_limit
@@ -193,7 +193,7 @@ def _adapted(loop: FitLoop, state: FitState, adapt: Any, likelihood: Any) -> tup
     return loop, _moved(loop, state)
 
 
-@filter_jit
+@eqx.filter_jit
 def _moved(loop: FitLoop, state: FitState) -> FitState:
     """`state` at the new loop's own values (their order in the flat vector may differ), its loss
     measured again, a new stretch due."""
@@ -453,7 +453,7 @@ def fit_starts(
     return Starts(best=best, results=results, losses=losses, best_index=best_index, values=values)
 
 
-@filter_jit
+@eqx.filter_jit
 def _losses_and_values(density: LogDensity, xs: Array) -> tuple[Array, dict[str, Array]]:
     """Each start's final loss and constrained values."""
 

@@ -50,7 +50,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, Bool, Float, Int, Key, PRNGKeyArray, PyTree, UInt32
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
-from .._programs import filter_jit, stored_jit
+from .._programs import stored_jit
 from ..core import (
     LogDensity,
     Unravel,
@@ -528,12 +528,12 @@ def _placeholder(num_chains: int, size: int, dtype: Any, num_samples: int, dense
     return jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), shapes)
 
 
-@filter_jit
+@eqx.filter_jit
 def _map_draws(fn: Callable[[PyTree], Any], unravel: Unravel, samples: Float[Array, "chain draw n"]) -> Any:
     return jax.vmap(jax.vmap(lambda x: fn(unravel(x))))(samples)
 
 
-@filter_jit
+@eqx.filter_jit
 def _constrained_values(unravel: Unravel, samples: Float[Array, "chain draw n"]) -> dict[str, Array]:
     return jax.vmap(jax.vmap(lambda x: get_values(unravel(x))))(samples)
 

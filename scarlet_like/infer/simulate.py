@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as numpyro_distributions
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
-from .._programs import filter_jit
 from ..core import (
     Group,
     Prior,
@@ -63,7 +63,7 @@ def sample_prior(model: PyTree, key: PRNGKeyArray, n: int | None = None) -> PyTr
     return draws
 
 
-@filter_jit
+@eqx.filter_jit
 def _draw_one(model: PyTree, key: PRNGKeyArray) -> PyTree:
     # compiled as a whole: the many small operations of drawing, one by one, would each compile
     return _draw_model(model, key)

@@ -101,13 +101,7 @@ def one_by_one():
     return [fit_one(model, observation) for model, observation in zip(*blends(), strict=True)]
 
 
-# Batched and single fits are different programs: rounding differs, and the fits stop where the loss
-# no longer improves, a little apart along flat directions (measured with XLA:CPU's older fusion
-# emitters: 3.0e-4 of a Gaussian's size, 1.2e-4 of a flux; below 1e-4 with the newer ones).
-SAME_FIT = 5e-4
-
-
-def assert_same_fits(results, references, rtol=SAME_FIT):
+def assert_same_fits(results, references, rtol=1e-4):
     assert len(results) == len(references)
     for result, reference in zip(results, references, strict=True):
         values, expected = sl.get_values(result.model), sl.get_values(reference.model)
@@ -200,7 +194,7 @@ def test_sharded_over_four_devices_equals_fits_one_at_a_time(sharded_run, one_by
     for values, reference in zip(report["values"], one_by_one, strict=True):
         expected = sl.get_values(reference.model)
         for name in expected:
-            np.testing.assert_allclose(values[name], expected[name], rtol=SAME_FIT, err_msg=name)
+            np.testing.assert_allclose(values[name], expected[name], rtol=1e-4, err_msg=name)
     # the same call on this process's one device gives the same numbers to the bit (measured: equal)
     here = fit_many(*blends(), max_steps=MAX_STEPS)
     for values, result in zip(report["values"], here, strict=True):
