@@ -57,7 +57,7 @@ Models:
    (14 free entries: centres with Normal priors, positive spectra, sizes with log-normal priors,
    ellipticities in the unit disk), on simulated data; chains start at the MAP fit.
 3. **the HSC blend** of `python -m scarlet_like demo` (`--only hsc`): its fitted parametric scene,
-   the parameters the fit leaves at a bound held fixed (69 free entries), on the real data; chains
+   the parameters the demo holds while sampling held fixed, on the real data; chains
    start at draws of the Laplace approximation at the fit (see `starts`). 100 warmup steps and 400
    draws per chain: numpyro's run takes many minutes here.
 """
@@ -166,8 +166,8 @@ def small_scene() -> tuple[Any, Any]:
 
 
 def hsc_scene() -> tuple[Any, Any]:
-    """The demo's model of the bundled HSC blend, fitted, with the parameters the fit leaves at a bound
-    held fixed: what `python -m scarlet_like demo` samples."""
+    """The demo's model of the bundled HSC blend, fitted, with the parameters the demo holds while
+    sampling held fixed (`demo.held_parameters`): what `python -m scarlet_like demo` samples."""
     from scarlet_like import demo
 
     data = sl.datasets.hsc_cosmos()
@@ -175,7 +175,7 @@ def hsc_scene() -> tuple[Any, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fit's notes on bounds and priors, which the demo prints
         result = sl.fit(demo.build_scene(data, observation), observation, progress=False)
-        held = demo.at_bound_parameters(result, observation)
+        held = demo.held_parameters(result, observation)
     return (sl.fix(result.model, held) if held else result.model), observation
 
 
